@@ -1,0 +1,139 @@
+//! The application state: settings, pools, verifier, caches, and the router assembly. One
+//! `App` per process, shared behind an `Arc` by every handler, resolver and job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use bb8_redis::RedisConnectionManager;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use uuid::Uuid;
+
+use crate::auth::jwt::JwtVerifier;
+use crate::auth::resolve::TenantCache;
+use crate::config::Settings;
+use crate::db::{roles, Db};
+use crate::graphql::{self, AppSchema};
+use crate::http;
+
+pub type RedisPool = bb8::Pool<RedisConnectionManager>;
+
+pub struct App {
+    pub settings: Settings,
+    pub db: Db,
+    pub redis: Option<RedisPool>,
+    pub jwt: JwtVerifier,
+    pub tenant_cache: TenantCache,
+}
+
+impl App {
+    /// Connects to PostgreSQL (as the app role) and Redis, and refuses to start when the
+    /// effective database role could bypass row level security.
+    pub async fn new(settings: Settings) -> anyhow::Result<Arc<App>> {
+        let db = Db::connect(
+            &settings.database_url,
+            &settings.database_app_role,
+            settings.database_pool_size,
+        )
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot connect to PostgreSQL as role {:?}: {e}. Is DATABASE_URL right, and has \
+                     `tenantry migrate` created the role?",
+                settings.database_app_role
+            )
+        })?;
+        {
+            let mut conn = db.pool().get().await?;
+            let role = roles::effective_role(&mut conn).await?;
+            roles::check_unprivileged(&role)?;
+            tracing::info!(role = %role.name, "database role checked: not superuser, no BYPASSRLS");
+        }
+        let redis = match &settings.redis_url {
+            None => None,
+            Some(url) => {
+                let manager = RedisConnectionManager::new(url.as_str())?;
+                Some(
+                    bb8::Pool::builder()
+                        .max_size(16)
+                        .connection_timeout(Duration::from_secs(2))
+                        .build_unchecked(manager),
+                )
+            }
+        };
+        let jwt = JwtVerifier::from_settings(&settings)?;
+        Ok(Arc::new(App {
+            settings,
+            db,
+            redis,
+            jwt,
+            tenant_cache: TenantCache::default(),
+        }))
+    }
+
+    /// Called after every committed tenant change: drops cached resolutions.
+    pub async fn tenant_changed(&self, _id: Uuid) {
+        self.tenant_cache.invalidate_all();
+    }
+
+    /// `PING` with a deadline, for `/ready`. `None` when Redis is not configured.
+    pub async fn redis_ok(&self, timeout: Duration) -> Option<bool> {
+        let pool = self.redis.as_ref()?;
+        let check = async {
+            let mut conn = pool.get().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut *conn)
+                .await
+                .ok()
+        };
+        Some(matches!(
+            tokio::time::timeout(timeout, check).await,
+            Ok(Some(_))
+        ))
+    }
+}
+
+/// What every HTTP handler gets.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: Arc<App>,
+    pub schema: AppSchema,
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let schema = graphql::build_schema(app.clone());
+    let limits = &app.settings.graphql;
+    let body_limit = limits.max_body_bytes;
+    let timeout = app.settings.request_timeout;
+    let state = HttpState { app, schema };
+    Router::new()
+        .route(
+            "/graphql",
+            post(graphql::http::post).get(graphql::http::get),
+        )
+        .route("/health", get(http::health))
+        .route("/ready", get(http::ready))
+        .route("/metrics", get(http::metrics))
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(axum::middleware::from_fn(http::record_metrics))
+                .layer(TimeoutLayer::with_status_code(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    timeout,
+                ))
+                .layer(DefaultBodyLimit::max(body_limit))
+                .layer(axum::middleware::from_fn_with_state(
+                    body_limit,
+                    http::limit_body,
+                )),
+        )
+}

@@ -1,0 +1,184 @@
+//! Who is calling: JWT verification ([`jwt`]), roles, and which tenant a request is scoped to
+//! ([`resolve`]). Produces a [`Caller`] and an optional tenant; never touches business rules.
+
+pub mod jwt;
+pub mod resolve;
+
+/// The verifier as resolution takes it.
+pub type JwtVerifierRef<'a> = &'a jwt::JwtVerifier;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::db::Scope;
+
+#[derive(async_graphql::Enum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    PlatformAdmin,
+    TenantAdmin,
+    TenantMember,
+}
+
+impl Role {
+    fn rank(self) -> u8 {
+        match self {
+            Role::TenantMember => 1,
+            Role::TenantAdmin => 2,
+            Role::PlatformAdmin => 3,
+        }
+    }
+
+    /// Whether this role has at least the rights of `required`.
+    pub fn satisfies(self, required: Role) -> bool {
+        self.rank() >= required.rank()
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "platform_admin" => Some(Role::PlatformAdmin),
+            "tenant_admin" => Some(Role::TenantAdmin),
+            "tenant_member" => Some(Role::TenantMember),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::PlatformAdmin => "platform_admin",
+            Role::TenantAdmin => "tenant_admin",
+            Role::TenantMember => "tenant_member",
+        }
+    }
+}
+
+/// An authenticated user, from verified claims.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: String,
+    pub role: Role,
+    pub tenant_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Anonymous,
+    User(Principal),
+}
+
+impl Caller {
+    pub fn principal(&self) -> Option<&Principal> {
+        match self {
+            Caller::User(p) => Some(p),
+            Caller::Anonymous => None,
+        }
+    }
+
+    pub fn is_platform_admin(&self) -> bool {
+        matches!(self, Caller::User(p) if p.role == Role::PlatformAdmin)
+    }
+}
+
+/// Who did something, for the audit log (SPEC §4 `actorType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorType {
+    User,
+    Admin,
+    Webhook,
+    System,
+    Service,
+}
+
+impl ActorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorType::User => "USER",
+            ActorType::Admin => "ADMIN",
+            ActorType::Webhook => "WEBHOOK",
+            ActorType::System => "SYSTEM",
+            ActorType::Service => "SERVICE",
+        }
+    }
+}
+
+/// The acting party of a unit of work: who (for audit and rules) and the request it came with.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub kind: ActorType,
+    pub id: Option<String>,
+    pub role: Option<Role>,
+    /// The tenant a tenant user belongs to; `None` for platform actors.
+    pub tenant_id: Option<Uuid>,
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    pub fn system() -> Self {
+        Actor {
+            kind: ActorType::System,
+            id: None,
+            role: None,
+            tenant_id: None,
+            request_id: None,
+        }
+    }
+
+    pub fn from_caller(caller: &Caller, request_id: Option<String>) -> Self {
+        match caller {
+            Caller::Anonymous => Actor {
+                request_id,
+                ..Actor::system()
+            },
+            Caller::User(p) => Actor {
+                kind: if p.role == Role::PlatformAdmin {
+                    ActorType::Admin
+                } else {
+                    ActorType::User
+                },
+                id: Some(p.user_id.clone()),
+                role: Some(p.role),
+                tenant_id: if p.role == Role::PlatformAdmin {
+                    None
+                } else {
+                    p.tenant_id
+                },
+                request_id,
+            },
+        }
+    }
+
+    pub fn is_platform(&self) -> bool {
+        matches!(
+            self.kind,
+            ActorType::Admin | ActorType::System | ActorType::Service | ActorType::Webhook
+        )
+    }
+
+    /// The scope for reading or writing `tenant_id`'s rows: platform actors use the explicit
+    /// bypass, tenant users their own tenant only (RLS then hides any other tenant).
+    pub fn scope_for(&self, reason: &'static str, tenant_id: Uuid) -> Scope {
+        if self.is_platform() {
+            Scope::Platform(reason)
+        } else {
+            Scope::Tenant(self.tenant_id.unwrap_or(tenant_id))
+        }
+    }
+}
+
+/// Refuses a tenant user's attempt to reach another tenant's data: counted, logged, and
+/// answered exactly like a missing row so ids cannot be probed.
+pub fn cross_tenant_denied(
+    actor: &Actor,
+    target: Uuid,
+    what: &'static str,
+) -> crate::error::AppError {
+    metrics::counter!("tenantry_cross_tenant_attempts_total", "resource" => what).increment(1);
+    tracing::warn!(
+        actor_tenant = ?actor.tenant_id,
+        actor_id = ?actor.id,
+        target = %target,
+        resource = what,
+        "cross-tenant access refused"
+    );
+    crate::error::AppError::not_found(what)
+}

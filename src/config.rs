@@ -1,0 +1,233 @@
+//! Settings, read once from the environment (and `.env`) at start-up and validated there, so a
+//! bad value stops the process with a message instead of failing a request later.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+
+/// GraphQL protections (SPEC §5). Defaults are the contract's numbers.
+#[derive(Debug, Clone)]
+pub struct GraphqlLimits {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub max_aliases: usize,
+    pub max_query_bytes: usize,
+    pub max_batch: usize,
+    pub max_body_bytes: usize,
+    pub introspection: bool,
+    pub graphiql: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub database_app_role: String,
+    pub database_pool_size: u32,
+    pub redis_url: Option<String>,
+    pub bind_addr: SocketAddr,
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key_pem: Option<String>,
+    pub jwt_jwks_url: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub service_token: Option<String>,
+    pub stripe_secret_key: Option<String>,
+    pub stripe_webhook_secret: Option<String>,
+    pub stripe_api_base: Option<String>,
+    pub config_encryption_key: Option<[u8; 32]>,
+    pub base_domain: Option<String>,
+    pub log_format: LogFormat,
+    pub admin_maintenance_mode: bool,
+    pub rate_limits_enabled: bool,
+    pub environment: String,
+    pub request_timeout: Duration,
+    pub graphql: GraphqlLimits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/tenantry";
+
+impl Settings {
+    /// Reads `.env` (when present) and the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Builds settings from any key lookup; tests pass a map instead of mutating the process env.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let var = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let parse = |k: &str, default: u64| -> anyhow::Result<u64> {
+            match var(k) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse()
+                    .with_context(|| format!("{k} must be a whole number, got {v:?}")),
+            }
+        };
+        let flag = |k: &str, default: bool| -> anyhow::Result<bool> {
+            match var(k).map(|v| v.to_ascii_lowercase()) {
+                None => Ok(default),
+                Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+                Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+                Some(v) => bail!("{k} must be true or false, got {v:?}"),
+            }
+        };
+
+        let environment = var("APP_ENV").unwrap_or_else(|| "development".into());
+        let production = environment == "production";
+
+        let database_app_role = var("DATABASE_APP_ROLE").unwrap_or_else(|| "tenantry_app".into());
+        if !is_plain_identifier(&database_app_role) {
+            bail!("DATABASE_APP_ROLE must match [a-z_][a-z0-9_]* (got {database_app_role:?})");
+        }
+
+        let bind_addr = var("BIND_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:8080".into())
+            .parse()
+            .context("BIND_ADDR must be host:port, e.g. 127.0.0.1:8080")?;
+
+        let log_format = match var("LOG_FORMAT").as_deref() {
+            None if production => LogFormat::Json,
+            None => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => bail!("LOG_FORMAT must be json or pretty, got {other:?}"),
+        };
+
+        let config_encryption_key = match var("CONFIG_ENCRYPTION_KEY") {
+            None => None,
+            Some(b64) => Some(decode_key(&b64)?),
+        };
+
+        let jwt_public_key_pem = match var("JWT_PUBLIC_KEY_PEM") {
+            Some(v) if !v.starts_with("-----") => Some(
+                std::fs::read_to_string(&v)
+                    .with_context(|| format!("JWT_PUBLIC_KEY_PEM: cannot read PEM file {v}"))?,
+            ),
+            other => other.map(|v| v.replace("\\n", "\n")),
+        };
+
+        let introspection = flag("GRAPHQL_INTROSPECTION", !production)?;
+        Ok(Settings {
+            database_url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            database_app_role,
+            database_pool_size: parse("DATABASE_POOL_SIZE", 16)? as u32,
+            redis_url: var("REDIS_URL"),
+            bind_addr,
+            jwt_secret: var("JWT_SECRET"),
+            jwt_public_key_pem,
+            jwt_jwks_url: var("JWT_JWKS_URL"),
+            jwt_issuer: var("JWT_ISSUER"),
+            jwt_audience: var("JWT_AUDIENCE"),
+            service_token: var("SERVICE_TOKEN"),
+            stripe_secret_key: var("STRIPE_SECRET_KEY"),
+            stripe_webhook_secret: var("STRIPE_WEBHOOK_SECRET"),
+            stripe_api_base: var("STRIPE_API_BASE"),
+            config_encryption_key,
+            base_domain: var("BASE_DOMAIN").map(|d| d.trim_start_matches('.').to_ascii_lowercase()),
+            log_format,
+            admin_maintenance_mode: flag("ADMIN_MAINTENANCE_MODE", false)?,
+            rate_limits_enabled: flag("RATE_LIMITS_ENABLED", true)?,
+            request_timeout: Duration::from_secs(parse("REQUEST_TIMEOUT_SECS", 30)?),
+            graphql: GraphqlLimits {
+                max_depth: parse("GRAPHQL_MAX_DEPTH", 12)? as usize,
+                max_complexity: parse("GRAPHQL_MAX_COMPLEXITY", 2000)? as usize,
+                max_aliases: parse("GRAPHQL_MAX_ALIASES", 30)? as usize,
+                max_query_bytes: parse("GRAPHQL_MAX_QUERY_BYTES", 32 * 1024)? as usize,
+                max_batch: parse("GRAPHQL_MAX_BATCH", 10)? as usize,
+                max_body_bytes: parse("HTTP_MAX_BODY_BYTES", 256 * 1024)? as usize,
+                introspection,
+                graphiql: flag("GRAPHIQL_ENABLED", introspection)?,
+            },
+            environment,
+        })
+    }
+
+    /// Local billing mode: no Stripe key, plan changes apply at once (SPEC §2).
+    pub fn billing_live(&self) -> bool {
+        self.stripe_secret_key.is_some()
+    }
+}
+
+/// Role names are interpolated into `SET ROLE`/`GRANT`, so only plain identifiers are allowed.
+pub fn is_plain_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.len() <= 63
+}
+
+fn decode_key(b64: &str) -> anyhow::Result<[u8; 32]> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| anyhow!("CONFIG_ENCRYPTION_KEY must be base64: {e}"))?;
+    bytes.try_into().map_err(|b: Vec<u8>| {
+        anyhow!(
+            "CONFIG_ENCRYPTION_KEY must decode to 32 bytes, got {}",
+            b.len()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_contract() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(s.database_app_role, "tenantry_app");
+        assert_eq!(s.bind_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.graphql.max_depth, 12);
+        assert_eq!(s.graphql.max_complexity, 2000);
+        assert_eq!(s.graphql.max_aliases, 30);
+        assert_eq!(s.graphql.max_batch, 10);
+        assert!(s.rate_limits_enabled);
+        assert!(!s.billing_live());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_variable_name() {
+        let err = settings(&[("DATABASE_APP_ROLE", "x; drop")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DATABASE_APP_ROLE"), "{err}");
+        let err = settings(&[("RATE_LIMITS_ENABLED", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RATE_LIMITS_ENABLED"), "{err}");
+        let err = settings(&[("CONFIG_ENCRYPTION_KEY", "c2hvcnQ=")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("32 bytes"), "{err}");
+    }
+
+    #[test]
+    fn production_switches_introspection_and_graphiql_off() {
+        let s = settings(&[("APP_ENV", "production")]).unwrap();
+        assert!(!s.graphql.introspection && !s.graphql.graphiql);
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+}

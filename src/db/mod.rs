@@ -1,0 +1,149 @@
+//! PostgreSQL access: the pool, migrations, the application role, and the one helper that runs a
+//! unit of work in a transaction with the tenant scope set transaction-locally ([`Db::scoped`]).
+//!
+//! Nothing else in the code base opens a transaction or sets `app.tenant_id`: a scope is a value
+//! ([`Scope`]) chosen by the caller, and the platform bypass is a visible variant of it.
+
+pub mod roles;
+pub mod schema;
+mod stats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::sql_types::Text;
+use diesel_async::pooled_connection::bb8::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{
+    AnsiTransactionManager, AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
+    TransactionManager,
+};
+use futures_util::FutureExt;
+pub use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
+use uuid::Uuid;
+
+use crate::error::AppResult;
+pub use stats::RequestStats;
+
+pub type PgPool = Pool<AsyncPgConnection>;
+pub type Conn = AsyncPgConnection;
+
+/// Whose rows a unit of work may see. Applied by [`Db::scoped`] through RLS settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Only this tenant's rows.
+    Tenant(Uuid),
+    /// Every tenant's rows: the explicit, audited platform bypass. The reason is logged and
+    /// counted (`tenantry_rls_bypass_total{reason}`).
+    Platform(&'static str),
+    /// No tenant: tenant-owned tables answer no rows (global tables such as plans stay readable).
+    Anonymous,
+}
+
+impl Scope {
+    fn settings(&self) -> (String, &'static str) {
+        match self {
+            Scope::Tenant(id) => (id.to_string(), "off"),
+            Scope::Platform(_) => (String::new(), "on"),
+            Scope::Anonymous => (String::new(), "off"),
+        }
+    }
+}
+
+/// Pool handle plus, for a request, the counter of SQL statements it ran.
+#[derive(Clone)]
+pub struct Db {
+    pool: PgPool,
+    stats: Option<Arc<RequestStats>>,
+}
+
+impl Db {
+    /// Connects a pool whose every connection switches to `app_role` (`SET ROLE`), so queries
+    /// run under RLS even when `DATABASE_URL` logs in as an owner or superuser.
+    pub async fn connect(url: &str, app_role: &str, size: u32) -> anyhow::Result<Self> {
+        let role = app_role.to_owned();
+        let mut config = ManagerConfig::<AsyncPgConnection>::default();
+        config.custom_setup = Box::new(move |url| {
+            let role = role.clone();
+            async move {
+                let mut conn = AsyncPgConnection::establish(url).await?;
+                conn.batch_execute(&format!("SET ROLE \"{role}\""))
+                    .await
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            }
+            .boxed()
+        });
+        let manager = AsyncDieselConnectionManager::new_with_config(url, config);
+        let pool = Pool::builder()
+            .max_size(size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(5))
+            .build(manager)
+            .await?;
+        Ok(Db { pool, stats: None })
+    }
+
+    /// The same pool, counting the statements of one request into `stats`.
+    pub fn for_request(&self, stats: Arc<RequestStats>) -> Db {
+        Db {
+            pool: self.pool.clone(),
+            stats: Some(stats),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs `f` in one transaction with the scope set transaction-locally
+    /// (`set_config(.., true)`), so a pooled connection never carries it to the next user.
+    pub async fn scoped<'a, R, F>(&self, scope: Scope, f: F) -> AppResult<R>
+    where
+        F: for<'r> FnOnce(&'r mut Conn) -> ScopedBoxFuture<'a, 'r, AppResult<R>> + Send + 'a,
+        R: Send + 'a,
+    {
+        if let Scope::Platform(reason) = scope {
+            metrics::counter!("tenantry_rls_bypass_total", "reason" => reason).increment(1);
+            tracing::debug!(reason, "platform scope (RLS bypass)");
+        }
+        let mut conn = self.pool.get().await?;
+        conn.set_instrumentation(stats::StatementCounter::new(self.stats.clone()));
+        let (tenant, bypass) = scope.settings();
+        let conn: &mut Conn = &mut conn;
+        AnsiTransactionManager::begin_transaction(conn).await?;
+        let result = async {
+            diesel::sql_query(
+                "select set_config('app.tenant_id', $1, true), set_config('app.bypass_rls', $2, true)",
+            )
+            .bind::<Text, _>(tenant)
+            .bind::<Text, _>(bypass)
+            .execute(&mut *conn)
+            .await?;
+            f(&mut *conn).await
+        }
+        .await;
+        match result {
+            Ok(value) => {
+                AnsiTransactionManager::commit_transaction(conn).await?;
+                Ok(value)
+            }
+            Err(err) => {
+                // A failed rollback leaves the connection broken; the pool then discards it.
+                if let Err(rollback) = AnsiTransactionManager::rollback_transaction(conn).await {
+                    tracing::warn!(error = %rollback, "rollback failed");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// `select 1` with a deadline, for `/ready`.
+    pub async fn ping(&self, timeout: Duration) -> bool {
+        let check = async {
+            let mut conn = self.pool.get().await.ok()?;
+            conn.batch_execute("select 1").await.ok()
+        };
+        matches!(tokio::time::timeout(timeout, check).await, Ok(Some(())))
+    }
+}

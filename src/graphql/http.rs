@@ -1,0 +1,240 @@
+//! `POST /graphql` and `GET /graphql`: authenticate, resolve the tenant, attach the per-request
+//! context and loaders, enforce size limits, execute, then stamp every error with a code and
+//! the request id and record metrics by operation and outcome.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql::{BatchRequest, BatchResponse, ErrorExtensionValues, ServerError};
+use async_graphql_axum::rejection::GraphQLRejection;
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
+use axum::extract::FromRequest;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+use super::context::RequestCtx;
+use super::loaders::DbLoader;
+use crate::app::HttpState;
+use crate::auth::resolve::{bearer, resolve};
+use crate::db::RequestStats;
+use crate::error::AppError;
+
+/// GraphiQL for browsers (when enabled); everything else is a GET query.
+pub async fn get(State(st): State<HttpState>, req: axum::extract::Request) -> Response {
+    let headers = req.headers().clone();
+    if let Some(resp) = graphiql(&st, &headers) {
+        return resp;
+    }
+    match GraphQLBatchRequest::<GraphQLRejection>::from_request(req, &st).await {
+        Ok(batch) => execute(st, headers, batch.into_inner()).await,
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+fn graphiql(st: &HttpState, headers: &HeaderMap) -> Option<Response> {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if !wants_html {
+        return None;
+    }
+    if !st.app.settings.graphql.graphiql {
+        return Some((StatusCode::NOT_FOUND, "GraphiQL is disabled").into_response());
+    }
+    Some(
+        Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql/ws")
+                .finish(),
+        )
+        .into_response(),
+    )
+}
+
+pub async fn post(
+    State(st): State<HttpState>,
+    headers: HeaderMap,
+    req: GraphQLBatchRequest,
+) -> Response {
+    execute(st, headers, req.into_inner()).await
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned()
+}
+
+/// A response carrying one error and no data, for failures before execution.
+fn error_response(err: AppError, request_id: &str, status: StatusCode) -> Response {
+    let gql: async_graphql::Error = err.into();
+    let mut server_error = gql.into_server_error(Default::default());
+    server_error.locations.clear();
+    let mut resp = async_graphql::Response::from_errors(vec![server_error]);
+    stamp(&mut resp, request_id);
+    let mut out = GraphQLResponse::from(resp).into_response();
+    *out.status_mut() = status;
+    out
+}
+
+/// Every error gets `extensions.code` (async-graphql's own validation errors have none) and
+/// `extensions.requestId`, the key to the server log.
+fn stamp(resp: &mut async_graphql::Response, request_id: &str) {
+    for err in &mut resp.errors {
+        stamp_error(err, request_id);
+    }
+}
+
+fn stamp_error(err: &mut ServerError, request_id: &str) {
+    let ext = err
+        .extensions
+        .get_or_insert_with(ErrorExtensionValues::default);
+    if ext.get("code").is_none() {
+        ext.set("code", "BAD_USER_INPUT");
+    }
+    ext.set("requestId", request_id);
+}
+
+fn operation_label(name: Option<&str>) -> String {
+    match name {
+        Some(n) if !n.is_empty() => n
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect(),
+        _ => "anonymous".into(),
+    }
+}
+
+async fn execute(st: HttpState, headers: HeaderMap, batch: BatchRequest) -> Response {
+    let started = Instant::now();
+    let rid = request_id(&headers);
+    let limits = &st.app.settings.graphql;
+    if let BatchRequest::Batch(list) = &batch {
+        if list.len() > limits.max_batch {
+            let msg = format!(
+                "batch of {} operations; at most {} are allowed",
+                list.len(),
+                limits.max_batch
+            );
+            return error_response(
+                AppError::BadInput {
+                    message: msg,
+                    field: None,
+                },
+                &rid,
+                StatusCode::BAD_REQUEST,
+            );
+        }
+    }
+    if let Some(big) = batch
+        .iter()
+        .find(|r| r.query.len() > limits.max_query_bytes)
+    {
+        let msg = format!(
+            "query is {} bytes; at most {} are allowed",
+            big.query.len(),
+            limits.max_query_bytes
+        );
+        return error_response(
+            AppError::BadInput {
+                message: msg,
+                field: None,
+            },
+            &rid,
+            StatusCode::PAYLOAD_TOO_LARGE,
+        );
+    }
+
+    let app = &st.app;
+    let stats = Arc::new(RequestStats::default());
+    let db = app.db.for_request(stats.clone());
+    let token = match bearer(&headers) {
+        Ok(t) => t,
+        Err(e) => return error_response(e, &rid, StatusCode::OK),
+    };
+    let resolved = match resolve(
+        &app.jwt,
+        &app.tenant_cache,
+        &db,
+        app.settings.base_domain.as_deref(),
+        token,
+        &headers,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return error_response(e, &rid, StatusCode::OK),
+    };
+    let span = tracing::Span::current();
+    if let Some(p) = resolved.caller.principal() {
+        span.record("user_id", p.user_id.as_str());
+    }
+    if let Some(t) = &resolved.tenant {
+        span.record("tenant_id", tracing::field::display(t.id));
+    }
+    let ops: Vec<String> = batch
+        .iter()
+        .map(|r| operation_label(r.operation_name.as_deref()))
+        .collect();
+    span.record("operation", ops.join(",").as_str());
+
+    let ctx = Arc::new(RequestCtx {
+        request_id: rid.clone(),
+        caller: resolved.caller,
+        tenant: resolved.tenant,
+        public_tenant: resolved.public_tenant,
+        db: db.clone(),
+    });
+    let loaders = Arc::new(DbLoader::new_loaders(db, ctx.read_scope()));
+    let batch = batch.data(ctx).data(loaders);
+
+    let mut response = st.schema.execute_batch(batch).await;
+    let outcome = |r: &async_graphql::Response| -> String {
+        r.errors
+            .first()
+            .and_then(|e| {
+                e.extensions
+                    .as_ref()?
+                    .get("code")
+                    .map(|c| c.to_string().trim_matches('"').to_owned())
+            })
+            .unwrap_or_else(|| {
+                if r.errors.is_empty() {
+                    "ok".into()
+                } else {
+                    "BAD_USER_INPUT".into()
+                }
+            })
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let record = |r: &mut async_graphql::Response, op: &str| {
+        stamp(r, &rid);
+        let outcome = outcome(r);
+        metrics::counter!("tenantry_graphql_requests_total", "operation" => op.to_owned(), "outcome" => outcome.clone())
+            .increment(1);
+        metrics::histogram!("tenantry_graphql_request_duration_seconds", "operation" => op.to_owned(), "outcome" => outcome)
+            .record(elapsed);
+    };
+    match &mut response {
+        BatchResponse::Single(r) => record(r, &ops[0]),
+        BatchResponse::Batch(list) => {
+            for (r, op) in list.iter_mut().zip(&ops) {
+                record(r, op);
+            }
+        }
+    }
+    let statements = stats.statements();
+    metrics::histogram!("tenantry_sql_statements_per_request").record(statements as f64);
+    let mut out = GraphQLResponse::from(response).into_response();
+    if let Ok(v) = HeaderValue::from_str(&statements.to_string()) {
+        out.headers_mut().insert("x-sql-statements", v);
+    }
+    out
+}

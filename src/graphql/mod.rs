@@ -1,0 +1,57 @@
+//! Schema assembly: the merged roots, protections (depth, complexity, aliases, introspection)
+//! and APQ. Per-request data (context, loaders) is attached by [`http`], never here.
+
+pub mod context;
+pub mod guards;
+pub mod http;
+pub mod limits;
+pub mod loaders;
+pub mod scalars;
+
+use std::sync::Arc;
+
+use async_graphql::extensions::apollo_persisted_queries::{
+    ApolloPersistedQueries, LruCacheStorage,
+};
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+
+use crate::app::App;
+use crate::plans::graphql::PlanQuery;
+use crate::tenants::graphql::{TenantMutation, TenantQuery};
+
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(TenantQuery, PlanQuery);
+
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(TenantMutation);
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+}
+
+pub fn build_schema(app: Arc<App>) -> AppSchema {
+    let limits = app.settings.graphql.clone();
+    let mut b = builder()
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .limit_recursive_depth(64)
+        .limit_directives(16)
+        .extension(limits::AliasLimit(limits.max_aliases))
+        .extension(ApolloPersistedQueries::new(LruCacheStorage::new(1024)))
+        .data(app);
+    if !limits.introspection {
+        b = b.disable_introspection().disable_suggestions();
+    }
+    b.finish()
+}
+
+/// The SDL that `schema.graphql` must equal (`tenantry schema`).
+pub fn sdl() -> String {
+    builder().finish().sdl()
+}

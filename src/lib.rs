@@ -1,0 +1,17 @@
+//! Tenantry: the control plane of a multi-tenant SaaS, served as one GraphQL API.
+
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod features;
+pub mod graphql;
+pub mod http;
+pub mod plans;
+pub mod quotas;
+pub mod seed;
+pub mod telemetry;
+pub mod tenants;

@@ -1,0 +1,131 @@
+//! GraphQL: `plans`, `plan(slug)` and the `Plan` type with prices, features and quotas.
+
+use async_graphql::{Context, Object, Result, SimpleObject, ID};
+use scoped_futures::ScopedFutureExt;
+
+use super::loader::{FeaturesOfPlan, PricesOfPlan, QuotasOfPlan};
+use super::model::{BillingCycle, PlanQuotaRow, PlanRow};
+use super::store;
+use crate::db::Scope;
+use crate::graphql::context::CtxExt;
+use crate::graphql::scalars::BigInt;
+use crate::quotas::model::{QuotaEnforcement, ResetPeriod};
+
+pub struct Plan(pub PlanRow);
+
+#[derive(SimpleObject)]
+pub struct PlanPrice {
+    pub region: String,
+    /// ISO currency code, lower case as Stripe writes it.
+    pub currency: String,
+    pub billing_cycle: BillingCycle,
+    /// In the smallest currency unit.
+    pub amount: BigInt,
+    pub stripe_price_id: Option<String>,
+}
+
+pub struct PlanQuota(PlanQuotaRow);
+
+#[Object]
+impl PlanQuota {
+    async fn resource(&self) -> &str {
+        &self.0.resource
+    }
+    async fn limit(&self) -> BigInt {
+        BigInt(self.0.limit)
+    }
+    async fn unit(&self) -> &str {
+        &self.0.unit
+    }
+    async fn reset_period(&self) -> ResetPeriod {
+        ResetPeriod::parse(&self.0.reset_period)
+    }
+    async fn enforcement(&self) -> QuotaEnforcement {
+        QuotaEnforcement::parse(&self.0.enforcement)
+    }
+}
+
+#[Object]
+impl Plan {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    async fn trial_days(&self) -> i32 {
+        self.0.trial_days
+    }
+    /// Requests per minute allowed to each tenant on this plan.
+    async fn rate_limit_per_minute(&self) -> i32 {
+        self.0.rate_limit_per_minute
+    }
+    async fn prices(&self, ctx: &Context<'_>) -> Result<Vec<PlanPrice>> {
+        let rows = ctx
+            .loaders()
+            .load_one(PricesOfPlan(self.0.id))
+            .await?
+            .unwrap_or_default();
+        Ok(rows
+            .into_iter()
+            .map(|p| PlanPrice {
+                region: p.region,
+                currency: p.currency,
+                billing_cycle: BillingCycle::parse(&p.billing_cycle),
+                amount: BigInt(p.amount),
+                stripe_price_id: p.stripe_price_id,
+            })
+            .collect())
+    }
+    /// Keys of the features this plan includes.
+    async fn features(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
+        Ok(ctx
+            .loaders()
+            .load_one(FeaturesOfPlan(self.0.id))
+            .await?
+            .unwrap_or_default())
+    }
+    async fn quotas(&self, ctx: &Context<'_>) -> Result<Vec<PlanQuota>> {
+        let rows = ctx
+            .loaders()
+            .load_one(QuotasOfPlan(self.0.id))
+            .await?
+            .unwrap_or_default();
+        Ok(rows.into_iter().map(PlanQuota).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct PlanQuery;
+
+#[Object]
+impl PlanQuery {
+    /// The active plans, cheapest first. Public: no authentication needed.
+    async fn plans(&self, ctx: &Context<'_>) -> Result<Vec<Plan>> {
+        let rows = ctx
+            .req()
+            .db
+            .scoped(Scope::Anonymous, |c| {
+                async move { Ok(store::list_active(c).await?) }.scope_boxed()
+            })
+            .await?;
+        Ok(rows.into_iter().map(Plan).collect())
+    }
+
+    async fn plan(&self, ctx: &Context<'_>, slug: String) -> Result<Option<Plan>> {
+        let row = ctx
+            .req()
+            .db
+            .scoped(Scope::Anonymous, |c| {
+                async move { Ok(store::find_by_slug(c, &slug).await?) }.scope_boxed()
+            })
+            .await?;
+        Ok(row.filter(|p| p.is_active).map(Plan))
+    }
+}

@@ -1,0 +1,90 @@
+//! DataLoaders for plans and their prices, features and quotas.
+
+use std::collections::HashMap;
+
+use async_graphql::dataloader::Loader;
+use scoped_futures::ScopedFutureExt;
+use uuid::Uuid;
+
+use super::model::{PlanPriceRow, PlanQuotaRow, PlanRow};
+use super::store;
+use crate::error::AppError;
+use crate::graphql::loaders::{group_by, DbLoader};
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub struct PlanById(pub Uuid);
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub struct PricesOfPlan(pub Uuid);
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub struct FeaturesOfPlan(pub Uuid);
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub struct QuotasOfPlan(pub Uuid);
+
+fn ids<K: Copy>(keys: &[K], f: impl Fn(K) -> Uuid) -> Vec<Uuid> {
+    keys.iter().map(|k| f(*k)).collect()
+}
+
+impl Loader<PlanById> for DbLoader {
+    type Value = PlanRow;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[PlanById]) -> Result<HashMap<PlanById, PlanRow>, AppError> {
+        let ids = ids(keys, |k| k.0);
+        let rows = self
+            .run(|c| async move { Ok(store::by_ids(c, &ids).await?) }.scope_boxed())
+            .await?;
+        Ok(rows.into_iter().map(|p| (PlanById(p.id), p)).collect())
+    }
+}
+
+impl Loader<PricesOfPlan> for DbLoader {
+    type Value = Vec<PlanPriceRow>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[PricesOfPlan],
+    ) -> Result<HashMap<PricesOfPlan, Self::Value>, AppError> {
+        let ids = ids(keys, |k| k.0);
+        let rows = self
+            .run(|c| async move { Ok(store::prices_of(c, &ids).await?) }.scope_boxed())
+            .await?;
+        Ok(group_by(keys, rows, |r| PricesOfPlan(r.plan_id)))
+    }
+}
+
+impl Loader<FeaturesOfPlan> for DbLoader {
+    type Value = Vec<String>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[FeaturesOfPlan],
+    ) -> Result<HashMap<FeaturesOfPlan, Self::Value>, AppError> {
+        let ids = ids(keys, |k| k.0);
+        let rows = self
+            .run(|c| async move { Ok(store::features_of(c, &ids).await?) }.scope_boxed())
+            .await?;
+        let grouped = group_by(keys, rows, |(plan, _)| FeaturesOfPlan(*plan));
+        Ok(grouped
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().map(|(_, f)| f).collect()))
+            .collect())
+    }
+}
+
+impl Loader<QuotasOfPlan> for DbLoader {
+    type Value = Vec<PlanQuotaRow>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[QuotasOfPlan],
+    ) -> Result<HashMap<QuotasOfPlan, Self::Value>, AppError> {
+        let ids = ids(keys, |k| k.0);
+        let rows = self
+            .run(|c| async move { Ok(store::quotas_of(c, &ids).await?) }.scope_boxed())
+            .await?;
+        Ok(group_by(keys, rows, |r| QuotasOfPlan(r.plan_id)))
+    }
+}

@@ -1,0 +1,128 @@
+//! Quota rows, reset periods (UTC calendar boundaries) and enforcement.
+
+use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::db::schema::quotas;
+
+#[derive(Queryable, Selectable, Insertable, Debug, Clone)]
+#[diesel(table_name = quotas, check_for_backend(diesel::pg::Pg))]
+pub struct QuotaRow {
+    pub tenant_id: Uuid,
+    pub resource: String,
+    pub limit: i64,
+    pub used: i64,
+    pub unit: String,
+    pub reset_period: String,
+    pub period_start: DateTime<Utc>,
+    pub alert_thresholds: Vec<i32>,
+    pub enforcement: String,
+}
+
+#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetPeriod {
+    Hourly,
+    Daily,
+    Weekly,
+    Monthly,
+    Never,
+}
+
+impl ResetPeriod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetPeriod::Hourly => "HOURLY",
+            ResetPeriod::Daily => "DAILY",
+            ResetPeriod::Weekly => "WEEKLY",
+            ResetPeriod::Monthly => "MONTHLY",
+            ResetPeriod::Never => "NEVER",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "HOURLY" => ResetPeriod::Hourly,
+            "DAILY" => ResetPeriod::Daily,
+            "WEEKLY" => ResetPeriod::Weekly,
+            "MONTHLY" => ResetPeriod::Monthly,
+            _ => ResetPeriod::Never,
+        }
+    }
+
+    /// Start of the period containing `at`, on UTC calendar boundaries (weeks start Monday).
+    /// `NEVER` has one period, starting at the epoch.
+    pub fn period_start(self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let day = Utc
+            .with_ymd_and_hms(at.year(), at.month(), at.day(), 0, 0, 0)
+            .unwrap();
+        match self {
+            ResetPeriod::Hourly => day + Duration::hours(at.hour() as i64),
+            ResetPeriod::Daily => day,
+            ResetPeriod::Weekly => day - Duration::days(at.weekday().num_days_from_monday() as i64),
+            ResetPeriod::Monthly => Utc
+                .with_ymd_and_hms(at.year(), at.month(), 1, 0, 0, 0)
+                .unwrap(),
+            ResetPeriod::Never => DateTime::<Utc>::UNIX_EPOCH,
+        }
+    }
+}
+
+#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaEnforcement {
+    Hard,
+    Soft,
+}
+
+impl QuotaEnforcement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaEnforcement::Hard => "HARD",
+            QuotaEnforcement::Soft => "SOFT",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        if s == "SOFT" {
+            QuotaEnforcement::Soft
+        } else {
+            QuotaEnforcement::Hard
+        }
+    }
+}
+
+pub const DEFAULT_ALERT_THRESHOLDS: [i32; 4] = [75, 90, 95, 100];
+
+/// Quotas every tenant gets when its plan names no limit for them (SPEC §4).
+pub const DEFAULT_QUOTAS: &[(&str, i64, &str, ResetPeriod)] = &[
+    ("users", 100, "users", ResetPeriod::Never),
+    (
+        "storage",
+        10 * 1024 * 1024 * 1024,
+        "bytes",
+        ResetPeriod::Never,
+    ),
+    ("api_calls", 10_000, "calls", ResetPeriod::Monthly),
+    (
+        "bandwidth",
+        100 * 1024 * 1024 * 1024,
+        "bytes",
+        ResetPeriod::Monthly,
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_start_on_utc_calendar_boundaries() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 25, 13, 47, 5).unwrap(); // a Wednesday
+        let start = |p: ResetPeriod| p.period_start(at).to_rfc3339();
+        assert_eq!(start(ResetPeriod::Hourly), "2026-11-25T13:00:00+00:00");
+        assert_eq!(start(ResetPeriod::Daily), "2026-11-25T00:00:00+00:00");
+        assert_eq!(start(ResetPeriod::Weekly), "2026-11-23T00:00:00+00:00");
+        assert_eq!(start(ResetPeriod::Monthly), "2026-11-01T00:00:00+00:00");
+        assert_eq!(start(ResetPeriod::Never), "1970-01-01T00:00:00+00:00");
+    }
+}

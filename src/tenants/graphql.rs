@@ -1,0 +1,383 @@
+//! GraphQL for tenants: `me`, `tenant`, `tenants`, `publicTenant` and the lifecycle mutations.
+//! Thin: parse arguments, call `service`, map rows to types. Nested fields use the loaders.
+
+use async_graphql::connection::{Connection, CursorType, Edge};
+use async_graphql::{Context, InputObject, MaybeUndefined, Object, Result, SimpleObject, ID};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::model::{TenantRow, TenantStatus};
+use super::service::{self, CreateTenant, UpdateTenant};
+use super::store::ListFilter;
+use crate::auth::Role;
+use crate::error::AppError;
+use crate::features::graphql::Feature;
+use crate::features::loader::FeaturesOfTenant;
+use crate::graphql::context::CtxExt;
+use crate::graphql::guards::RequireRole;
+use crate::plans::graphql::Plan;
+use crate::plans::loader::PlanById;
+use crate::quotas::graphql::Quota;
+use crate::quotas::loader::QuotasOfTenant;
+
+pub struct Tenant(pub TenantRow);
+
+#[Object]
+impl Tenant {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+    async fn domain(&self) -> Option<&str> {
+        self.0.domain.as_deref()
+    }
+    async fn status(&self) -> TenantStatus {
+        self.0.status()
+    }
+    async fn plan(&self, ctx: &Context<'_>) -> Result<Plan> {
+        let plan = ctx.loaders().load_one(PlanById(self.0.plan_id)).await?;
+        Ok(Plan(plan.ok_or_else(|| {
+            AppError::internal(anyhow::anyhow!("tenant plan missing"))
+        })?))
+    }
+    async fn owner_id(&self) -> Option<&str> {
+        self.0.owner_id.as_deref()
+    }
+    /// Billing region: `US`, `CA`, `EU`, `GB` or `AU`.
+    async fn region(&self) -> &str {
+        &self.0.region
+    }
+    async fn settings(&self) -> async_graphql::Json<&serde_json::Value> {
+        async_graphql::Json(&self.0.settings)
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    async fn suspended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.suspended_at
+    }
+    async fn suspend_reason(&self) -> Option<&str> {
+        self.0.suspend_reason.as_deref()
+    }
+    async fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        self.0.deleted_at
+    }
+    /// Effective feature flags: plan entitlement, overridden per tenant.
+    async fn features(&self, ctx: &Context<'_>) -> Result<Vec<Feature>> {
+        let key = FeaturesOfTenant {
+            tenant_id: self.0.id,
+            plan_id: self.0.plan_id,
+        };
+        let list = ctx.loaders().load_one(key).await?.unwrap_or_default();
+        Ok(list.into_iter().map(Feature::from).collect())
+    }
+    async fn feature(&self, ctx: &Context<'_>, key: String) -> Result<Option<Feature>> {
+        let all = self.features(ctx).await?;
+        Ok(all.into_iter().find(|f| f.key == key))
+    }
+    async fn quotas(&self, ctx: &Context<'_>) -> Result<Vec<Quota>> {
+        let rows = ctx
+            .loaders()
+            .load_one(QuotasOfTenant(self.0.id))
+            .await?
+            .unwrap_or_default();
+        Ok(rows.into_iter().map(Quota).collect())
+    }
+    async fn quota(&self, ctx: &Context<'_>, resource: String) -> Result<Option<Quota>> {
+        let rows = ctx
+            .loaders()
+            .load_one(QuotasOfTenant(self.0.id))
+            .await?
+            .unwrap_or_default();
+        Ok(rows.into_iter().find(|q| q.resource == resource).map(Quota))
+    }
+}
+
+/// What anyone may see of a tenant found by its Host (subdomain or custom domain).
+#[derive(SimpleObject)]
+pub struct PublicTenant {
+    pub name: String,
+    pub slug: String,
+    pub domain: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct Viewer {
+    pub user_id: String,
+    pub role: Role,
+    pub tenant: Option<Tenant>,
+}
+
+/// Opaque keyset cursor over (createdAt, id).
+pub struct TenantCursor(DateTime<Utc>, Uuid);
+
+impl CursorType for TenantCursor {
+    type Error = AppError;
+
+    fn decode_cursor(s: &str) -> Result<Self, AppError> {
+        let bad = || AppError::bad_input("after", "invalid cursor");
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| bad())?;
+        let raw = String::from_utf8(raw).map_err(|_| bad())?;
+        let (ts, id) = raw.split_once('|').ok_or_else(bad)?;
+        let micros: i64 = ts.parse().map_err(|_| bad())?;
+        let ts = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(bad)?;
+        Ok(TenantCursor(ts, Uuid::parse_str(id).map_err(|_| bad())?))
+    }
+
+    fn encode_cursor(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+            "{}|{}",
+            self.0.timestamp_micros(),
+            self.1
+        ))
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct TenantFilter {
+    /// Only these statuses. Without it, deleted tenants are left out.
+    pub status: Option<Vec<TenantStatus>>,
+    pub plan_slug: Option<String>,
+    /// Case-insensitive part of the name or slug.
+    pub search: Option<String>,
+}
+
+impl From<TenantFilter> for ListFilter {
+    fn from(f: TenantFilter) -> Self {
+        let statuses = match f.status {
+            Some(s) => s.iter().map(|s| s.as_str().to_owned()).collect(),
+            None => vec!["ACTIVE".into(), "SUSPENDED".into()],
+        };
+        ListFilter {
+            statuses,
+            plan_slug: f.plan_slug,
+            search: f.search.filter(|s| !s.trim().is_empty()),
+        }
+    }
+}
+
+/// `totalCount`, counted only when asked for.
+pub struct TenantConnectionFields {
+    filter: ListFilter,
+}
+
+#[Object]
+impl TenantConnectionFields {
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        let req = ctx.req();
+        Ok(service::count(&req.db, &req.actor(), &self.filter).await?)
+    }
+}
+
+pub const MAX_PAGE: i32 = 100;
+
+fn parse_id(id: &ID) -> Result<Uuid, AppError> {
+    Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input("id", "id must be a UUID"))
+}
+
+#[derive(Default)]
+pub struct TenantQuery;
+
+#[Object]
+impl TenantQuery {
+    /// The caller: user id, role and tenant (null for platform admins without `X-Tenant-ID`).
+    #[graphql(guard = "RequireRole(Role::TenantMember)")]
+    async fn me(&self, ctx: &Context<'_>) -> Result<Viewer> {
+        let req = ctx.req();
+        let p = req.principal()?;
+        Ok(Viewer {
+            user_id: p.user_id.clone(),
+            role: p.role,
+            tenant: req.tenant.clone().map(Tenant),
+        })
+    }
+
+    /// A tenant by id or slug; without arguments, the caller's tenant. Tenant users can only
+    /// reach their own tenant (any other answers NOT_FOUND).
+    #[graphql(guard = "RequireRole(Role::TenantMember)")]
+    async fn tenant(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        slug: Option<String>,
+    ) -> Result<Option<Tenant>> {
+        let req = ctx.req();
+        let actor = req.actor();
+        let row = match (id, slug) {
+            (Some(_), Some(_)) => {
+                return Err(AppError::bad_input("id", "pass id or slug, not both").into())
+            }
+            (Some(id), None) => service::get(&req.db, &actor, parse_id(&id)?).await?,
+            (None, Some(slug)) => service::get_by_slug(&req.db, &actor, &slug).await?,
+            (None, None) => match req.tenant_id() {
+                Some(id) => service::get(&req.db, &actor, id).await?,
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(Tenant(row)))
+    }
+
+    /// All tenants, oldest first (platform admins).
+    #[graphql(
+        guard = "RequireRole(Role::PlatformAdmin)",
+        complexity = "first.unwrap_or(20).clamp(0, MAX_PAGE) as usize * child_complexity + 1"
+    )]
+    async fn tenants(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<TenantFilter>,
+    ) -> Result<Connection<TenantCursor, Tenant, TenantConnectionFields>> {
+        let first = first.unwrap_or(20);
+        if !(0..=MAX_PAGE).contains(&first) {
+            return Err(AppError::bad_input(
+                "first",
+                format!("first must be between 0 and {MAX_PAGE}"),
+            )
+            .into());
+        }
+        let after = after
+            .as_deref()
+            .map(TenantCursor::decode_cursor)
+            .transpose()?
+            .map(|c| (c.0, c.1));
+        let filter: ListFilter = filter.unwrap_or_default().into();
+        let req = ctx.req();
+        let mut rows =
+            service::list(&req.db, &req.actor(), &filter, after, first as i64 + 1).await?;
+        let has_next = rows.len() > first as usize;
+        rows.truncate(first as usize);
+        let mut conn = Connection::with_additional_fields(
+            after.is_some(),
+            has_next,
+            TenantConnectionFields { filter },
+        );
+        conn.edges.extend(
+            rows.into_iter()
+                .map(|t| Edge::new(TenantCursor(t.created_at, t.id), Tenant(t))),
+        );
+        Ok(conn)
+    }
+
+    /// The tenant named by the request's Host (`<slug>.<BASE_DOMAIN>` or a custom domain):
+    /// public branding for sign-in pages; null when the host names no tenant.
+    async fn public_tenant(&self, ctx: &Context<'_>) -> Option<PublicTenant> {
+        ctx.req().public_tenant.as_ref().map(|t| PublicTenant {
+            name: t.name.clone(),
+            slug: t.slug.clone(),
+            domain: t.domain.clone(),
+        })
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateTenantInput {
+    pub name: String,
+    pub slug: String,
+    pub domain: Option<String>,
+    #[graphql(default_with = "Some(\"free\".to_string())")]
+    pub plan_slug: Option<String>,
+    pub owner_id: Option<String>,
+    /// Billing region (`US` by default).
+    pub region: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct UpdateTenantInput {
+    pub name: Option<String>,
+    /// A host name; null clears it.
+    pub domain: MaybeUndefined<String>,
+    /// Replaces the tenant's settings object.
+    pub settings: Option<async_graphql::Json<serde_json::Value>>,
+}
+
+#[derive(Default)]
+pub struct TenantMutation;
+
+#[Object]
+impl TenantMutation {
+    /// Creates and provisions a tenant (platform admins).
+    #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
+    async fn create_tenant(&self, ctx: &Context<'_>, input: CreateTenantInput) -> Result<Tenant> {
+        let req = ctx.req();
+        let input = CreateTenant {
+            name: input.name,
+            slug: input.slug,
+            domain: input.domain,
+            plan_slug: input.plan_slug,
+            owner_id: input.owner_id,
+            region: input.region,
+        };
+        Ok(Tenant(
+            service::create(ctx.app(), &req.actor(), input).await?,
+        ))
+    }
+
+    #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
+    async fn update_tenant(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateTenantInput,
+    ) -> Result<Tenant> {
+        let req = ctx.req();
+        let domain = match input.domain {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(d) => Some(Some(d)),
+        };
+        let input = UpdateTenant {
+            name: input.name,
+            domain,
+            settings: input.settings.map(|j| j.0),
+        };
+        Ok(Tenant(
+            service::update(ctx.app(), &req.actor(), parse_id(&id)?, input).await?,
+        ))
+    }
+
+    #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
+    async fn suspend_tenant(&self, ctx: &Context<'_>, id: ID, reason: String) -> Result<Tenant> {
+        let req = ctx.req();
+        Ok(Tenant(
+            service::suspend(ctx.app(), &req.actor(), parse_id(&id)?, &reason).await?,
+        ))
+    }
+
+    #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
+    async fn reactivate_tenant(&self, ctx: &Context<'_>, id: ID) -> Result<Tenant> {
+        let req = ctx.req();
+        Ok(Tenant(
+            service::reactivate(ctx.app(), &req.actor(), parse_id(&id)?).await?,
+        ))
+    }
+
+    /// Soft delete: restorable for 30 days.
+    #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
+    async fn delete_tenant(&self, ctx: &Context<'_>, id: ID) -> Result<Tenant> {
+        let req = ctx.req();
+        Ok(Tenant(
+            service::delete(ctx.app(), &req.actor(), parse_id(&id)?).await?,
+        ))
+    }
+
+    #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
+    async fn restore_tenant(&self, ctx: &Context<'_>, id: ID) -> Result<Tenant> {
+        let req = ctx.req();
+        Ok(Tenant(
+            service::restore(ctx.app(), &req.actor(), parse_id(&id)?).await?,
+        ))
+    }
+}

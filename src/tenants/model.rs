@@ -1,0 +1,178 @@
+//! Tenant rows and the validated newtypes of tenant input (name, slug, domain).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::db::schema::tenants;
+use crate::error::AppError;
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = tenants, check_for_backend(diesel::pg::Pg))]
+pub struct TenantRow {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub domain: Option<String>,
+    pub status: String,
+    pub plan_id: Uuid,
+    pub owner_id: Option<String>,
+    pub region: String,
+    pub settings: serde_json::Value,
+    pub stripe_customer_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub suspended_at: Option<DateTime<Utc>>,
+    pub suspend_reason: Option<String>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl TenantRow {
+    pub fn status(&self) -> TenantStatus {
+        TenantStatus::parse(&self.status)
+    }
+}
+
+#[derive(Insertable, Debug)]
+#[diesel(table_name = tenants)]
+pub struct NewTenant {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub domain: Option<String>,
+    pub status: String,
+    pub plan_id: Uuid,
+    pub owner_id: Option<String>,
+    pub region: String,
+    pub settings: serde_json::Value,
+}
+
+#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+    Deleted,
+}
+
+impl TenantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantStatus::Active => "ACTIVE",
+            TenantStatus::Suspended => "SUSPENDED",
+            TenantStatus::Deleted => "DELETED",
+        }
+    }
+
+    fn parse(s: &str) -> TenantStatus {
+        match s {
+            "SUSPENDED" => TenantStatus::Suspended,
+            "DELETED" => TenantStatus::Deleted,
+            _ => TenantStatus::Active,
+        }
+    }
+}
+
+/// `[a-z0-9-]`, 1..=50, no leading/trailing hyphen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSlug(String);
+
+impl TenantSlug {
+    pub fn parse(raw: &str) -> Result<Self, AppError> {
+        let s = raw.trim();
+        let ok_chars = s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if s.is_empty() || s.len() > 50 || !ok_chars || s.starts_with('-') || s.ends_with('-') {
+            return Err(AppError::bad_input(
+                "slug",
+                "slug must be 1-50 characters of a-z, 0-9 and '-', not starting or ending with '-'",
+            ));
+        }
+        Ok(TenantSlug(s.to_owned()))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+pub struct TenantName(String);
+
+impl TenantName {
+    pub fn parse(raw: &str) -> Result<Self, AppError> {
+        let s = raw.trim();
+        let len = s.chars().count();
+        if len == 0 || len > 100 {
+            return Err(AppError::bad_input("name", "name must be 1-100 characters"));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(AppError::bad_input(
+                "name",
+                "name must not contain control characters",
+            ));
+        }
+        Ok(TenantName(s.to_owned()))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A custom domain: lower-case host name, labels of 1..=63 `[a-z0-9-]`, at least two labels.
+pub struct TenantDomain(String);
+
+impl TenantDomain {
+    pub fn parse(raw: &str) -> Result<Self, AppError> {
+        let s = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+        let labels: Vec<&str> = s.split('.').collect();
+        let label_ok = |l: &&str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if s.len() > 253 || labels.len() < 2 || !labels.iter().all(label_ok) {
+            return Err(AppError::bad_input(
+                "domain",
+                "domain must be a host name such as app.example.com",
+            ));
+        }
+        Ok(TenantDomain(s))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert!(TenantSlug::parse("acme-corp-2").is_ok());
+        for bad in ["", "Acme", "a_b", "-a", "a-", "é", &"a".repeat(51)] {
+            assert!(TenantSlug::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn names_and_domains() {
+        assert!(TenantName::parse(&"n".repeat(100)).is_ok());
+        assert!(TenantName::parse(&"n".repeat(101)).is_err());
+        assert!(TenantName::parse("  ").is_err());
+        assert_eq!(
+            TenantDomain::parse("App.Example.COM.")
+                .unwrap()
+                .into_inner(),
+            "app.example.com"
+        );
+        for bad in ["localhost", "a..b", "-a.com", "a b.com"] {
+            assert!(TenantDomain::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

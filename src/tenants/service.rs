@@ -1,0 +1,425 @@
+//! Tenant rules: who may see and change which tenant, validation, provisioning and the
+//! lifecycle. GraphQL, the internal API, jobs and the seed command all come through here.
+
+use chrono::{Duration, Utc};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use scoped_futures::ScopedFutureExt;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::model::{NewTenant, TenantDomain, TenantName, TenantRow, TenantSlug, TenantStatus};
+use super::store::{self, ListFilter, TenantChanges};
+use crate::app::App;
+use crate::audit;
+use crate::auth::{cross_tenant_denied, Actor, Role};
+use crate::db::{Db, Scope};
+use crate::error::{AppError, AppResult};
+use crate::{plans, quotas};
+
+/// Deleted tenants can be restored for this long; then the purge job removes them.
+pub const RESTORE_WINDOW_DAYS: i64 = 30;
+pub const REGIONS: [&str; 5] = ["US", "CA", "EU", "GB", "AU"];
+
+pub struct CreateTenant {
+    pub name: String,
+    pub slug: String,
+    pub domain: Option<String>,
+    pub plan_slug: Option<String>,
+    pub owner_id: Option<String>,
+    pub region: Option<String>,
+}
+
+#[derive(Default)]
+pub struct UpdateTenant {
+    pub name: Option<String>,
+    /// `Some(None)` clears the custom domain.
+    pub domain: Option<Option<String>>,
+    pub settings: Option<Value>,
+}
+
+fn require_platform(actor: &Actor) -> AppResult<()> {
+    if actor.is_platform() {
+        Ok(())
+    } else {
+        Err(AppError::forbidden("requires role platform_admin"))
+    }
+}
+
+/// The scope for touching tenant `id`: tenant users only ever reach their own tenant; any other
+/// id is answered as if it did not exist (and the attempt is counted and logged).
+fn scope_for(actor: &Actor, id: Uuid, reason: &'static str) -> AppResult<Scope> {
+    if !actor.is_platform() && actor.tenant_id != Some(id) {
+        return Err(cross_tenant_denied(actor, id, "tenant"));
+    }
+    Ok(actor.scope_for(reason, id))
+}
+
+fn visible(actor: &Actor, row: Option<TenantRow>) -> AppResult<TenantRow> {
+    match row {
+        Some(t) if actor.is_platform() || t.status() != TenantStatus::Deleted => Ok(t),
+        _ => Err(AppError::not_found("tenant")),
+    }
+}
+
+pub async fn get(db: &Db, actor: &Actor, id: Uuid) -> AppResult<TenantRow> {
+    let scope = scope_for(actor, id, "tenant_read")?;
+    let row = db
+        .scoped(scope, |c| {
+            async move { Ok(store::find(c, id).await?) }.scope_boxed()
+        })
+        .await?;
+    visible(actor, row)
+}
+
+pub async fn get_by_slug(db: &Db, actor: &Actor, slug: &str) -> AppResult<TenantRow> {
+    let slug = slug.trim().to_owned();
+    let scope = match actor.tenant_id {
+        Some(own) if !actor.is_platform() => Scope::Tenant(own),
+        _ => Scope::Platform("tenant_read"),
+    };
+    let row = db
+        .scoped(scope, |c| {
+            async move { Ok(store::find_by_slug(c, &slug).await?) }.scope_boxed()
+        })
+        .await?;
+    match (row, actor.is_platform()) {
+        (Some(t), false) if Some(t.id) != actor.tenant_id => {
+            Err(cross_tenant_denied(actor, t.id, "tenant"))
+        }
+        // RLS hid another tenant's row: the same answer as an unknown slug.
+        (row, _) => visible(actor, row),
+    }
+}
+
+pub async fn list(
+    db: &Db,
+    actor: &Actor,
+    filter: &ListFilter,
+    after: Option<(chrono::DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> AppResult<Vec<TenantRow>> {
+    require_platform(actor)?;
+    let filter = filter.clone();
+    db.scoped(Scope::Platform("tenant_list"), |c| {
+        async move { Ok(store::list(c, &filter, after, limit).await?) }.scope_boxed()
+    })
+    .await
+}
+
+pub async fn count(db: &Db, actor: &Actor, filter: &ListFilter) -> AppResult<i64> {
+    require_platform(actor)?;
+    let filter = filter.clone();
+    db.scoped(Scope::Platform("tenant_list"), |c| {
+        async move { Ok(store::count(c, &filter).await?) }.scope_boxed()
+    })
+    .await
+}
+
+fn unique_violation(err: DieselError) -> AppError {
+    if let DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) = &err {
+        return match info.constraint_name() {
+            Some("tenants_slug") => {
+                AppError::conflict(Some("slug"), "a tenant with this slug already exists")
+            }
+            Some("tenants_domain") => {
+                AppError::conflict(Some("domain"), "another tenant already uses this domain")
+            }
+            _ => AppError::conflict(None, "tenant already exists"),
+        };
+    }
+    err.into()
+}
+
+fn audit_view(t: &TenantRow) -> Value {
+    json!({
+        "name": t.name, "slug": t.slug, "domain": t.domain, "status": t.status,
+        "planId": t.plan_id, "ownerId": t.owner_id, "settings": t.settings,
+        "suspendReason": t.suspend_reason,
+    })
+}
+
+fn validate_settings(v: &Value) -> AppResult<()> {
+    if !v.is_object() {
+        return Err(AppError::bad_input(
+            "settings",
+            "settings must be a JSON object",
+        ));
+    }
+    if v.to_string().len() > 64 * 1024 {
+        return Err(AppError::bad_input(
+            "settings",
+            "settings must be at most 64 KiB",
+        ));
+    }
+    Ok(())
+}
+
+/// Creates a tenant and provisions it in one transaction: the plan's quotas (plus defaults),
+/// and the audit entry. Features need no rows: they derive from the plan until overridden.
+pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<TenantRow> {
+    require_platform(actor)?;
+    let name = TenantName::parse(&input.name)?.into_inner();
+    let slug = TenantSlug::parse(&input.slug)?.into_inner();
+    let domain = input
+        .domain
+        .as_deref()
+        .map(TenantDomain::parse)
+        .transpose()?
+        .map(TenantDomain::into_inner);
+    let plan_slug = input.plan_slug.unwrap_or_else(|| "free".into());
+    let region = input
+        .region
+        .unwrap_or_else(|| "US".into())
+        .to_ascii_uppercase();
+    if !REGIONS.contains(&region.as_str()) {
+        return Err(AppError::bad_input(
+            "region",
+            format!("region must be one of {}", REGIONS.join(", ")),
+        ));
+    }
+    if input.owner_id.as_ref().is_some_and(|o| o.len() > 255) {
+        return Err(AppError::bad_input(
+            "ownerId",
+            "ownerId must be at most 255 characters",
+        ));
+    }
+    let actor_c = actor.clone();
+    let tenant = app
+        .db
+        .scoped(Scope::Platform("tenant_create"), |c| {
+            async move {
+                let plan = plans::store::find_by_slug(c, &plan_slug)
+                    .await?
+                    .filter(|p| p.is_active)
+                    .ok_or_else(|| {
+                        AppError::bad_input("planSlug", format!("unknown plan {plan_slug:?}"))
+                    })?;
+                let new = NewTenant {
+                    id: Uuid::now_v7(),
+                    name,
+                    slug,
+                    domain,
+                    status: TenantStatus::Active.as_str().into(),
+                    plan_id: plan.id,
+                    owner_id: input.owner_id,
+                    region,
+                    settings: json!({}),
+                };
+                let tenant = store::insert(c, &new).await.map_err(unique_violation)?;
+                let plan_quotas = plans::store::quotas_of(c, &[plan.id]).await?;
+                quotas::service::provision(c, tenant.id, &plan_quotas, Utc::now()).await?;
+                audit::record(
+                    c,
+                    &actor_c,
+                    audit::Change {
+                        tenant_id: Some(tenant.id),
+                        entity_type: "tenant",
+                        entity_id: tenant.id.to_string(),
+                        action: "CREATE",
+                        before: Value::Null,
+                        after: audit_view(&tenant),
+                        metadata: json!({ "plan": plan.slug }),
+                    },
+                )
+                .await?;
+                Ok(tenant)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    app.tenant_changed(tenant.id).await;
+    Ok(tenant)
+}
+
+/// Locks the tenant, lets `decide` check the rule and produce the change, writes it with its
+/// audit entry, and invalidates caches everywhere. Every tenant change goes through here.
+async fn change(
+    app: &App,
+    actor: &Actor,
+    id: Uuid,
+    action: &'static str,
+    metadata: Value,
+    decide: impl FnOnce(&TenantRow) -> AppResult<TenantChanges> + Send + 'static,
+) -> AppResult<TenantRow> {
+    let scope = scope_for(actor, id, "tenant_change")?;
+    let actor_c = actor.clone();
+    let row = app
+        .db
+        .scoped(scope, |c| {
+            async move {
+                let before = visible(&actor_c, store::find_for_update(c, id).await?)?;
+                let mut changes = decide(&before)?;
+                changes.updated_at = Some(Utc::now());
+                let after = store::update(c, id, &changes)
+                    .await
+                    .map_err(unique_violation)?;
+                audit::record(
+                    c,
+                    &actor_c,
+                    audit::Change {
+                        tenant_id: Some(id),
+                        entity_type: "tenant",
+                        entity_id: id.to_string(),
+                        action,
+                        before: audit_view(&before),
+                        after: audit_view(&after),
+                        metadata,
+                    },
+                )
+                .await?;
+                Ok(after)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    app.tenant_changed(id).await;
+    Ok(row)
+}
+
+/// Tenant users may not change anything while their tenant is suspended (SPEC §3).
+pub fn ensure_writable(actor: &Actor, tenant: &TenantRow) -> AppResult<()> {
+    if !actor.is_platform() && tenant.status() == TenantStatus::Suspended {
+        return Err(AppError::TenantSuspended);
+    }
+    Ok(())
+}
+
+fn not_deleted(t: &TenantRow) -> AppResult<()> {
+    if t.status() == TenantStatus::Deleted {
+        return Err(AppError::not_found("tenant"));
+    }
+    Ok(())
+}
+
+pub async fn update(
+    app: &App,
+    actor: &Actor,
+    id: Uuid,
+    input: UpdateTenant,
+) -> AppResult<TenantRow> {
+    if !actor.is_platform() && !actor.role.is_some_and(|r| r.satisfies(Role::TenantAdmin)) {
+        return Err(AppError::forbidden("requires role tenant_admin"));
+    }
+    let name = input
+        .name
+        .as_deref()
+        .map(TenantName::parse)
+        .transpose()?
+        .map(TenantName::into_inner);
+    let domain = match input.domain {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(d)) if d.trim().is_empty() => Some(None),
+        Some(Some(d)) => Some(Some(TenantDomain::parse(&d)?.into_inner())),
+    };
+    if let Some(s) = &input.settings {
+        validate_settings(s)?;
+    }
+    let actor_c = actor.clone();
+    change(app, actor, id, "UPDATE", json!({}), move |t| {
+        not_deleted(t)?;
+        ensure_writable(&actor_c, t)?;
+        Ok(TenantChanges {
+            name,
+            domain,
+            settings: input.settings,
+            ..Default::default()
+        })
+    })
+    .await
+}
+
+pub async fn suspend(app: &App, actor: &Actor, id: Uuid, reason: &str) -> AppResult<TenantRow> {
+    require_platform(actor)?;
+    let reason = reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(AppError::bad_input(
+            "reason",
+            "reason must be 1-500 characters",
+        ));
+    }
+    change(
+        app,
+        actor,
+        id,
+        "SUSPEND",
+        json!({ "reason": reason }),
+        move |t| {
+            not_deleted(t)?;
+            if t.status() == TenantStatus::Suspended {
+                return Err(AppError::conflict(
+                    Some("status"),
+                    "tenant is already suspended",
+                ));
+            }
+            Ok(TenantChanges {
+                status: Some(TenantStatus::Suspended.as_str().into()),
+                suspended_at: Some(Some(Utc::now())),
+                suspend_reason: Some(Some(reason)),
+                ..Default::default()
+            })
+        },
+    )
+    .await
+}
+
+pub async fn reactivate(app: &App, actor: &Actor, id: Uuid) -> AppResult<TenantRow> {
+    require_platform(actor)?;
+    change(app, actor, id, "REACTIVATE", json!({}), |t| {
+        not_deleted(t)?;
+        if t.status() != TenantStatus::Suspended {
+            return Err(AppError::conflict(
+                Some("status"),
+                "only a suspended tenant can be reactivated",
+            ));
+        }
+        Ok(TenantChanges {
+            status: Some(TenantStatus::Active.as_str().into()),
+            suspended_at: Some(None),
+            suspend_reason: Some(None),
+            ..Default::default()
+        })
+    })
+    .await
+}
+
+/// Soft delete: the tenant's users get NOT_FOUND from now on; restorable for 30 days.
+pub async fn delete(app: &App, actor: &Actor, id: Uuid) -> AppResult<TenantRow> {
+    require_platform(actor)?;
+    change(app, actor, id, "DELETE", json!({}), |t| {
+        not_deleted(t)?;
+        Ok(TenantChanges {
+            status: Some(TenantStatus::Deleted.as_str().into()),
+            deleted_at: Some(Some(Utc::now())),
+            ..Default::default()
+        })
+    })
+    .await
+}
+
+/// Undoes a soft delete within the window; a tenant deleted while suspended comes back suspended.
+pub async fn restore(app: &App, actor: &Actor, id: Uuid) -> AppResult<TenantRow> {
+    require_platform(actor)?;
+    change(app, actor, id, "RESTORE", json!({}), |t| {
+        let Some(deleted_at) = t.deleted_at else {
+            return Err(AppError::conflict(Some("status"), "tenant is not deleted"));
+        };
+        if deleted_at < Utc::now() - Duration::days(RESTORE_WINDOW_DAYS) {
+            return Err(AppError::conflict(
+                Some("status"),
+                format!("tenant was deleted more than {RESTORE_WINDOW_DAYS} days ago"),
+            ));
+        }
+        let status = if t.suspended_at.is_some() {
+            TenantStatus::Suspended
+        } else {
+            TenantStatus::Active
+        };
+        Ok(TenantChanges {
+            status: Some(status.as_str().into()),
+            deleted_at: Some(None),
+            ..Default::default()
+        })
+    })
+    .await
+}

@@ -1,0 +1,140 @@
+//! Tenant SQL. No rules here; the scope (RLS) is applied by the caller's transaction.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::model::{NewTenant, TenantRow};
+use crate::db::schema::{plans, tenants};
+use crate::db::Conn;
+
+pub async fn find(conn: &mut Conn, id: Uuid) -> QueryResult<Option<TenantRow>> {
+    tenants::table
+        .find(id)
+        .select(TenantRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_by_slug(conn: &mut Conn, slug: &str) -> QueryResult<Option<TenantRow>> {
+    tenants::table
+        .filter(tenants::slug.eq(slug))
+        .select(TenantRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_by_domain(conn: &mut Conn, domain: &str) -> QueryResult<Option<TenantRow>> {
+    diesel::define_sql_function!(fn lower(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>);
+    tenants::table
+        .filter(lower(tenants::domain).eq(domain.to_ascii_lowercase()))
+        .select(TenantRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn insert(conn: &mut Conn, new: &NewTenant) -> QueryResult<TenantRow> {
+    diesel::insert_into(tenants::table)
+        .values(new)
+        .returning(TenantRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = tenants)]
+pub struct TenantChanges {
+    pub name: Option<String>,
+    pub domain: Option<Option<String>>,
+    pub settings: Option<serde_json::Value>,
+    pub status: Option<String>,
+    pub suspended_at: Option<Option<DateTime<Utc>>>,
+    pub suspend_reason: Option<Option<String>>,
+    pub deleted_at: Option<Option<DateTime<Utc>>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+pub async fn update(conn: &mut Conn, id: Uuid, changes: &TenantChanges) -> QueryResult<TenantRow> {
+    diesel::update(tenants::table.find(id))
+        .set(changes)
+        .returning(TenantRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Filters of the admin tenant list.
+#[derive(Default, Clone)]
+pub struct ListFilter {
+    pub statuses: Vec<String>,
+    pub plan_slug: Option<String>,
+    /// Case-insensitive substring of name or slug.
+    pub search: Option<String>,
+}
+
+fn filtered(f: &ListFilter) -> tenants::BoxedQuery<'static, diesel::pg::Pg> {
+    let mut q = tenants::table.into_boxed();
+    if !f.statuses.is_empty() {
+        q = q.filter(tenants::status.eq_any(f.statuses.clone()));
+    }
+    if let Some(slug) = &f.plan_slug {
+        let plan_ids = plans::table
+            .filter(plans::slug.eq(slug.clone()))
+            .select(plans::id);
+        q = q.filter(tenants::plan_id.eq_any(plan_ids));
+    }
+    if let Some(s) = &f.search {
+        let pattern = format!(
+            "%{}%",
+            s.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        q = q.filter(
+            tenants::name
+                .ilike(pattern.clone())
+                .or(tenants::slug.ilike(pattern)),
+        );
+    }
+    q
+}
+
+/// Keyset page ordered by (created_at, id), starting after `after`.
+pub async fn list(
+    conn: &mut Conn,
+    f: &ListFilter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> QueryResult<Vec<TenantRow>> {
+    let mut q = filtered(f);
+    if let Some((ts, id)) = after {
+        q = q.filter(
+            tenants::created_at
+                .gt(ts)
+                .or(tenants::created_at.eq(ts).and(tenants::id.gt(id))),
+        );
+    }
+    q.order((tenants::created_at.asc(), tenants::id.asc()))
+        .limit(limit)
+        .select(TenantRow::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn count(conn: &mut Conn, f: &ListFilter) -> QueryResult<i64> {
+    filtered(f).count().get_result(conn).await
+}
+
+/// The row, locked for the rest of the transaction (lifecycle changes are serialized).
+pub async fn find_for_update(conn: &mut Conn, id: Uuid) -> QueryResult<Option<TenantRow>> {
+    tenants::table
+        .find(id)
+        .for_update()
+        .select(TenantRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
