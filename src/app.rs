@@ -35,6 +35,7 @@ impl App {
     /// Connects to PostgreSQL (as the app role) and Redis, and refuses to start when the
     /// effective database role could bypass row level security.
     pub async fn new(settings: Settings) -> anyhow::Result<Arc<App>> {
+        crate::telemetry::prometheus();
         let db = Db::connect(
             &settings.database_url,
             &settings.database_app_role,

@@ -128,7 +128,6 @@ async fn serve(settings: Settings, no_migrate: bool) -> anyhow::Result<()> {
     }
     let addr: SocketAddr = settings.bind_addr;
     let app = App::new(settings).await?;
-    telemetry::prometheus();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, billing = if app.settings.billing_live() { "stripe" } else { "local" }, "listening");
     axum::serve(listener, app::router(app))

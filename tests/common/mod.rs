@@ -1,0 +1,453 @@
+//! Test harness: a migrated + seeded template database, one fresh copy per test, the real
+//! router on a random port, tokens, and fixture builders.
+//!
+//! Environment: `TEST_DATABASE_URL` (a superuser URL to the maintenance database, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), `TEST_REDIS_URL` (default
+//! `redis://127.0.0.1:6379`), `TEST_LOG=1` to see the server's logs.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use serde_json::{json, Value};
+use tenantry::app::{self, App};
+use tenantry::auth::Role;
+use tenantry::config::Settings;
+use uuid::Uuid;
+
+pub const JWT_SECRET: &str = "test-secret-0123456789";
+pub const APP_ROLE: &str = "tenantry_app";
+
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// `postgres://.../postgres` → `postgres://.../<db>`.
+pub fn url_for(db: &str) -> String {
+    let base = admin_url();
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .expect("TEST_DATABASE_URL has a database name");
+    format!("{prefix}/{db}")
+}
+
+fn init_logs() {
+    if std::env::var("TEST_LOG").is_ok() {
+        tenantry::telemetry::init_logging(tenantry::config::LogFormat::Pretty);
+    }
+}
+
+/// Fingerprint of everything that goes into the template: migrations and the seed code.
+fn template_name() -> String {
+    use std::hash::{Hash, Hasher};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    let mut stack = vec![root.join("migrations")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("migrations dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.push(root.join("src/seed.rs"));
+    files.sort();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for f in files {
+        f.strip_prefix(root).unwrap().hash(&mut h);
+        std::fs::read(&f).expect("read").hash(&mut h);
+    }
+    format!("tenantry_tpl_{:016x}", h.finish())
+}
+
+async fn admin_conn() -> AsyncPgConnection {
+    AsyncPgConnection::establish(&admin_url())
+        .await
+        .expect("connect to TEST_DATABASE_URL")
+}
+
+#[derive(diesel::QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    exists: bool,
+}
+
+/// Creates the template once per machine and version (an advisory lock serializes processes).
+async fn ensure_template() -> String {
+    use diesel_async::RunQueryDsl;
+    let name = template_name();
+    let mut conn = admin_conn().await;
+    conn.batch_execute("select pg_advisory_lock(727274)")
+        .await
+        .unwrap();
+    let exists: Exists =
+        diesel::sql_query("select exists(select 1 from pg_database where datname = $1) as exists")
+            .bind::<diesel::sql_types::Text, _>(&name)
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+    if !exists.exists {
+        let tmp = format!("{name}_build");
+        conn.batch_execute(&format!("drop database if exists {tmp} with (force)"))
+            .await
+            .unwrap();
+        conn.batch_execute(&format!("create database {tmp}"))
+            .await
+            .unwrap();
+        tenantry::db::roles::migrate(&url_for(&tmp), APP_ROLE)
+            .await
+            .expect("migrate template");
+        {
+            let db = tenantry::db::Db::connect(&url_for(&tmp), APP_ROLE, 2)
+                .await
+                .expect("connect template");
+            tenantry::seed::seed_catalogue(&db)
+                .await
+                .expect("seed template");
+        }
+        // Close stragglers of the seeding pool, then freeze the template.
+        for sql in [
+            format!(
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = '{tmp}'"
+            ),
+            format!("alter database {tmp} rename to {name}"),
+            format!("alter database {name} is_template true"),
+        ] {
+            conn.batch_execute(&sql).await.unwrap();
+        }
+    }
+    conn.batch_execute("select pg_advisory_unlock(727274)")
+        .await
+        .unwrap();
+    name
+}
+
+/// A database of this test's own, copied from the template; dropped when the value drops.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let template = ensure_template().await;
+        let name = format!("tenantry_test_{}", Uuid::new_v4().simple());
+        let mut conn = admin_conn().await;
+        // The template may be briefly busy when many tests start at once.
+        let mut attempt = 0;
+        loop {
+            match conn
+                .batch_execute(&format!("create database {name} template {template}"))
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if attempt < 50 => {
+                    attempt += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("create test database: {e}"),
+            }
+        }
+        TestDb {
+            url: url_for(&name),
+            name,
+        }
+    }
+
+    /// A superuser connection to this database (fixtures and assertions only).
+    pub async fn superuser(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.url)
+            .await
+            .expect("connect test db")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(mut conn) = AsyncPgConnection::establish(&admin_url()).await {
+                    let _ = conn
+                        .batch_execute(&format!("drop database if exists {name} with (force)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The settings a test server runs with; tests adjust them through `TestApp::spawn_with`.
+pub fn test_env(db: &TestDb) -> HashMap<String, String> {
+    HashMap::from([
+        ("DATABASE_URL".to_string(), db.url.clone()),
+        ("DATABASE_APP_ROLE".to_string(), APP_ROLE.to_string()),
+        ("DATABASE_POOL_SIZE".to_string(), "8".to_string()),
+        ("REDIS_URL".to_string(), redis_url()),
+        ("JWT_SECRET".to_string(), JWT_SECRET.to_string()),
+        ("BIND_ADDR".to_string(), "127.0.0.1:0".to_string()),
+        ("BASE_DOMAIN".to_string(), "tenantry.test".to_string()),
+    ])
+}
+
+pub fn settings_from(env: &HashMap<String, String>) -> Settings {
+    Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings")
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub app: Arc<App>,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+        init_logs();
+        let db = TestDb::new().await;
+        let mut env = test_env(&db);
+        adjust(&mut env);
+        let app = App::new(settings_from(&env)).await.expect("app starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = app::router(app.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            app,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            db,
+            server,
+        }
+    }
+
+    pub fn token(&self, role: Role, tenant: Option<Uuid>) -> String {
+        let sub = format!("user-{}", Uuid::new_v4().simple());
+        tenantry::auth::jwt::issue(
+            &self.app.settings,
+            role,
+            tenant,
+            &sub,
+            Duration::from_secs(3600),
+        )
+        .unwrap()
+    }
+
+    pub fn admin_token(&self) -> String {
+        self.token(Role::PlatformAdmin, None)
+    }
+
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Gql {
+        self.gql_with(token, &[], query, variables).await
+    }
+
+    pub async fn gql_with(
+        &self,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        query: &str,
+        variables: Value,
+    ) -> Gql {
+        let body = json!({ "query": query, "variables": variables });
+        self.post_json("/graphql", token, headers, &body).await
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> Gql {
+        let mut req = self.client.post(format!("{}{path}", self.base)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Gql::from(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    }
+
+    /// Creates a tenant through the API as a platform admin.
+    pub fn tenant(&self) -> TenantBuilder<'_> {
+        TenantBuilder {
+            app: self,
+            name: None,
+            slug: None,
+            plan: "free".into(),
+            domain: None,
+        }
+    }
+}
+
+/// A GraphQL (or JSON) response as a client sees it.
+pub struct Gql {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Gql {
+    async fn from(resp: reqwest::Response) -> Gql {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Gql {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// `data`, asserting there were no errors.
+    pub fn ok(&self) -> &Value {
+        assert!(
+            self.body.get("errors").is_none(),
+            "unexpected errors (HTTP {}): {}",
+            self.status,
+            serde_json::to_string_pretty(&self.body).unwrap()
+        );
+        &self.body["data"]
+    }
+
+    /// The first error's `extensions.code`.
+    pub fn code(&self) -> Option<&str> {
+        self.body["errors"][0]["extensions"]["code"].as_str()
+    }
+
+    /// Asserts the first error's code and returns the error.
+    pub fn err(&self, code: &str) -> &Value {
+        assert_eq!(
+            self.code(),
+            Some(code),
+            "expected {code} (HTTP {}), got: {}",
+            self.status,
+            serde_json::to_string_pretty(&self.body).unwrap()
+        );
+        &self.body["errors"][0]
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub struct TenantBuilder<'a> {
+    app: &'a TestApp,
+    name: Option<String>,
+    slug: Option<String>,
+    plan: String,
+    domain: Option<String>,
+}
+
+/// A tenant created for a test, with ready-made tokens.
+pub struct TestTenant {
+    pub id: Uuid,
+    pub slug: String,
+    pub admin: String,
+    pub member: String,
+}
+
+impl TenantBuilder<'_> {
+    pub fn plan(mut self, plan: &str) -> Self {
+        self.plan = plan.into();
+        self
+    }
+    pub fn slug(mut self, slug: &str) -> Self {
+        self.slug = Some(slug.into());
+        self
+    }
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    pub fn domain(mut self, domain: &str) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    pub async fn create(self) -> TestTenant {
+        let slug = self
+            .slug
+            .unwrap_or_else(|| format!("t-{}", &Uuid::new_v4().simple().to_string()[..12]));
+        let name = self.name.unwrap_or_else(|| format!("Tenant {slug}"));
+        let resp = self
+            .app
+            .gql(
+                Some(&self.app.admin_token()),
+                "mutation($input: CreateTenantInput!) { createTenant(input: $input) { id slug } }",
+                json!({ "input": { "name": name, "slug": slug, "planSlug": self.plan, "domain": self.domain } }),
+            )
+            .await;
+        let id = Uuid::parse_str(resp.ok()["createTenant"]["id"].as_str().unwrap()).unwrap();
+        TestTenant {
+            id,
+            slug,
+            admin: self.app.token(Role::TenantAdmin, Some(id)),
+            member: self.app.token(Role::TenantMember, Some(id)),
+        }
+    }
+}
+
+/// Runs `sql` returning one bigint column named `n`.
+pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let row: N = diesel::sql_query(sql)
+        .get_result(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    row.n
+}
