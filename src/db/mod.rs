@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use diesel::sql_types::Text;
 use diesel_async::pooled_connection::bb8::Pool;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::{
     AnsiTransactionManager, AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
     TransactionManager,
@@ -63,6 +65,9 @@ impl Db {
     pub async fn connect(url: &str, app_role: &str, size: u32) -> anyhow::Result<Self> {
         let role = app_role.to_owned();
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
+        // No `SELECT 1` on every checkout: a broken connection fails its unit of work and the
+        // pool discards it (`/ready` and clients see SERVICE_UNAVAILABLE, then recovery).
+        config.recycling_method = RecyclingMethod::Fast;
         config.custom_setup = Box::new(move |url| {
             let role = role.clone();
             async move {
@@ -123,11 +128,12 @@ impl Db {
             f(&mut *conn).await
         }
         .await;
-        match result {
-            Ok(value) => {
-                AnsiTransactionManager::commit_transaction(conn).await?;
-                Ok(value)
-            }
+        // Back in the pool, the connection counts for nobody.
+        let outcome = match result {
+            Ok(value) => AnsiTransactionManager::commit_transaction(conn)
+                .await
+                .map(|()| value)
+                .map_err(Into::into),
             Err(err) => {
                 // A failed rollback leaves the connection broken; the pool then discards it.
                 if let Err(rollback) = AnsiTransactionManager::rollback_transaction(conn).await {
@@ -135,7 +141,9 @@ impl Db {
                 }
                 Err(err)
             }
-        }
+        };
+        conn.set_instrumentation(stats::StatementCounter::new(None));
+        outcome
     }
 
     /// `select 1` with a deadline, for `/ready`.

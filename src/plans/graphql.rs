@@ -4,14 +4,55 @@ use async_graphql::{Context, Object, Result, SimpleObject, ID};
 use scoped_futures::ScopedFutureExt;
 
 use super::loader::{FeaturesOfPlan, PricesOfPlan, QuotasOfPlan};
-use super::model::{BillingCycle, PlanQuotaRow, PlanRow};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::model::{BillingCycle, PlanPriceRow, PlanQuotaRow, PlanRow};
 use super::store;
 use crate::db::Scope;
 use crate::graphql::context::CtxExt;
+use crate::graphql::loaders::SiblingBatch;
 use crate::graphql::scalars::BigInt;
 use crate::quotas::model::{QuotaEnforcement, ResetPeriod};
 
-pub struct Plan(pub PlanRow);
+/// The plans of one list: their prices, features and quotas load together.
+pub struct PlanPage {
+    prices: SiblingBatch<PricesOfPlan, Vec<PlanPriceRow>>,
+    features: SiblingBatch<FeaturesOfPlan, Vec<String>>,
+    quotas: SiblingBatch<QuotasOfPlan, Vec<PlanQuotaRow>>,
+}
+
+impl PlanPage {
+    pub fn new(ids: &[Uuid]) -> Arc<PlanPage> {
+        Arc::new(PlanPage {
+            prices: SiblingBatch::new(ids.iter().map(|id| PricesOfPlan(*id)).collect()),
+            features: SiblingBatch::new(ids.iter().map(|id| FeaturesOfPlan(*id)).collect()),
+            quotas: SiblingBatch::new(ids.iter().map(|id| QuotasOfPlan(*id)).collect()),
+        })
+    }
+}
+
+pub struct Plan {
+    row: PlanRow,
+    page: Arc<PlanPage>,
+}
+
+impl Plan {
+    pub fn in_page(row: PlanRow, page: Arc<PlanPage>) -> Plan {
+        Plan { row, page }
+    }
+
+    pub fn list(rows: Vec<PlanRow>) -> Vec<Plan> {
+        let page = PlanPage::new(&rows.iter().map(|p| p.id).collect::<Vec<_>>());
+        rows.into_iter()
+            .map(|row| Plan {
+                row,
+                page: page.clone(),
+            })
+            .collect()
+    }
+}
 
 #[derive(SimpleObject)]
 pub struct PlanPrice {
@@ -48,28 +89,29 @@ impl PlanQuota {
 #[Object]
 impl Plan {
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.row.id.to_string())
     }
     async fn slug(&self) -> &str {
-        &self.0.slug
+        &self.row.slug
     }
     async fn name(&self) -> &str {
-        &self.0.name
+        &self.row.name
     }
     async fn description(&self) -> &str {
-        &self.0.description
+        &self.row.description
     }
     async fn trial_days(&self) -> i32 {
-        self.0.trial_days
+        self.row.trial_days
     }
     /// Requests per minute allowed to each tenant on this plan.
     async fn rate_limit_per_minute(&self) -> i32 {
-        self.0.rate_limit_per_minute
+        self.row.rate_limit_per_minute
     }
     async fn prices(&self, ctx: &Context<'_>) -> Result<Vec<PlanPrice>> {
-        let rows = ctx
-            .loaders()
-            .load_one(PricesOfPlan(self.0.id))
+        let rows = self
+            .page
+            .prices
+            .get(ctx.loaders(), &PricesOfPlan(self.row.id))
             .await?
             .unwrap_or_default();
         Ok(rows
@@ -85,16 +127,18 @@ impl Plan {
     }
     /// Keys of the features this plan includes.
     async fn features(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
-        Ok(ctx
-            .loaders()
-            .load_one(FeaturesOfPlan(self.0.id))
+        Ok(self
+            .page
+            .features
+            .get(ctx.loaders(), &FeaturesOfPlan(self.row.id))
             .await?
             .unwrap_or_default())
     }
     async fn quotas(&self, ctx: &Context<'_>) -> Result<Vec<PlanQuota>> {
-        let rows = ctx
-            .loaders()
-            .load_one(QuotasOfPlan(self.0.id))
+        let rows = self
+            .page
+            .quotas
+            .get(ctx.loaders(), &QuotasOfPlan(self.row.id))
             .await?
             .unwrap_or_default();
         Ok(rows.into_iter().map(PlanQuota).collect())
@@ -115,7 +159,7 @@ impl PlanQuery {
                 async move { Ok(store::list_active(c).await?) }.scope_boxed()
             })
             .await?;
-        Ok(rows.into_iter().map(Plan).collect())
+        Ok(Plan::list(rows))
     }
 
     async fn plan(&self, ctx: &Context<'_>, slug: String) -> Result<Option<Plan>> {
@@ -126,6 +170,8 @@ impl PlanQuery {
                 async move { Ok(store::find_by_slug(c, &slug).await?) }.scope_boxed()
             })
             .await?;
-        Ok(row.filter(|p| p.is_active).map(Plan))
+        Ok(row
+            .filter(|p| p.is_active)
+            .map(|p| Plan::list(vec![p]).remove(0)))
     }
 }

@@ -4,6 +4,8 @@
 use async_graphql::connection::{Connection, CursorType, Edge};
 use async_graphql::{Context, InputObject, MaybeUndefined, Object, Result, SimpleObject, ID};
 use base64::Engine as _;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -14,70 +16,123 @@ use crate::auth::Role;
 use crate::error::AppError;
 use crate::features::graphql::Feature;
 use crate::features::loader::FeaturesOfTenant;
+use crate::features::model::EffectiveFeature;
 use crate::graphql::context::CtxExt;
 use crate::graphql::guards::RequireRole;
-use crate::plans::graphql::Plan;
+use crate::graphql::loaders::SiblingBatch;
+use crate::plans::graphql::{Plan, PlanPage};
 use crate::plans::loader::PlanById;
+use crate::plans::model::PlanRow;
 use crate::quotas::graphql::Quota;
 use crate::quotas::loader::QuotasOfTenant;
+use crate::quotas::model::QuotaRow;
 
-pub struct Tenant(pub TenantRow);
+/// The tenants of one list: plans, quotas and features load for all of them at once.
+pub struct TenantPage {
+    plans: SiblingBatch<PlanById, PlanRow>,
+    plan_page: Arc<PlanPage>,
+    quotas: SiblingBatch<QuotasOfTenant, Vec<QuotaRow>>,
+    features: SiblingBatch<FeaturesOfTenant, Vec<EffectiveFeature>>,
+}
+
+pub struct Tenant {
+    row: TenantRow,
+    page: Arc<TenantPage>,
+}
+
+impl Tenant {
+    pub fn list(rows: Vec<TenantRow>) -> Vec<Tenant> {
+        let plan_ids: Vec<Uuid> = rows.iter().map(|t| t.plan_id).collect();
+        let page = Arc::new(TenantPage {
+            plans: SiblingBatch::new(plan_ids.iter().map(|id| PlanById(*id)).collect()),
+            plan_page: PlanPage::new(&plan_ids),
+            quotas: SiblingBatch::new(rows.iter().map(|t| QuotasOfTenant(t.id)).collect()),
+            features: SiblingBatch::new(
+                rows.iter()
+                    .map(|t| FeaturesOfTenant {
+                        tenant_id: t.id,
+                        plan_id: t.plan_id,
+                    })
+                    .collect(),
+            ),
+        });
+        rows.into_iter()
+            .map(|row| Tenant {
+                row,
+                page: page.clone(),
+            })
+            .collect()
+    }
+
+    pub fn one(row: TenantRow) -> Tenant {
+        Tenant::list(vec![row]).remove(0)
+    }
+}
 
 #[Object]
 impl Tenant {
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.row.id.to_string())
     }
     async fn name(&self) -> &str {
-        &self.0.name
+        &self.row.name
     }
     async fn slug(&self) -> &str {
-        &self.0.slug
+        &self.row.slug
     }
     async fn domain(&self) -> Option<&str> {
-        self.0.domain.as_deref()
+        self.row.domain.as_deref()
     }
     async fn status(&self) -> TenantStatus {
-        self.0.status()
+        self.row.status()
     }
     async fn plan(&self, ctx: &Context<'_>) -> Result<Plan> {
-        let plan = ctx.loaders().load_one(PlanById(self.0.plan_id)).await?;
-        Ok(Plan(plan.ok_or_else(|| {
-            AppError::internal(anyhow::anyhow!("tenant plan missing"))
-        })?))
+        let plan = self
+            .page
+            .plans
+            .get(ctx.loaders(), &PlanById(self.row.plan_id))
+            .await?;
+        let plan =
+            plan.ok_or_else(|| AppError::internal(anyhow::anyhow!("tenant plan missing")))?;
+        Ok(Plan::in_page(plan, self.page.plan_page.clone()))
     }
     async fn owner_id(&self) -> Option<&str> {
-        self.0.owner_id.as_deref()
+        self.row.owner_id.as_deref()
     }
     /// Billing region: `US`, `CA`, `EU`, `GB` or `AU`.
     async fn region(&self) -> &str {
-        &self.0.region
+        &self.row.region
     }
     async fn settings(&self) -> async_graphql::Json<&serde_json::Value> {
-        async_graphql::Json(&self.0.settings)
+        async_graphql::Json(&self.row.settings)
     }
     async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+        self.row.created_at
     }
     async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+        self.row.updated_at
     }
     async fn suspended_at(&self) -> Option<DateTime<Utc>> {
-        self.0.suspended_at
+        self.row.suspended_at
     }
     async fn suspend_reason(&self) -> Option<&str> {
-        self.0.suspend_reason.as_deref()
+        self.row.suspend_reason.as_deref()
     }
     async fn deleted_at(&self) -> Option<DateTime<Utc>> {
-        self.0.deleted_at
+        self.row.deleted_at
     }
     /// Effective feature flags: plan entitlement, overridden per tenant.
     async fn features(&self, ctx: &Context<'_>) -> Result<Vec<Feature>> {
         let key = FeaturesOfTenant {
-            tenant_id: self.0.id,
-            plan_id: self.0.plan_id,
+            tenant_id: self.row.id,
+            plan_id: self.row.plan_id,
         };
-        let list = ctx.loaders().load_one(key).await?.unwrap_or_default();
+        let list = self
+            .page
+            .features
+            .get(ctx.loaders(), &key)
+            .await?
+            .unwrap_or_default();
         Ok(list.into_iter().map(Feature::from).collect())
     }
     async fn feature(&self, ctx: &Context<'_>, key: String) -> Result<Option<Feature>> {
@@ -85,17 +140,19 @@ impl Tenant {
         Ok(all.into_iter().find(|f| f.key == key))
     }
     async fn quotas(&self, ctx: &Context<'_>) -> Result<Vec<Quota>> {
-        let rows = ctx
-            .loaders()
-            .load_one(QuotasOfTenant(self.0.id))
+        let rows = self
+            .page
+            .quotas
+            .get(ctx.loaders(), &QuotasOfTenant(self.row.id))
             .await?
             .unwrap_or_default();
         Ok(rows.into_iter().map(Quota).collect())
     }
     async fn quota(&self, ctx: &Context<'_>, resource: String) -> Result<Option<Quota>> {
-        let rows = ctx
-            .loaders()
-            .load_one(QuotasOfTenant(self.0.id))
+        let rows = self
+            .page
+            .quotas
+            .get(ctx.loaders(), &QuotasOfTenant(self.row.id))
             .await?
             .unwrap_or_default();
         Ok(rows.into_iter().find(|q| q.resource == resource).map(Quota))
@@ -199,7 +256,7 @@ impl TenantQuery {
         Ok(Viewer {
             user_id: p.user_id.clone(),
             role: p.role,
-            tenant: req.tenant.clone().map(Tenant),
+            tenant: req.tenant.clone().map(Tenant::one),
         })
     }
 
@@ -225,7 +282,7 @@ impl TenantQuery {
                 None => return Ok(None),
             },
         };
-        Ok(Some(Tenant(row)))
+        Ok(Some(Tenant::one(row)))
     }
 
     /// All tenants, oldest first (platform admins).
@@ -264,9 +321,15 @@ impl TenantQuery {
             has_next,
             TenantConnectionFields { filter },
         );
+        let cursors: Vec<TenantCursor> = rows
+            .iter()
+            .map(|t| TenantCursor(t.created_at, t.id))
+            .collect();
         conn.edges.extend(
-            rows.into_iter()
-                .map(|t| Edge::new(TenantCursor(t.created_at, t.id), Tenant(t))),
+            cursors
+                .into_iter()
+                .zip(Tenant::list(rows))
+                .map(|(c, t)| Edge::new(c, t)),
         );
         Ok(conn)
     }
@@ -320,7 +383,7 @@ impl TenantMutation {
             owner_id: input.owner_id,
             region: input.region,
         };
-        Ok(Tenant(
+        Ok(Tenant::one(
             service::create(ctx.app(), &req.actor(), input).await?,
         ))
     }
@@ -343,7 +406,7 @@ impl TenantMutation {
             domain,
             settings: input.settings.map(|j| j.0),
         };
-        Ok(Tenant(
+        Ok(Tenant::one(
             service::update(ctx.app(), &req.actor(), parse_id(&id)?, input).await?,
         ))
     }
@@ -351,7 +414,7 @@ impl TenantMutation {
     #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
     async fn suspend_tenant(&self, ctx: &Context<'_>, id: ID, reason: String) -> Result<Tenant> {
         let req = ctx.req();
-        Ok(Tenant(
+        Ok(Tenant::one(
             service::suspend(ctx.app(), &req.actor(), parse_id(&id)?, &reason).await?,
         ))
     }
@@ -359,7 +422,7 @@ impl TenantMutation {
     #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
     async fn reactivate_tenant(&self, ctx: &Context<'_>, id: ID) -> Result<Tenant> {
         let req = ctx.req();
-        Ok(Tenant(
+        Ok(Tenant::one(
             service::reactivate(ctx.app(), &req.actor(), parse_id(&id)?).await?,
         ))
     }
@@ -368,7 +431,7 @@ impl TenantMutation {
     #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
     async fn delete_tenant(&self, ctx: &Context<'_>, id: ID) -> Result<Tenant> {
         let req = ctx.req();
-        Ok(Tenant(
+        Ok(Tenant::one(
             service::delete(ctx.app(), &req.actor(), parse_id(&id)?).await?,
         ))
     }
@@ -376,7 +439,7 @@ impl TenantMutation {
     #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
     async fn restore_tenant(&self, ctx: &Context<'_>, id: ID) -> Result<Tenant> {
         let req = ctx.req();
-        Ok(Tenant(
+        Ok(Tenant::one(
             service::restore(ctx.app(), &req.actor(), parse_id(&id)?).await?,
         ))
     }

@@ -451,3 +451,30 @@ pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     row.n
 }
+
+/// A free TCP port on loopback (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The compiled `tenantry` binary, run from a scratch directory (so no `.env` is read) with
+/// exactly the given settings on top of the inherited environment minus Tenantry's own.
+pub fn binary(args: &[&str], env: &HashMap<String, String>) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tenantry"));
+    cmd.args(args).current_dir(std::env::temp_dir());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DATABASE_")
+            || key.starts_with("JWT_")
+            || key.starts_with("REDIS_")
+            || key == "BIND_ADDR"
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.envs(env);
+    cmd
+}
