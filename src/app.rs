@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::resolve::TenantCache;
+use crate::bus::{Bus, Event};
 use crate::config::Settings;
 use crate::db::{roles, Db};
 use crate::graphql::{self, AppSchema};
@@ -29,6 +30,7 @@ pub struct App {
     pub redis: Option<RedisPool>,
     pub jwt: JwtVerifier,
     pub tenant_cache: TenantCache,
+    pub bus: Bus,
 }
 
 impl App {
@@ -59,27 +61,32 @@ impl App {
             None => None,
             Some(url) => {
                 let manager = RedisConnectionManager::new(url.as_str())?;
-                Some(
-                    bb8::Pool::builder()
-                        .max_size(16)
-                        .connection_timeout(Duration::from_secs(2))
-                        .build_unchecked(manager),
-                )
+                let pool = bb8::Pool::builder()
+                    .max_size(16)
+                    .connection_timeout(Duration::from_secs(2))
+                    .build_unchecked(manager);
+                Some((pool, redis::Client::open(url.as_str())?))
             }
         };
+        let bus = Bus::new(redis.clone(), &settings.redis_prefix);
         let jwt = JwtVerifier::from_settings(&settings)?;
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             settings,
             db,
-            redis,
+            redis: redis.map(|(pool, _)| pool),
             jwt,
             tenant_cache: TenantCache::default(),
-        }))
+            bus,
+        });
+        tokio::spawn(apply_events(Arc::downgrade(&app)));
+        Ok(app)
     }
 
-    /// Called after every committed tenant change: drops cached resolutions.
-    pub async fn tenant_changed(&self, _id: Uuid) {
+    /// Called after every committed tenant change: drops cached resolutions here at once and
+    /// on every other instance through the bus.
+    pub async fn tenant_changed(&self, tenant_id: Uuid) {
         self.tenant_cache.invalidate_all();
+        self.bus.publish(Event::TenantChanged { tenant_id }).await;
     }
 
     /// `PING` with a deadline, for `/ready`. `None` when Redis is not configured.
@@ -137,4 +144,23 @@ pub fn router(app: Arc<App>) -> Router {
                     http::limit_body,
                 )),
         )
+}
+
+/// Applies bus events to this instance's caches, for as long as the app lives.
+async fn apply_events(app: std::sync::Weak<App>) {
+    let Some(mut rx) = app.upgrade().map(|a| a.bus.subscribe()) else {
+        return;
+    };
+    loop {
+        let event = rx.recv().await;
+        let Some(app) = app.upgrade() else { return };
+        match event {
+            Ok(Event::TenantChanged { .. }) => app.tenant_cache.invalidate_all(),
+            // Missed events: drop everything rather than serve stale entries.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                app.tenant_cache.invalidate_all()
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }

@@ -204,6 +204,7 @@ pub fn test_env(db: &TestDb) -> HashMap<String, String> {
         ("JWT_SECRET".to_string(), JWT_SECRET.to_string()),
         ("BIND_ADDR".to_string(), "127.0.0.1:0".to_string()),
         ("BASE_DOMAIN".to_string(), "tenantry.test".to_string()),
+        ("REDIS_KEY_PREFIX".to_string(), format!("test:{}:", db.name)),
     ])
 }
 
@@ -216,7 +217,8 @@ pub struct TestApp {
     pub base: String,
     pub app: Arc<App>,
     pub client: reqwest::Client,
-    pub db: TestDb,
+    pub db: Arc<TestDb>,
+    pub env: HashMap<String, String>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -236,6 +238,15 @@ impl TestApp {
         let db = TestDb::new().await;
         let mut env = test_env(&db);
         adjust(&mut env);
+        Self::start(Arc::new(db), env).await
+    }
+
+    /// Another server instance on the same database and Redis (same settings).
+    pub async fn second_instance(&self) -> TestApp {
+        Self::start(self.db.clone(), self.env.clone()).await
+    }
+
+    async fn start(db: Arc<TestDb>, env: HashMap<String, String>) -> TestApp {
         let app = App::new(settings_from(&env)).await.expect("app starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -252,6 +263,7 @@ impl TestApp {
                 .build()
                 .unwrap(),
             db,
+            env,
             server,
         }
     }
