@@ -18,7 +18,9 @@ use crate::auth::jwt::JwtVerifier;
 use crate::auth::resolve::TenantCache;
 use crate::bus::{Bus, Event};
 use crate::config::Settings;
+use crate::configs::service::ConfigCache;
 use crate::db::{roles, Db};
+use crate::features::service::FeatureCache;
 use crate::graphql::{self, AppSchema};
 use crate::http;
 
@@ -30,6 +32,8 @@ pub struct App {
     pub redis: Option<RedisPool>,
     pub jwt: JwtVerifier,
     pub tenant_cache: TenantCache,
+    pub features: FeatureCache,
+    pub configs: ConfigCache,
     pub bus: Bus,
 }
 
@@ -76,6 +80,8 @@ impl App {
             redis: redis.map(|(pool, _)| pool),
             jwt,
             tenant_cache: TenantCache::default(),
+            features: FeatureCache::default(),
+            configs: ConfigCache::default(),
             bus,
         });
         tokio::spawn(apply_events(Arc::downgrade(&app)));
@@ -86,6 +92,8 @@ impl App {
     /// on every other instance through the bus.
     pub async fn tenant_changed(&self, tenant_id: Uuid) {
         self.tenant_cache.invalidate_all();
+        self.features.invalidate(tenant_id).await;
+        self.configs.invalidate(tenant_id).await;
         self.bus.publish(Event::TenantChanged { tenant_id }).await;
     }
 
@@ -155,10 +163,18 @@ async fn apply_events(app: std::sync::Weak<App>) {
         let event = rx.recv().await;
         let Some(app) = app.upgrade() else { return };
         match event {
-            Ok(Event::TenantChanged { .. }) => app.tenant_cache.invalidate_all(),
+            Ok(Event::TenantChanged { tenant_id }) => {
+                app.tenant_cache.invalidate_all();
+                app.features.invalidate(tenant_id).await;
+                app.configs.invalidate(tenant_id).await;
+            }
+            Ok(Event::FeaturesChanged { tenant_id }) => app.features.invalidate(tenant_id).await,
+            Ok(Event::ConfigChanged { tenant_id }) => app.configs.invalidate(tenant_id).await,
             // Missed events: drop everything rather than serve stale entries.
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                app.tenant_cache.invalidate_all()
+                app.tenant_cache.invalidate_all();
+                app.features.invalidate_all();
+                app.configs.invalidate_all();
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }

@@ -17,6 +17,10 @@ use crate::app::RedisPool;
 pub enum Event {
     /// A tenant's row changed: drop cached resolutions.
     TenantChanged { tenant_id: Uuid },
+    /// A tenant's feature overrides changed.
+    FeaturesChanged { tenant_id: Uuid },
+    /// A tenant's configuration changed.
+    ConfigChanged { tenant_id: Uuid },
 }
 
 pub struct Bus {

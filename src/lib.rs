@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod configs;
 pub mod db;
 pub mod error;
 pub mod features;

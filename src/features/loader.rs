@@ -1,18 +1,16 @@
-//! DataLoader: a tenant's effective features. The key carries the plan id, so a batch needs
-//! no tenant lookup: definitions, plan entitlements and overrides are three statements.
+//! DataLoader: a tenant's effective features, through the feature cache. The key carries the
+//! plan id, so a batch needs no tenant look-up; misses cost three statements per batch.
 
 use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
 use chrono::Utc;
-use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use super::model::{evaluate, EffectiveFeature};
-use super::store;
+use super::model::EffectiveFeature;
+use super::service;
 use crate::error::AppError;
 use crate::graphql::loaders::DbLoader;
-use crate::plans;
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub struct FeaturesOfTenant {
@@ -28,37 +26,12 @@ impl Loader<FeaturesOfTenant> for DbLoader {
         &self,
         keys: &[FeaturesOfTenant],
     ) -> Result<HashMap<FeaturesOfTenant, Self::Value>, AppError> {
-        let tenant_ids: Vec<Uuid> = keys.iter().map(|k| k.tenant_id).collect();
-        let mut plan_ids: Vec<Uuid> = keys.iter().map(|k| k.plan_id).collect();
-        plan_ids.sort();
-        plan_ids.dedup();
-        let (defs, plan_features, overrides) = self
-            .run(|c| {
-                async move {
-                    let defs = store::definitions(c).await?;
-                    let plan_features = plans::store::features_of(c, &plan_ids).await?;
-                    let overrides = store::overrides_of(c, &tenant_ids).await?;
-                    Ok((defs, plan_features, overrides))
-                }
-                .scope_boxed()
-            })
-            .await?;
+        let pairs: Vec<(Uuid, Uuid)> = keys.iter().map(|k| (k.tenant_id, k.plan_id)).collect();
+        let inputs = service::inputs_of(&self.app, &self.db, self.scope, &pairs).await?;
         let now = Utc::now();
         Ok(keys
             .iter()
-            .map(|k| {
-                let plan: Vec<String> = plan_features
-                    .iter()
-                    .filter(|(p, _)| *p == k.plan_id)
-                    .map(|(_, f)| f.clone())
-                    .collect();
-                let own: Vec<_> = overrides
-                    .iter()
-                    .filter(|o| o.tenant_id == k.tenant_id)
-                    .cloned()
-                    .collect();
-                (*k, evaluate(&defs, &plan, &own, now))
-            })
+            .filter_map(|k| inputs.get(&k.tenant_id).map(|i| (*k, i.evaluate(now))))
             .collect())
     }
 }

@@ -25,3 +25,62 @@ impl Guard for RequireRole {
         }
     }
 }
+
+/// The feature must be enabled for the tenant: the one a field belongs to
+/// (`RequireFeature::of("advanced_analytics", self.row.id, self.row.plan_id)`) or, for root
+/// fields, the request's tenant (`RequireFeature::new("audit_logs")`). Answers
+/// FEATURE_DISABLED with the feature key in `extensions.feature`. A root field without a
+/// tenant (a platform admin's platform-wide view) is not gated.
+pub struct RequireFeature {
+    key: &'static str,
+    tenant: Option<(uuid::Uuid, uuid::Uuid)>,
+}
+
+impl RequireFeature {
+    pub fn new(key: &'static str) -> Self {
+        RequireFeature { key, tenant: None }
+    }
+
+    pub fn of(key: &'static str, tenant_id: uuid::Uuid, plan_id: uuid::Uuid) -> Self {
+        RequireFeature {
+            key,
+            tenant: Some((tenant_id, plan_id)),
+        }
+    }
+}
+
+impl Guard for RequireFeature {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        let req = ctx.req();
+        let target = self
+            .tenant
+            .or_else(|| req.tenant.as_ref().map(|t| (t.id, t.plan_id)));
+        let Some((tenant_id, plan_id)) = target else {
+            return Ok(());
+        };
+        crate::features::service::require(
+            ctx.app(),
+            &req.db,
+            req.read_scope(),
+            tenant_id,
+            plan_id,
+            self.key,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// A guard that applies only when `condition` holds (e.g. only branding writes need
+/// `custom_branding`).
+pub struct When<G>(pub bool, pub G);
+
+impl<G: Guard + Send + Sync> Guard for When<G> {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        if self.0 {
+            self.1.check(ctx).await
+        } else {
+            Ok(())
+        }
+    }
+}

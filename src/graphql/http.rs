@@ -192,7 +192,7 @@ async fn execute(st: HttpState, headers: HeaderMap, batch: BatchRequest) -> Resp
         public_tenant: resolved.public_tenant,
         db: db.clone(),
     });
-    let loaders = Arc::new(DbLoader::new_loaders(db, ctx.read_scope()));
+    let loaders = Arc::new(DbLoader::new_loaders(app.clone(), db, ctx.read_scope()));
     let batch = batch.data(ctx).data(loaders);
 
     let mut response = st.schema.execute_batch(batch).await;

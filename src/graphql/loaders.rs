@@ -16,19 +16,23 @@ use std::hash::Hash;
 use async_graphql::dataloader::{DataLoader, Loader};
 use tokio::sync::OnceCell;
 
+use std::sync::Arc;
+
+use crate::app::App;
 use crate::db::{Conn, Db, Scope, ScopedBoxFuture};
 use crate::error::{AppError, AppResult};
 
 pub type Loaders = DataLoader<DbLoader>;
 
 pub struct DbLoader {
-    db: Db,
-    scope: Scope,
+    pub app: Arc<App>,
+    pub db: Db,
+    pub scope: Scope,
 }
 
 impl DbLoader {
-    pub fn new_loaders(db: Db, scope: Scope) -> Loaders {
-        DataLoader::new(DbLoader { db, scope }, tokio::spawn)
+    pub fn new_loaders(app: Arc<App>, db: Db, scope: Scope) -> Loaders {
+        DataLoader::new(DbLoader { app, db, scope }, tokio::spawn)
     }
 
     pub async fn run<'a, R, F>(&self, f: F) -> AppResult<R>

@@ -16,14 +16,22 @@ use async_graphql::extensions::apollo_persisted_queries::{
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use crate::app::App;
+use async_graphql::{Context, ID};
+use uuid::Uuid;
+
+use crate::audit::graphql::AuditQuery;
+use crate::configs::graphql::ConfigMutation;
+use crate::error::AppError;
+use crate::features::graphql::FeatureMutation;
 use crate::plans::graphql::PlanQuery;
 use crate::tenants::graphql::{TenantMutation, TenantQuery};
+use context::CtxExt;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(TenantQuery, PlanQuery);
+pub struct QueryRoot(TenantQuery, PlanQuery, AuditQuery);
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(TenantMutation);
+pub struct MutationRoot(TenantMutation, FeatureMutation, ConfigMutation);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
@@ -54,4 +62,15 @@ pub fn build_schema(app: Arc<App>) -> AppSchema {
 /// The SDL that `schema.graphql` must equal (`tenantry schema`).
 pub fn sdl() -> String {
     builder().finish().sdl()
+}
+
+/// The tenant a mutation acts on: the `tenantId` argument, else the request's tenant.
+pub fn target_tenant(ctx: &Context<'_>, tenant_id: Option<&ID>) -> Result<Uuid, AppError> {
+    match tenant_id {
+        Some(id) => Uuid::parse_str(id.as_str())
+            .map_err(|_| AppError::bad_input("tenantId", "tenantId must be a UUID")),
+        None => ctx.req().tenant_id().ok_or_else(|| {
+            AppError::bad_input("tenantId", "tenantId is required without a tenant scope")
+        }),
+    }
 }

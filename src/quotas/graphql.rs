@@ -46,3 +46,35 @@ impl Quota {
         QuotaEnforcement::parse(&self.0.enforcement)
     }
 }
+
+#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    Hour,
+    Day,
+    Month,
+}
+
+impl Granularity {
+    pub fn sql_unit(self) -> &'static str {
+        match self {
+            Granularity::Hour => "hour",
+            Granularity::Day => "day",
+            Granularity::Month => "month",
+        }
+    }
+
+    /// Longest range a series may span, so one query cannot ask for millions of points.
+    pub fn max_span(self) -> chrono::Duration {
+        match self {
+            Granularity::Hour => chrono::Duration::days(93),
+            Granularity::Day => chrono::Duration::days(3 * 366),
+            Granularity::Month => chrono::Duration::days(20 * 366),
+        }
+    }
+}
+
+#[derive(async_graphql::SimpleObject)]
+pub struct UsagePoint {
+    pub period_start: DateTime<Utc>,
+    pub amount: BigInt,
+}

@@ -13,19 +13,26 @@ use super::model::{TenantRow, TenantStatus};
 use super::service::{self, CreateTenant, UpdateTenant};
 use super::store::ListFilter;
 use crate::auth::Role;
+use crate::configs::graphql::ConfigEntry;
+use crate::configs::loader::ConfigOfTenant;
+use crate::configs::service::{self as configs, TenantConfig};
 use crate::error::AppError;
 use crate::features::graphql::Feature;
 use crate::features::loader::FeaturesOfTenant;
 use crate::features::model::EffectiveFeature;
 use crate::graphql::context::CtxExt;
+use crate::graphql::guards::RequireFeature;
 use crate::graphql::guards::RequireRole;
 use crate::graphql::loaders::SiblingBatch;
+use crate::graphql::scalars::BigInt;
 use crate::plans::graphql::{Plan, PlanPage};
 use crate::plans::loader::PlanById;
 use crate::plans::model::PlanRow;
 use crate::quotas::graphql::Quota;
+use crate::quotas::graphql::{Granularity, UsagePoint};
 use crate::quotas::loader::QuotasOfTenant;
 use crate::quotas::model::QuotaRow;
+use scoped_futures::ScopedFutureExt;
 
 /// The tenants of one list: plans, quotas and features load for all of them at once.
 pub struct TenantPage {
@@ -33,6 +40,7 @@ pub struct TenantPage {
     plan_page: Arc<PlanPage>,
     quotas: SiblingBatch<QuotasOfTenant, Vec<QuotaRow>>,
     features: SiblingBatch<FeaturesOfTenant, Vec<EffectiveFeature>>,
+    configs: SiblingBatch<ConfigOfTenant, Arc<TenantConfig>>,
 }
 
 pub struct Tenant {
@@ -47,6 +55,7 @@ impl Tenant {
             plans: SiblingBatch::new(plan_ids.iter().map(|id| PlanById(*id)).collect()),
             plan_page: PlanPage::new(&plan_ids),
             quotas: SiblingBatch::new(rows.iter().map(|t| QuotasOfTenant(t.id)).collect()),
+            configs: SiblingBatch::new(rows.iter().map(|t| ConfigOfTenant(t.id)).collect()),
             features: SiblingBatch::new(
                 rows.iter()
                     .map(|t| FeaturesOfTenant {
@@ -156,6 +165,82 @@ impl Tenant {
             .await?
             .unwrap_or_default();
         Ok(rows.into_iter().find(|q| q.resource == resource).map(Quota))
+    }
+
+    /// The tenant configuration layer (defaults and the tenant's own entries), optionally one
+    /// category. Encrypted values are masked for tenant members.
+    async fn configs(
+        &self,
+        ctx: &Context<'_>,
+        category: Option<String>,
+    ) -> Result<Vec<ConfigEntry>> {
+        let cfg = self
+            .page
+            .configs
+            .get(ctx.loaders(), &ConfigOfTenant(self.row.id))
+            .await?;
+        let reveal = configs::reveals_secrets(&ctx.req().actor());
+        let key = ctx.app().settings.config_encryption_key;
+        Ok(cfg
+            .map(|c| c.entries(category.as_deref(), reveal, key.as_ref()))
+            .unwrap_or_default()
+            .into_iter()
+            .map(ConfigEntry)
+            .collect())
+    }
+
+    /// Every layer merged (system → plan → defaults → tenant):
+    /// `{ category: { key: { value, layer } } }`.
+    async fn effective_config(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<async_graphql::Json<serde_json::Value>> {
+        let req = ctx.req();
+        let reveal = configs::reveals_secrets(&req.actor());
+        Ok(async_graphql::Json(
+            configs::effective(ctx.app(), &req.db, req.read_scope(), &self.row, reveal).await?,
+        ))
+    }
+
+    /// Usage of one resource over [from, to), summed per hour, day or month (UTC). Needs the
+    /// `advanced_analytics` feature.
+    #[graphql(guard = "RequireFeature::of(\"advanced_analytics\", self.row.id, self.row.plan_id)")]
+    async fn usage(
+        &self,
+        ctx: &Context<'_>,
+        resource: String,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        #[graphql(default_with = "Granularity::Day")] granularity: Granularity,
+    ) -> Result<Vec<UsagePoint>> {
+        if to <= from {
+            return Err(AppError::bad_input("to", "to must be after from").into());
+        }
+        if to - from > granularity.max_span() {
+            return Err(AppError::bad_input("from", "range too long for this granularity").into());
+        }
+        let tenant_id = self.row.id;
+        let unit = granularity.sql_unit();
+        let rows = ctx
+            .req()
+            .db
+            .scoped(ctx.req().read_scope(), |c| {
+                async move {
+                    Ok(
+                        crate::quotas::store::usage_series(c, tenant_id, &resource, from, to, unit)
+                            .await?,
+                    )
+                }
+                .scope_boxed()
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|b| UsagePoint {
+                period_start: b.period_start,
+                amount: BigInt(b.amount),
+            })
+            .collect())
     }
 }
 

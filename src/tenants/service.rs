@@ -47,7 +47,7 @@ fn require_platform(actor: &Actor) -> AppResult<()> {
 
 /// The scope for touching tenant `id`: tenant users only ever reach their own tenant; any other
 /// id is answered as if it did not exist (and the attempt is counted and logged).
-fn scope_for(actor: &Actor, id: Uuid, reason: &'static str) -> AppResult<Scope> {
+pub fn target_scope(actor: &Actor, id: Uuid, reason: &'static str) -> AppResult<Scope> {
     if !actor.is_platform() && actor.tenant_id != Some(id) {
         return Err(cross_tenant_denied(actor, id, "tenant"));
     }
@@ -62,7 +62,7 @@ fn visible(actor: &Actor, row: Option<TenantRow>) -> AppResult<TenantRow> {
 }
 
 pub async fn get(db: &Db, actor: &Actor, id: Uuid) -> AppResult<TenantRow> {
-    let scope = scope_for(actor, id, "tenant_read")?;
+    let scope = target_scope(actor, id, "tenant_read")?;
     let row = db
         .scoped(scope, |c| {
             async move { Ok(store::find(c, id).await?) }.scope_boxed()
@@ -241,7 +241,7 @@ async fn change(
     metadata: Value,
     decide: impl FnOnce(&TenantRow) -> AppResult<TenantChanges> + Send + 'static,
 ) -> AppResult<TenantRow> {
-    let scope = scope_for(actor, id, "tenant_change")?;
+    let scope = target_scope(actor, id, "tenant_change")?;
     let actor_c = actor.clone();
     let row = app
         .db

@@ -1,0 +1,125 @@
+//! Audit SQL: the one writer (`record`) and the list query.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::auth::Actor;
+use crate::db::schema::audit_logs;
+use crate::db::Conn;
+
+#[derive(Insertable, Debug)]
+#[diesel(table_name = audit_logs)]
+struct NewAuditLog<'a> {
+    id: Uuid,
+    tenant_id: Option<Uuid>,
+    entity_type: &'a str,
+    entity_id: String,
+    action: &'a str,
+    actor_type: &'a str,
+    actor_id: Option<&'a str>,
+    changes: Value,
+    metadata: Value,
+}
+
+/// One audited change: `entity_type`/`entity_id`/`action` plus before/after.
+pub struct Change<'a> {
+    pub tenant_id: Option<Uuid>,
+    pub entity_type: &'a str,
+    pub entity_id: String,
+    pub action: &'a str,
+    pub before: Value,
+    pub after: Value,
+    /// Extra metadata (reason, ticket id); the request id is added from the actor.
+    pub metadata: Value,
+}
+
+pub async fn record(conn: &mut Conn, actor: &Actor, change: Change<'_>) -> QueryResult<()> {
+    let mut metadata = match change.metadata {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    if let Some(rid) = &actor.request_id {
+        metadata.insert("requestId".into(), json!(rid));
+    }
+    if let Some(role) = actor.role {
+        metadata.insert("role".into(), json!(role.as_str()));
+    }
+    diesel::insert_into(audit_logs::table)
+        .values(NewAuditLog {
+            id: Uuid::now_v7(),
+            tenant_id: change.tenant_id,
+            entity_type: change.entity_type,
+            entity_id: change.entity_id,
+            action: change.action,
+            actor_type: actor.kind.as_str(),
+            actor_id: actor.id.as_deref(),
+            changes: json!({ "before": change.before, "after": change.after }),
+            metadata: Value::Object(metadata),
+        })
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = audit_logs, check_for_backend(diesel::pg::Pg))]
+pub struct AuditRow {
+    pub id: Uuid,
+    pub tenant_id: Option<Uuid>,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub action: String,
+    pub actor_type: String,
+    pub actor_id: Option<String>,
+    pub changes: Value,
+    pub metadata: Value,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Default, Clone)]
+pub struct AuditFilter {
+    pub tenant_id: Option<Uuid>,
+    pub entity_type: Option<String>,
+    pub entity_id: Option<String>,
+    pub action: Option<String>,
+    pub actor_type: Option<String>,
+}
+
+/// Newest first, keyset on (created_at, id) descending.
+pub async fn list(
+    conn: &mut Conn,
+    f: &AuditFilter,
+    before: Option<(chrono::DateTime<chrono::Utc>, Uuid)>,
+    limit: i64,
+) -> QueryResult<Vec<AuditRow>> {
+    let mut q = audit_logs::table.into_boxed();
+    if let Some(t) = f.tenant_id {
+        q = q.filter(audit_logs::tenant_id.eq(t));
+    }
+    if let Some(v) = &f.entity_type {
+        q = q.filter(audit_logs::entity_type.eq(v.clone()));
+    }
+    if let Some(v) = &f.entity_id {
+        q = q.filter(audit_logs::entity_id.eq(v.clone()));
+    }
+    if let Some(v) = &f.action {
+        q = q.filter(audit_logs::action.eq(v.clone()));
+    }
+    if let Some(v) = &f.actor_type {
+        q = q.filter(audit_logs::actor_type.eq(v.clone()));
+    }
+    if let Some((ts, id)) = before {
+        q = q.filter(
+            audit_logs::created_at
+                .lt(ts)
+                .or(audit_logs::created_at.eq(ts).and(audit_logs::id.lt(id))),
+        );
+    }
+    q.order((audit_logs::created_at.desc(), audit_logs::id.desc()))
+        .limit(limit)
+        .select(AuditRow::as_select())
+        .load(conn)
+        .await
+}

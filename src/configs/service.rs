@@ -1,0 +1,520 @@
+//! Configuration rules: the layers, type checks, encryption, who may write which category,
+//! and the cache that serves reads (invalidated on every instance through the bus).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use scoped_futures::ScopedFutureExt;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::crypto;
+use super::model::{
+    ConfigDataType, ConfigDefault, ConfigEntry, ConfigLayer, ConfigRow, MASK, RESERVED_CATEGORIES,
+};
+use super::store::{self, Upsert};
+use crate::app::App;
+use crate::audit;
+use crate::auth::{Actor, Role};
+use crate::bus::Event;
+use crate::db::{Conn, Db, Scope};
+use crate::error::{AppError, AppResult};
+use crate::tenants::model::TenantRow;
+use crate::tenants::service::{ensure_writable, target_scope};
+use crate::tenants::store as tenant_store;
+use crate::{features, plans};
+
+/// A tenant's stored entries plus the defaults they override.
+#[derive(Debug)]
+pub struct TenantConfig {
+    pub tenant_id: Uuid,
+    pub rows: Vec<ConfigRow>,
+    pub defaults: Arc<Vec<ConfigDefault>>,
+}
+
+#[derive(Clone)]
+pub struct ConfigCache(Cache<Uuid, Arc<TenantConfig>>);
+
+impl Default for ConfigCache {
+    fn default() -> Self {
+        ConfigCache(
+            Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(300))
+                .build(),
+        )
+    }
+}
+
+impl ConfigCache {
+    pub async fn invalidate(&self, tenant_id: Uuid) {
+        self.0.invalidate(&tenant_id).await;
+    }
+
+    pub fn invalidate_all(&self) {
+        self.0.invalidate_all();
+    }
+}
+
+/// The configuration of several tenants: cache first, two statements for the misses.
+pub async fn of_tenants(
+    app: &App,
+    db: &Db,
+    scope: Scope,
+    ids: &[Uuid],
+) -> AppResult<HashMap<Uuid, Arc<TenantConfig>>> {
+    let mut found = HashMap::new();
+    let mut missing = Vec::new();
+    for id in ids {
+        match app.configs.0.get(id).await {
+            Some(hit) => {
+                found.insert(*id, hit);
+            }
+            None => missing.push(*id),
+        }
+    }
+    let outcome = if missing.is_empty() { "hit" } else { "miss" };
+    metrics::counter!("tenantry_cache_requests_total", "cache" => "config", "outcome" => outcome)
+        .increment(1);
+    if !missing.is_empty() {
+        let to_load = missing.clone();
+        let (rows, defaults) = db
+            .scoped(scope, |c| {
+                async move {
+                    Ok((
+                        store::of_tenants(c, &to_load).await?,
+                        store::defaults(c).await?,
+                    ))
+                }
+                .scope_boxed()
+            })
+            .await?;
+        let defaults = Arc::new(defaults);
+        let mut by_tenant: HashMap<Uuid, Vec<ConfigRow>> = HashMap::new();
+        for row in rows {
+            by_tenant.entry(row.tenant_id).or_default().push(row);
+        }
+        for id in &missing {
+            let cfg = Arc::new(TenantConfig {
+                tenant_id: *id,
+                rows: by_tenant.remove(id).unwrap_or_default(),
+                defaults: defaults.clone(),
+            });
+            app.configs.0.insert(*id, cfg.clone()).await;
+            found.insert(*id, cfg);
+        }
+    }
+    Ok(found)
+}
+
+/// Whether the actor sees encrypted values in plain text (tenant admins and platform actors).
+pub fn reveals_secrets(actor: &Actor) -> bool {
+    actor.is_platform() || actor.role.is_some_and(|r| r.satisfies(Role::TenantAdmin))
+}
+
+impl TenantConfig {
+    /// The tenant layer: defaults, overridden by the tenant's entries; `category` filters.
+    pub fn entries(
+        &self,
+        category: Option<&str>,
+        reveal: bool,
+        secret: Option<&[u8; 32]>,
+    ) -> Vec<ConfigEntry> {
+        let wanted = |c: &str| category.is_none_or(|w| w == c);
+        let mut out: Vec<ConfigEntry> = self
+            .defaults
+            .iter()
+            .filter(|d| wanted(&d.category))
+            .filter(|d| {
+                !self
+                    .rows
+                    .iter()
+                    .any(|r| r.category == d.category && r.key == d.key)
+            })
+            .map(|d| ConfigEntry {
+                category: d.category.clone(),
+                key: d.key.clone(),
+                value: d.value.clone(),
+                data_type: ConfigDataType::parse(&d.data_type),
+                encrypted: false,
+                layer: ConfigLayer::Default,
+                updated_at: None,
+            })
+            .collect();
+        out.extend(
+            self.rows
+                .iter()
+                .filter(|r| wanted(&r.category))
+                .map(|r| ConfigEntry {
+                    category: r.category.clone(),
+                    key: r.key.clone(),
+                    value: visible_value(r, reveal, secret),
+                    data_type: ConfigDataType::parse(&r.data_type),
+                    encrypted: r.encrypted,
+                    layer: ConfigLayer::Tenant,
+                    updated_at: Some(r.updated_at),
+                }),
+        );
+        out.sort_by(|a, b| (&a.category, &a.key).cmp(&(&b.category, &b.key)));
+        out
+    }
+}
+
+fn visible_value(row: &ConfigRow, reveal: bool, secret: Option<&[u8; 32]>) -> Value {
+    if !row.encrypted {
+        return row.value.clone().unwrap_or(Value::Null);
+    }
+    if !reveal {
+        return json!(MASK);
+    }
+    let plain = secret
+        .zip(row.encrypted_value.as_deref())
+        .and_then(|(k, stored)| crypto::decrypt(k, row.tenant_id, &row.category, &row.key, stored));
+    match plain.and_then(|p| serde_json::from_slice(&p).ok()) {
+        Some(v) => v,
+        None => {
+            tracing::error!(tenant_id = %row.tenant_id, category = %row.category, key = %row.key,
+                "cannot decrypt config value (CONFIG_ENCRYPTION_KEY missing or changed)");
+            json!(MASK)
+        }
+    }
+}
+
+/// All layers merged: `{ category: { key: { value, layer } } }`; later layers win.
+pub async fn effective(
+    app: &App,
+    db: &Db,
+    scope: Scope,
+    tenant: &TenantRow,
+    reveal: bool,
+) -> AppResult<Value> {
+    let cfg = of_tenants(app, db, scope, &[tenant.id])
+        .await?
+        .remove(&tenant.id)
+        .unwrap_or_else(|| {
+            Arc::new(TenantConfig {
+                tenant_id: tenant.id,
+                rows: vec![],
+                defaults: Arc::new(vec![]),
+            })
+        });
+    let plan_id = tenant.plan_id;
+    let (plan, quotas) = db
+        .scoped(scope, |c| {
+            async move {
+                let plan = plans::store::by_ids(c, &[plan_id]).await?.pop();
+                Ok((plan, plans::store::quotas_of(c, &[plan_id]).await?))
+            }
+            .scope_boxed()
+        })
+        .await?;
+    let flags = features::service::effective(app, db, scope, tenant.id, plan_id).await?;
+
+    let entry =
+        |value: Value, layer: ConfigLayer| json!({ "value": value, "layer": layer.as_str() });
+    let mut merged: Map<String, Value> = Map::new();
+    let mut system = Map::new();
+    system.insert(
+        "version".into(),
+        entry(json!(env!("CARGO_PKG_VERSION")), ConfigLayer::System),
+    );
+    system.insert(
+        "environment".into(),
+        entry(json!(app.settings.environment), ConfigLayer::System),
+    );
+    system.insert(
+        "region".into(),
+        entry(json!(tenant.region), ConfigLayer::System),
+    );
+    system.insert(
+        "billingMode".into(),
+        entry(
+            json!(if app.settings.billing_live() {
+                "STRIPE"
+            } else {
+                "LOCAL"
+            }),
+            ConfigLayer::System,
+        ),
+    );
+    merged.insert("system".into(), Value::Object(system));
+
+    let mut plan_layer = Map::new();
+    if let Some(p) = plan {
+        plan_layer.insert("slug".into(), entry(json!(p.slug), ConfigLayer::Plan));
+        plan_layer.insert(
+            "rateLimitPerMinute".into(),
+            entry(json!(p.rate_limit_per_minute), ConfigLayer::Plan),
+        );
+    }
+    let limits: Map<String, Value> = quotas
+        .iter()
+        .map(|q| (q.resource.clone(), json!(q.limit)))
+        .collect();
+    plan_layer.insert(
+        "limits".into(),
+        entry(Value::Object(limits), ConfigLayer::Plan),
+    );
+    let enabled: Vec<&str> = flags
+        .iter()
+        .filter(|f| f.enabled)
+        .map(|f| f.key.as_str())
+        .collect();
+    plan_layer.insert("features".into(), entry(json!(enabled), ConfigLayer::Plan));
+    merged.insert("plan".into(), Value::Object(plan_layer));
+
+    for e in cfg.entries(None, reveal, app.settings.config_encryption_key.as_ref()) {
+        let cat = merged
+            .entry(e.category.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(m) = cat {
+            m.insert(e.key.clone(), entry(e.value, e.layer));
+        }
+    }
+    Ok(Value::Object(merged))
+}
+
+pub struct SetConfig {
+    pub tenant_id: Uuid,
+    pub category: String,
+    pub key: String,
+    pub value: Value,
+    pub data_type: Option<ConfigDataType>,
+    pub encrypted: bool,
+}
+
+fn may_write(actor: &Actor) -> AppResult<()> {
+    if reveals_secrets(actor) {
+        Ok(())
+    } else {
+        Err(AppError::forbidden("requires role tenant_admin"))
+    }
+}
+
+fn check_category(category: &str) -> AppResult<()> {
+    if RESERVED_CATEGORIES.contains(&category) {
+        return Err(AppError::bad_input(
+            "category",
+            "the system and plan layers are read-only",
+        ));
+    }
+    let ok = category.len() <= 64
+        && category.starts_with(|c: char| c.is_ascii_lowercase())
+        && category
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        return Err(AppError::bad_input(
+            "category",
+            "category must match [a-z][a-z0-9_]{0,63}",
+        ));
+    }
+    Ok(())
+}
+
+fn check_key(key: &str) -> AppResult<()> {
+    if key.is_empty() || key.chars().count() > 128 || key.chars().any(char::is_control) {
+        return Err(AppError::bad_input(
+            "key",
+            "key must be 1-128 printable characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The category-specific gate: branding writes need `custom_branding`.
+async fn check_category_feature(
+    conn: &mut Conn,
+    tenant: &TenantRow,
+    category: &str,
+) -> AppResult<()> {
+    if category != "branding" {
+        return Ok(());
+    }
+    let inputs = features::service::load_inputs(conn, &[(tenant.id, tenant.plan_id)]).await?;
+    let on = inputs
+        .get(&tenant.id)
+        .map(|i| {
+            i.evaluate(chrono::Utc::now())
+                .iter()
+                .any(|f| f.key == "custom_branding" && f.enabled)
+        })
+        .unwrap_or(false);
+    if on {
+        Ok(())
+    } else {
+        Err(AppError::FeatureDisabled("custom_branding".into()))
+    }
+}
+
+fn audit_value(encrypted: bool, value: Option<&Value>) -> Value {
+    match (encrypted, value) {
+        (true, _) => json!(MASK),
+        (false, Some(v)) => v.clone(),
+        (false, None) => Value::Null,
+    }
+}
+
+async fn locked_tenant(conn: &mut Conn, actor: &Actor, tenant_id: Uuid) -> AppResult<TenantRow> {
+    let tenant = tenant_store::find_for_update(conn, tenant_id)
+        .await?
+        .filter(|t| t.deleted_at.is_none())
+        .ok_or_else(|| AppError::not_found("tenant"))?;
+    ensure_writable(actor, &tenant)?;
+    Ok(tenant)
+}
+
+pub async fn set(app: &App, actor: &Actor, input: SetConfig) -> AppResult<ConfigEntry> {
+    may_write(actor)?;
+    check_category(&input.category)?;
+    check_key(&input.key)?;
+    if input.value.to_string().len() > 16 * 1024 {
+        return Err(AppError::bad_input(
+            "value",
+            "value must be at most 16 KiB of JSON",
+        ));
+    }
+    let secret = app.settings.config_encryption_key;
+    if input.encrypted && secret.is_none() {
+        return Err(AppError::bad_input(
+            "encrypted",
+            "encrypted values are not available: the server has no CONFIG_ENCRYPTION_KEY",
+        ));
+    }
+    let scope = target_scope(actor, input.tenant_id, "config_write")?;
+    let actor_c = actor.clone();
+    let row = app
+        .db
+        .scoped(scope, |c| {
+            async move {
+                let tenant = locked_tenant(c, &actor_c, input.tenant_id).await?;
+                check_category_feature(c, &tenant, &input.category).await?;
+                let defaults = store::defaults(c).await?;
+                let default = defaults.iter().find(|d| d.category == input.category && d.key == input.key);
+                let data_type = match (input.data_type, default) {
+                    (Some(t), Some(d)) if t.as_str() != d.data_type => {
+                        return Err(AppError::bad_input(
+                            "dataType",
+                            format!("{}.{} is a {} setting", input.category, input.key, d.data_type),
+                        ))
+                    }
+                    (Some(t), _) => t,
+                    (None, Some(d)) => ConfigDataType::parse(&d.data_type),
+                    (None, None) => ConfigDataType::infer(&input.value),
+                };
+                if !data_type.fits(&input.value) {
+                    return Err(AppError::bad_input(
+                        "value",
+                        format!("value does not fit dataType {}", data_type.as_str()),
+                    ));
+                }
+                let before = store::find(c, tenant.id, &input.category, &input.key).await?;
+                let (value, encrypted_value) = match secret.filter(|_| input.encrypted) {
+                    Some(k) => {
+                        let plain = serde_json::to_vec(&input.value).map_err(AppError::internal)?;
+                        (None, Some(crypto::encrypt(&k, tenant.id, &input.category, &input.key, &plain)))
+                    }
+                    None => (Some(input.value.clone()), None),
+                };
+                let row = store::upsert(
+                    c,
+                    Upsert {
+                        tenant_id: tenant.id,
+                        category: &input.category,
+                        key: &input.key,
+                        value,
+                        encrypted_value,
+                        data_type: data_type.as_str(),
+                        encrypted: input.encrypted,
+                        updated_by: actor_c.id.as_deref(),
+                    },
+                )
+                .await?;
+                audit::record(
+                    c,
+                    &actor_c,
+                    audit::Change {
+                        tenant_id: Some(tenant.id),
+                        entity_type: "config",
+                        entity_id: format!("{}.{}", input.category, input.key),
+                        action: if before.is_some() { "UPDATE" } else { "CREATE" },
+                        before: before.map_or(Value::Null, |b| audit_value(b.encrypted, b.value.as_ref())),
+                        after: audit_value(input.encrypted, Some(&input.value)),
+                        metadata: json!({ "dataType": data_type.as_str(), "encrypted": input.encrypted }),
+                    },
+                )
+                .await?;
+                Ok(row)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    changed(app, row.tenant_id).await;
+    Ok(ConfigEntry {
+        value: visible_value(&row, reveals_secrets(actor), secret.as_ref()),
+        category: row.category,
+        key: row.key,
+        data_type: ConfigDataType::parse(&row.data_type),
+        encrypted: row.encrypted,
+        layer: ConfigLayer::Tenant,
+        updated_at: Some(row.updated_at),
+    })
+}
+
+/// Deletes the tenant's entries matching `category`/`key` (the defaults show again) and
+/// audits each; returns what was deleted.
+pub async fn remove(
+    app: &App,
+    actor: &Actor,
+    tenant_id: Uuid,
+    category: Option<String>,
+    key: Option<String>,
+) -> AppResult<Vec<ConfigRow>> {
+    may_write(actor)?;
+    if let Some(c) = &category {
+        check_category(c)?;
+    }
+    let scope = target_scope(actor, tenant_id, "config_write")?;
+    let actor_c = actor.clone();
+    let removed = app
+        .db
+        .scoped(scope, |c| {
+            async move {
+                let tenant = locked_tenant(c, &actor_c, tenant_id).await?;
+                let touches_branding = category.as_deref().is_none_or(|cat| cat == "branding");
+                let removed =
+                    store::delete(c, tenant.id, category.as_deref(), key.as_deref()).await?;
+                if touches_branding && removed.iter().any(|r| r.category == "branding") {
+                    check_category_feature(c, &tenant, "branding").await?;
+                }
+                for r in &removed {
+                    audit::record(
+                        c,
+                        &actor_c,
+                        audit::Change {
+                            tenant_id: Some(tenant.id),
+                            entity_type: "config",
+                            entity_id: format!("{}.{}", r.category, r.key),
+                            action: "DELETE",
+                            before: audit_value(r.encrypted, r.value.as_ref()),
+                            after: Value::Null,
+                            metadata: json!({ "reset": key.is_none() }),
+                        },
+                    )
+                    .await?;
+                }
+                Ok(removed)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    changed(app, tenant_id).await;
+    Ok(removed)
+}
+
+async fn changed(app: &App, tenant_id: Uuid) {
+    app.configs.invalidate(tenant_id).await;
+    app.bus.publish(Event::ConfigChanged { tenant_id }).await;
+}

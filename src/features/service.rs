@@ -1,0 +1,358 @@
+//! Feature rules: evaluation through the in-process cache, and who may override what.
+//! Platform admins override anything; tenant admins may switch off (and back on) what their
+//! plan includes, never enable what it lacks (FEATURE_NOT_IN_PLAN).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use moka::future::Cache;
+use scoped_futures::ScopedFutureExt;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::model::{EffectiveFeature, FeatureInputs};
+use super::store;
+use crate::app::App;
+use crate::audit;
+use crate::auth::{Actor, Role};
+use crate::bus::Event;
+use crate::db::schema::tenant_features;
+use crate::db::{Conn, Db, Scope};
+use crate::error::{AppError, AppResult};
+use crate::plans;
+use crate::tenants::service::{ensure_writable, target_scope};
+use crate::tenants::store as tenant_store;
+
+/// Per-tenant feature inputs. Invalidated on every instance by `Event::FeaturesChanged` and
+/// `Event::TenantChanged`; the TTL only bounds staleness if Redis was unreachable.
+#[derive(Clone)]
+pub struct FeatureCache(Cache<Uuid, Arc<FeatureInputs>>);
+
+impl Default for FeatureCache {
+    fn default() -> Self {
+        FeatureCache(
+            Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(300))
+                .build(),
+        )
+    }
+}
+
+impl FeatureCache {
+    pub async fn get(&self, tenant_id: Uuid, plan_id: Uuid) -> Option<Arc<FeatureInputs>> {
+        let hit = self
+            .0
+            .get(&tenant_id)
+            .await
+            .filter(|f| f.plan_id == plan_id);
+        let outcome = if hit.is_some() { "hit" } else { "miss" };
+        metrics::counter!("tenantry_cache_requests_total", "cache" => "features", "outcome" => outcome).increment(1);
+        hit
+    }
+
+    pub async fn put(&self, tenant_id: Uuid, inputs: Arc<FeatureInputs>) {
+        self.0.insert(tenant_id, inputs).await;
+    }
+
+    pub async fn invalidate(&self, tenant_id: Uuid) {
+        self.0.invalidate(&tenant_id).await;
+    }
+
+    pub fn invalidate_all(&self) {
+        self.0.invalidate_all();
+    }
+}
+
+/// Loads the inputs of several tenants in three statements (definitions, plan entitlements,
+/// overrides). `keys` are (tenant id, plan id).
+pub async fn load_inputs(
+    conn: &mut Conn,
+    keys: &[(Uuid, Uuid)],
+) -> QueryResult<HashMap<Uuid, FeatureInputs>> {
+    let tenant_ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+    let mut plan_ids: Vec<Uuid> = keys.iter().map(|k| k.1).collect();
+    plan_ids.sort();
+    plan_ids.dedup();
+    let definitions = Arc::new(store::definitions(conn).await?);
+    let plan_features = plans::store::features_of(conn, &plan_ids).await?;
+    let overrides = store::overrides_of(conn, &tenant_ids).await?;
+    Ok(keys
+        .iter()
+        .map(|&(tenant_id, plan_id)| {
+            let inputs = FeatureInputs {
+                plan_id,
+                definitions: definitions.clone(),
+                plan_features: plan_features
+                    .iter()
+                    .filter(|(p, _)| *p == plan_id)
+                    .map(|(_, f)| f.clone())
+                    .collect(),
+                overrides: overrides
+                    .iter()
+                    .filter(|o| o.tenant_id == tenant_id)
+                    .cloned()
+                    .collect(),
+            };
+            (tenant_id, inputs)
+        })
+        .collect())
+}
+
+/// Inputs for many tenants: the cache first, one batch of statements for the misses.
+pub async fn inputs_of(
+    app: &App,
+    db: &Db,
+    scope: Scope,
+    keys: &[(Uuid, Uuid)],
+) -> AppResult<HashMap<Uuid, Arc<FeatureInputs>>> {
+    let mut found = HashMap::new();
+    let mut missing = Vec::new();
+    for &(tenant_id, plan_id) in keys {
+        match app.features.get(tenant_id, plan_id).await {
+            Some(hit) => {
+                found.insert(tenant_id, hit);
+            }
+            None => missing.push((tenant_id, plan_id)),
+        }
+    }
+    if !missing.is_empty() {
+        let loaded = db
+            .scoped(scope, |c| {
+                async move { Ok(load_inputs(c, &missing).await?) }.scope_boxed()
+            })
+            .await?;
+        for (tenant_id, inputs) in loaded {
+            let inputs = Arc::new(inputs);
+            app.features.put(tenant_id, inputs.clone()).await;
+            found.insert(tenant_id, inputs);
+        }
+    }
+    Ok(found)
+}
+
+/// Effective flags of one tenant (an in-memory look-up when the cache is warm).
+pub async fn effective(
+    app: &App,
+    db: &Db,
+    scope: Scope,
+    tenant_id: Uuid,
+    plan_id: Uuid,
+) -> AppResult<Vec<EffectiveFeature>> {
+    let inputs = inputs_of(app, db, scope, &[(tenant_id, plan_id)]).await?;
+    Ok(inputs
+        .get(&tenant_id)
+        .map(|i| i.evaluate(Utc::now()))
+        .unwrap_or_default())
+}
+
+pub async fn is_enabled(
+    app: &App,
+    db: &Db,
+    scope: Scope,
+    tenant_id: Uuid,
+    plan_id: Uuid,
+    key: &str,
+) -> AppResult<bool> {
+    let flags = effective(app, db, scope, tenant_id, plan_id).await?;
+    Ok(flags.iter().any(|f| f.key == key && f.enabled))
+}
+
+/// Fails with FEATURE_DISABLED unless `key` is on for the tenant.
+pub async fn require(
+    app: &App,
+    db: &Db,
+    scope: Scope,
+    tenant_id: Uuid,
+    plan_id: Uuid,
+    key: &str,
+) -> AppResult<()> {
+    if is_enabled(app, db, scope, tenant_id, plan_id, key).await? {
+        Ok(())
+    } else {
+        Err(AppError::FeatureDisabled(key.to_owned()))
+    }
+}
+
+fn may_override(actor: &Actor) -> AppResult<()> {
+    if actor.is_platform() || actor.role.is_some_and(|r| r.satisfies(Role::TenantAdmin)) {
+        Ok(())
+    } else {
+        Err(AppError::forbidden("requires role tenant_admin"))
+    }
+}
+
+/// Sets (or replaces) a tenant's override of `key` and returns the effective flag.
+pub async fn set_override(
+    app: &App,
+    actor: &Actor,
+    tenant_id: Uuid,
+    key: &str,
+    enabled: bool,
+    expires_at: Option<DateTime<Utc>>,
+) -> AppResult<EffectiveFeature> {
+    may_override(actor)?;
+    let scope = target_scope(actor, tenant_id, "feature_override")?;
+    let (actor_c, key_c) = (actor.clone(), key.to_owned());
+    let tenant = app
+        .db
+        .scoped(scope, |c| {
+            async move {
+                let tenant = tenant_store::find_for_update(c, tenant_id)
+                    .await?
+                    .filter(|t| t.deleted_at.is_none())
+                    .ok_or_else(|| AppError::not_found("tenant"))?;
+                ensure_writable(&actor_c, &tenant)?;
+                let inputs = load_inputs(c, &[(tenant.id, tenant.plan_id)])
+                    .await?
+                    .remove(&tenant.id)
+                    .ok_or_else(|| AppError::not_found("tenant"))?;
+                if !inputs.definitions.iter().any(|d| d.key == key_c) {
+                    return Err(AppError::bad_input(
+                        "key",
+                        format!("unknown feature {key_c:?}"),
+                    ));
+                }
+                if !actor_c.is_platform() && !inputs.plan_features.contains(&key_c) {
+                    return Err(AppError::FeatureNotInPlan(key_c));
+                }
+                let before = inputs
+                    .overrides
+                    .iter()
+                    .find(|o| o.feature_key == key_c)
+                    .cloned();
+                diesel::insert_into(tenant_features::table)
+                    .values((
+                        tenant_features::tenant_id.eq(tenant_id),
+                        tenant_features::feature_key.eq(&key_c),
+                        tenant_features::enabled.eq(enabled),
+                        tenant_features::expires_at.eq(expires_at),
+                        tenant_features::set_by.eq(actor_c.id.as_deref()),
+                    ))
+                    .on_conflict((tenant_features::tenant_id, tenant_features::feature_key))
+                    .do_update()
+                    .set((
+                        tenant_features::enabled.eq(enabled),
+                        tenant_features::expires_at.eq(expires_at),
+                        tenant_features::set_by.eq(actor_c.id.as_deref()),
+                        tenant_features::updated_at.eq(Utc::now()),
+                    ))
+                    .execute(c)
+                    .await?;
+                audit::record(
+                    c,
+                    &actor_c,
+                    audit::Change {
+                        tenant_id: Some(tenant_id),
+                        entity_type: "feature",
+                        entity_id: key_c.clone(),
+                        action: if before.is_some() { "UPDATE" } else { "CREATE" },
+                        before: before.map_or(
+                            serde_json::Value::Null,
+                            |o| json!({ "enabled": o.enabled, "expiresAt": o.expires_at }),
+                        ),
+                        after: json!({ "enabled": enabled, "expiresAt": expires_at }),
+                        metadata: json!({}),
+                    },
+                )
+                .await?;
+                Ok(tenant)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    changed(app, tenant_id).await;
+    one(app, scope, tenant.id, tenant.plan_id, key).await
+}
+
+/// Removes a tenant's override; the flag falls back to the plan (or the default).
+pub async fn clear_override(
+    app: &App,
+    actor: &Actor,
+    tenant_id: Uuid,
+    key: &str,
+) -> AppResult<EffectiveFeature> {
+    may_override(actor)?;
+    let scope = target_scope(actor, tenant_id, "feature_override")?;
+    let (actor_c, key_c) = (actor.clone(), key.to_owned());
+    let tenant = app
+        .db
+        .scoped(scope, |c| {
+            async move {
+                let tenant = tenant_store::find_for_update(c, tenant_id)
+                    .await?
+                    .filter(|t| t.deleted_at.is_none())
+                    .ok_or_else(|| AppError::not_found("tenant"))?;
+                ensure_writable(&actor_c, &tenant)?;
+                let inputs = load_inputs(c, &[(tenant.id, tenant.plan_id)])
+                    .await?
+                    .remove(&tenant.id)
+                    .ok_or_else(|| AppError::not_found("tenant"))?;
+                if !inputs.definitions.iter().any(|d| d.key == key_c) {
+                    return Err(AppError::bad_input(
+                        "key",
+                        format!("unknown feature {key_c:?}"),
+                    ));
+                }
+                // Tenant admins may only touch what their plan includes.
+                if !actor_c.is_platform() && !inputs.plan_features.contains(&key_c) {
+                    return Err(AppError::FeatureNotInPlan(key_c));
+                }
+                let removed = diesel::delete(
+                    tenant_features::table
+                        .filter(tenant_features::tenant_id.eq(tenant_id))
+                        .filter(tenant_features::feature_key.eq(&key_c)),
+                )
+                .execute(c)
+                .await?;
+                if removed > 0 {
+                    let before = inputs.overrides.iter().find(|o| o.feature_key == key_c);
+                    audit::record(
+                        c,
+                        &actor_c,
+                        audit::Change {
+                            tenant_id: Some(tenant_id),
+                            entity_type: "feature",
+                            entity_id: key_c.clone(),
+                            action: "DELETE",
+                            before: before.map_or(
+                                serde_json::Value::Null,
+                                |o| json!({ "enabled": o.enabled, "expiresAt": o.expires_at }),
+                            ),
+                            after: serde_json::Value::Null,
+                            metadata: json!({}),
+                        },
+                    )
+                    .await?;
+                }
+                Ok(tenant)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    changed(app, tenant_id).await;
+    one(app, scope, tenant.id, tenant.plan_id, key).await
+}
+
+async fn one(
+    app: &App,
+    scope: Scope,
+    tenant_id: Uuid,
+    plan_id: Uuid,
+    key: &str,
+) -> AppResult<EffectiveFeature> {
+    effective(app, &app.db, scope, tenant_id, plan_id)
+        .await?
+        .into_iter()
+        .find(|f| f.key == key)
+        .ok_or_else(|| AppError::not_found("feature"))
+}
+
+async fn changed(app: &App, tenant_id: Uuid) {
+    app.features.invalidate(tenant_id).await;
+    app.bus.publish(Event::FeaturesChanged { tenant_id }).await;
+}
