@@ -16,7 +16,13 @@ pub async fn migrate(url: &str, app_role: &str) -> anyhow::Result<Vec<String>> {
         is_plain_identifier(app_role),
         "invalid role name {app_role:?}"
     );
-    let conn = AsyncPgConnection::establish(url).await?;
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    // Instances starting together migrate one at a time (the lock ends with the session).
+    {
+        use diesel_async::SimpleAsyncConnection;
+        conn.batch_execute("select pg_advisory_lock(7274_0001)")
+            .await?;
+    }
     // The harness drives diesel's sync migration code with `block_in_place`.
     let (conn, applied) = tokio::task::spawn_blocking(move || {
         let mut harness = AsyncMigrationHarness::new(conn);
@@ -30,6 +36,11 @@ pub async fn migrate(url: &str, app_role: &str) -> anyhow::Result<Vec<String>> {
     let applied = applied?;
     let mut conn = conn;
     grant_app_role(&mut conn, app_role).await?;
+    {
+        use diesel_async::SimpleAsyncConnection;
+        conn.batch_execute("select pg_advisory_unlock(7274_0001)")
+            .await?;
+    }
     Ok(applied)
 }
 

@@ -205,6 +205,10 @@ pub fn test_env(db: &TestDb) -> HashMap<String, String> {
         ("BIND_ADDR".to_string(), "127.0.0.1:0".to_string()),
         ("BASE_DOMAIN".to_string(), "tenantry.test".to_string()),
         ("REDIS_KEY_PREFIX".to_string(), format!("test:{}:", db.name)),
+        (
+            "CONFIG_ENCRYPTION_KEY".to_string(),
+            "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=".to_string(),
+        ),
     ])
 }
 
@@ -489,4 +493,64 @@ pub fn binary(args: &[&str], env: &HashMap<String, String>) -> std::process::Com
     }
     cmd.envs(env);
     cmd
+}
+
+/// A `tenantry serve` process on a free port; killed when dropped.
+pub struct ServerProcess {
+    pub base: String,
+    child: std::process::Child,
+}
+
+impl ServerProcess {
+    pub async fn start(env: &HashMap<String, String>) -> ServerProcess {
+        let port = free_port();
+        let mut env = env.clone();
+        env.insert("BIND_ADDR".into(), format!("127.0.0.1:{port}"));
+        let quiet = std::env::var("TEST_LOG").is_err();
+        let child = binary(&["serve"], &env)
+            .stdout(std::process::Stdio::null())
+            .stderr(if quiet {
+                std::process::Stdio::null()
+            } else {
+                std::process::Stdio::inherit()
+            })
+            .spawn()
+            .expect("start tenantry serve");
+        let server = ServerProcess {
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{}/ready", server.base)).send().await {
+                if r.status() == 200 {
+                    return server;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("tenantry serve did not become ready on port {port}");
+    }
+
+    pub async fn gql(&self, token: &str, query: &str, variables: Value) -> Gql {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/graphql", self.base))
+            .bearer_auth(token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("request");
+        Gql::from(resp).await
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
