@@ -23,6 +23,7 @@ use crate::db::{roles, Db};
 use crate::features::service::FeatureCache;
 use crate::graphql::{self, AppSchema};
 use crate::http;
+use crate::quotas::metering::Meter;
 
 pub type RedisPool = bb8::Pool<RedisConnectionManager>;
 
@@ -34,7 +35,8 @@ pub struct App {
     pub tenant_cache: TenantCache,
     pub features: FeatureCache,
     pub configs: ConfigCache,
-    pub bus: Bus,
+    pub bus: Arc<Bus>,
+    pub meter: Meter,
 }
 
 impl App {
@@ -72,7 +74,8 @@ impl App {
                 Some((pool, redis::Client::open(url.as_str())?))
             }
         };
-        let bus = Bus::new(redis.clone(), &settings.redis_prefix);
+        let bus = Arc::new(Bus::new(redis.clone(), &settings.redis_prefix));
+        let meter = Meter::start(db.clone(), bus.clone(), settings.usage_writers);
         let jwt = JwtVerifier::from_settings(&settings)?;
         let app = Arc::new(App {
             settings,
@@ -83,6 +86,7 @@ impl App {
             features: FeatureCache::default(),
             configs: ConfigCache::default(),
             bus,
+            meter,
         });
         tokio::spawn(apply_events(Arc::downgrade(&app)));
         Ok(app)
@@ -170,6 +174,7 @@ async fn apply_events(app: std::sync::Weak<App>) {
             }
             Ok(Event::FeaturesChanged { tenant_id }) => app.features.invalidate(tenant_id).await,
             Ok(Event::ConfigChanged { tenant_id }) => app.configs.invalidate(tenant_id).await,
+            Ok(Event::QuotaAlert(_)) => {}
             // Missed events: drop everything rather than serve stale entries.
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 app.tenant_cache.invalidate_all();

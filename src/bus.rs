@@ -21,6 +21,20 @@ pub enum Event {
     FeaturesChanged { tenant_id: Uuid },
     /// A tenant's configuration changed.
     ConfigChanged { tenant_id: Uuid },
+    /// A quota threshold was crossed (the row is already committed).
+    QuotaAlert(AlertEvent),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AlertEvent {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub resource: String,
+    pub threshold: i32,
+    pub used: i64,
+    pub limit: i64,
+    pub period_start: chrono::DateTime<chrono::Utc>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 pub struct Bus {

@@ -43,6 +43,9 @@ pub struct Settings {
     pub rate_limits_enabled: bool,
     pub environment: String,
     pub request_timeout: Duration,
+    pub usage_writers: usize,
+    /// Requests per minute by plan slug, overriding the plan's own number (`RATE_LIMIT_<PLAN>`).
+    pub rate_limit_overrides: Vec<(String, u32)>,
     pub graphql: GraphqlLimits,
 }
 
@@ -142,6 +145,17 @@ impl Settings {
             admin_maintenance_mode: flag("ADMIN_MAINTENANCE_MODE", false)?,
             rate_limits_enabled: flag("RATE_LIMITS_ENABLED", true)?,
             request_timeout: Duration::from_secs(parse("REQUEST_TIMEOUT_SECS", 30)?),
+            usage_writers: parse("USAGE_WRITERS", 4)?.clamp(1, 64) as usize,
+            rate_limit_overrides: {
+                let mut v = Vec::new();
+                for plan in ["free", "starter", "professional", "enterprise"] {
+                    let k = format!("RATE_LIMIT_{}", plan.to_ascii_uppercase());
+                    if var(&k).is_some() {
+                        v.push((plan.to_owned(), parse(&k, 0)? as u32));
+                    }
+                }
+                v
+            },
             graphql: GraphqlLimits {
                 max_depth: parse("GRAPHQL_MAX_DEPTH", 12)? as usize,
                 max_complexity: parse("GRAPHQL_MAX_COMPLEXITY", 2000)? as usize,

@@ -155,3 +155,16 @@ impl Db {
         matches!(tokio::time::timeout(timeout, check).await, Ok(Some(())))
     }
 }
+
+/// Switches the current transaction's tenant scope (transaction-local, like [`Db::scoped`]).
+/// For batched units of work that serve several tenants one after another — the metering
+/// writer — so that RLS still confines each item to its own tenant.
+pub async fn switch_tenant_scope(conn: &mut Conn, tenant_id: Uuid) -> diesel::QueryResult<()> {
+    diesel::sql_query(
+        "select set_config('app.tenant_id', $1, true), set_config('app.bypass_rls', 'off', true)",
+    )
+    .bind::<Text, _>(tenant_id.to_string())
+    .execute(conn)
+    .await
+    .map(|_| ())
+}

@@ -20,7 +20,7 @@ pub async fn migrate(url: &str, app_role: &str) -> anyhow::Result<Vec<String>> {
     // Instances starting together migrate one at a time (the lock ends with the session).
     {
         use diesel_async::SimpleAsyncConnection;
-        conn.batch_execute("select pg_advisory_lock(7274_0001)")
+        conn.batch_execute("select pg_advisory_lock(72740001)")
             .await?;
     }
     // The harness drives diesel's sync migration code with `block_in_place`.
@@ -38,7 +38,7 @@ pub async fn migrate(url: &str, app_role: &str) -> anyhow::Result<Vec<String>> {
     grant_app_role(&mut conn, app_role).await?;
     {
         use diesel_async::SimpleAsyncConnection;
-        conn.batch_execute("select pg_advisory_unlock(7274_0001)")
+        conn.batch_execute("select pg_advisory_unlock(72740001)")
             .await?;
     }
     Ok(applied)

@@ -24,14 +24,20 @@ use crate::configs::graphql::ConfigMutation;
 use crate::error::AppError;
 use crate::features::graphql::FeatureMutation;
 use crate::plans::graphql::PlanQuery;
+use crate::quotas::graphql::{QuotaMutation, QuotaQuery};
 use crate::tenants::graphql::{TenantMutation, TenantQuery};
 use context::CtxExt;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(TenantQuery, PlanQuery, AuditQuery);
+pub struct QueryRoot(TenantQuery, PlanQuery, QuotaQuery, AuditQuery);
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(TenantMutation, FeatureMutation, ConfigMutation);
+pub struct MutationRoot(
+    TenantMutation,
+    FeatureMutation,
+    ConfigMutation,
+    QuotaMutation,
+);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 

@@ -126,3 +126,20 @@ mod tests {
         assert_eq!(start(ResetPeriod::Never), "1970-01-01T00:00:00+00:00");
     }
 }
+
+impl QuotaRow {
+    /// The row as of `now`: when its period has ended, the new period has used nothing yet
+    /// (the next increment or the reset job writes that down).
+    pub fn current(mut self, now: DateTime<Utc>) -> QuotaRow {
+        let start = ResetPeriod::parse(&self.reset_period).period_start(now);
+        if self.period_start < start {
+            self.used = 0;
+            self.period_start = start;
+        }
+        self
+    }
+
+    pub fn remaining(&self) -> i64 {
+        (self.limit - self.used).max(0)
+    }
+}

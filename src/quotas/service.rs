@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::model::{QuotaRow, ResetPeriod, DEFAULT_ALERT_THRESHOLDS, DEFAULT_QUOTAS};
 use super::store;
-use crate::db::Conn;
+use crate::db::{Conn, Scope};
 use crate::plans::model::PlanQuotaRow;
 
 pub fn provisioned_quotas(
@@ -56,4 +56,222 @@ pub async fn provision(
     let rows = provisioned_quotas(tenant_id, plan, now);
     store::insert_many(conn, &rows).await?;
     Ok(rows)
+}
+
+use chrono::Utc as Clock;
+use scoped_futures::ScopedFutureExt;
+use serde_json::json;
+
+use super::metering::{UsageOutcome, UsageRequest};
+use super::model::QuotaEnforcement;
+use crate::app::App;
+use crate::audit;
+use crate::auth::Actor;
+use crate::error::{AppError, AppResult};
+use crate::tenants::model::TenantStatus;
+use crate::tenants::service::target_scope;
+
+/// The tenant must exist, not be deleted, and (for writes) not be suspended.
+async fn live_tenant(app: &App, tenant_id: Uuid, write: bool) -> AppResult<()> {
+    let tenant = app.tenant_cache.by_id(&app.db, tenant_id).await?;
+    match tenant.map(|t| t.status()) {
+        None | Some(TenantStatus::Deleted) => Err(AppError::not_found("tenant")),
+        Some(TenantStatus::Suspended) if write => Err(AppError::TenantSuspended),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Records usage (GraphQL `recordUsage` and `POST /internal/tenants/{id}/usage`).
+pub async fn record_usage(
+    app: &App,
+    actor: &Actor,
+    tenant_id: Uuid,
+    resource: String,
+    amount: i64,
+    idempotency_key: Option<String>,
+) -> AppResult<UsageOutcome> {
+    target_scope(actor, tenant_id, "usage")?;
+    super::metering::validate(&UsageRequest {
+        tenant_id,
+        resource: resource.clone(),
+        amount,
+        idempotency_key: idempotency_key.clone(),
+    })?;
+    live_tenant(app, tenant_id, true).await?;
+    app.meter
+        .record(UsageRequest {
+            tenant_id,
+            resource,
+            amount,
+            idempotency_key,
+        })
+        .await
+}
+
+#[derive(Debug, Clone)]
+pub struct QuotaCheck {
+    pub allowed: bool,
+    pub quota: QuotaRow,
+}
+
+/// Would `amount` more be admitted now? (Nothing is recorded.)
+pub async fn check(
+    app: &App,
+    actor: &Actor,
+    tenant_id: Uuid,
+    resource: &str,
+    amount: i64,
+) -> AppResult<QuotaCheck> {
+    if amount < 0 {
+        return Err(AppError::bad_input("amount", "amount must not be negative"));
+    }
+    let scope = target_scope(actor, tenant_id, "quota_read")?;
+    live_tenant(app, tenant_id, false).await?;
+    let resource_c = resource.to_owned();
+    let row = app
+        .db
+        .scoped(scope, |c| {
+            async move { Ok(store::find(c, tenant_id, &resource_c).await?) }.scope_boxed()
+        })
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no quota for resource {resource:?}")))?
+        .current(Clock::now());
+    let allowed = QuotaEnforcement::parse(&row.enforcement) == QuotaEnforcement::Soft
+        || row
+            .used
+            .checked_add(amount)
+            .is_some_and(|total| total <= row.limit);
+    metrics::counter!("tenantry_quota_checks_total", "allowed" => allowed.to_string()).increment(1);
+    Ok(QuotaCheck {
+        allowed,
+        quota: row,
+    })
+}
+
+pub struct SetQuota {
+    pub resource: String,
+    pub limit: i64,
+    pub unit: Option<String>,
+    pub reset_period: Option<ResetPeriod>,
+    pub alert_thresholds: Option<Vec<i32>>,
+    pub enforcement: Option<QuotaEnforcement>,
+}
+
+fn valid_resource(r: &str) -> bool {
+    r.len() <= 64
+        && r.starts_with(|c: char| c.is_ascii_lowercase())
+        && r.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Creates or adjusts a tenant's quota (platform admins). Changing the reset period starts a
+/// new period from zero; otherwise `used` is kept.
+pub async fn set_quota(
+    app: &App,
+    actor: &Actor,
+    tenant_id: Uuid,
+    input: SetQuota,
+) -> AppResult<QuotaRow> {
+    if !actor.is_platform() {
+        return Err(AppError::forbidden("requires role platform_admin"));
+    }
+    if !valid_resource(&input.resource) {
+        return Err(AppError::bad_input(
+            "resource",
+            "resource must match [a-z][a-z0-9_]{0,63}",
+        ));
+    }
+    if input.limit < 0 {
+        return Err(AppError::bad_input("limit", "limit must not be negative"));
+    }
+    if input
+        .unit
+        .as_ref()
+        .is_some_and(|u| u.is_empty() || u.len() > 32)
+    {
+        return Err(AppError::bad_input("unit", "unit must be 1-32 characters"));
+    }
+    let thresholds = match input.alert_thresholds {
+        None => None,
+        Some(mut t) => {
+            t.sort_unstable();
+            t.dedup();
+            if t.len() > 10 || t.iter().any(|v| !(1..=1000).contains(v)) {
+                return Err(AppError::bad_input(
+                    "alertThresholds",
+                    "up to 10 thresholds, each 1-1000 (percent)",
+                ));
+            }
+            Some(t)
+        }
+    };
+    let actor_c = actor.clone();
+    let row = app
+        .db
+        .scoped(Scope::Platform("quota_admin"), |c| {
+            async move {
+                let tenant = crate::tenants::store::find_for_update(c, tenant_id)
+                    .await?
+                    .filter(|t| t.deleted_at.is_none())
+                    .ok_or_else(|| AppError::not_found("tenant"))?;
+                let now = Clock::now();
+                let before = store::find(c, tenant.id, &input.resource)
+                    .await?
+                    .map(|q| q.current(now));
+                let period = input
+                    .reset_period
+                    .or_else(|| before.as_ref().map(|b| ResetPeriod::parse(&b.reset_period)))
+                    .unwrap_or(ResetPeriod::Monthly);
+                let same_period = before
+                    .as_ref()
+                    .is_some_and(|b| b.reset_period == period.as_str());
+                let row = QuotaRow {
+                    tenant_id: tenant.id,
+                    resource: input.resource.clone(),
+                    limit: input.limit,
+                    used: if same_period {
+                        before.as_ref().map_or(0, |b| b.used)
+                    } else {
+                        0
+                    },
+                    unit: input
+                        .unit
+                        .or_else(|| before.as_ref().map(|b| b.unit.clone()))
+                        .unwrap_or_else(|| "count".into()),
+                    reset_period: period.as_str().into(),
+                    period_start: period.period_start(now),
+                    alert_thresholds: thresholds
+                        .or_else(|| before.as_ref().map(|b| b.alert_thresholds.clone()))
+                        .unwrap_or_else(|| DEFAULT_ALERT_THRESHOLDS.to_vec()),
+                    enforcement: input
+                        .enforcement
+                        .map(|e| e.as_str().to_owned())
+                        .or_else(|| before.as_ref().map(|b| b.enforcement.clone()))
+                        .unwrap_or_else(|| "HARD".into()),
+                };
+                let saved = store::upsert(c, &row).await?;
+                let view = |q: &QuotaRow| {
+                    json!({ "limit": q.limit, "unit": q.unit, "resetPeriod": q.reset_period,
+                            "alertThresholds": q.alert_thresholds, "enforcement": q.enforcement })
+                };
+                audit::record(
+                    c,
+                    &actor_c,
+                    audit::Change {
+                        tenant_id: Some(tenant.id),
+                        entity_type: "quota",
+                        entity_id: saved.resource.clone(),
+                        action: if before.is_some() { "UPDATE" } else { "CREATE" },
+                        before: before.as_ref().map_or(serde_json::Value::Null, view),
+                        after: view(&saved),
+                        metadata: json!({}),
+                    },
+                )
+                .await?;
+                Ok(saved)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    Ok(row)
 }

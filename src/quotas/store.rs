@@ -57,3 +57,72 @@ pub async fn usage_series(
     .load(conn)
     .await
 }
+
+pub async fn find(
+    conn: &mut Conn,
+    tenant_id: Uuid,
+    resource: &str,
+) -> QueryResult<Option<QuotaRow>> {
+    quotas::table
+        .find((tenant_id, resource))
+        .select(QuotaRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn upsert(conn: &mut Conn, row: &QuotaRow) -> QueryResult<QuotaRow> {
+    diesel::insert_into(quotas::table)
+        .values(row)
+        .on_conflict((quotas::tenant_id, quotas::resource))
+        .do_update()
+        .set((
+            quotas::limit.eq(row.limit),
+            quotas::used.eq(row.used),
+            quotas::unit.eq(&row.unit),
+            quotas::reset_period.eq(&row.reset_period),
+            quotas::period_start.eq(row.period_start),
+            quotas::alert_thresholds.eq(&row.alert_thresholds),
+            quotas::enforcement.eq(&row.enforcement),
+            quotas::updated_at.eq(chrono::Utc::now()),
+        ))
+        .returning(QuotaRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = crate::db::schema::quota_alerts, check_for_backend(diesel::pg::Pg))]
+pub struct AlertRow {
+    pub tenant_id: Uuid,
+    pub id: Uuid,
+    pub resource: String,
+    pub threshold: i32,
+    pub used: i64,
+    pub limit: i64,
+    pub period_start: chrono::DateTime<chrono::Utc>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A tenant's alerts, newest first, keyset on (created_at, id) descending.
+pub async fn alerts(
+    conn: &mut Conn,
+    tenant_id: Uuid,
+    before: Option<(chrono::DateTime<chrono::Utc>, Uuid)>,
+    limit: i64,
+) -> QueryResult<Vec<AlertRow>> {
+    use crate::db::schema::quota_alerts as qa;
+    let mut q = qa::table.filter(qa::tenant_id.eq(tenant_id)).into_boxed();
+    if let Some((ts, id)) = before {
+        q = q.filter(
+            qa::created_at
+                .lt(ts)
+                .or(qa::created_at.eq(ts).and(qa::id.lt(id))),
+        );
+    }
+    q.order((qa::created_at.desc(), qa::id.desc()))
+        .limit(limit)
+        .select(AlertRow::as_select())
+        .load(conn)
+        .await
+}

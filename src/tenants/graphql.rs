@@ -29,7 +29,7 @@ use crate::plans::graphql::{Plan, PlanPage};
 use crate::plans::loader::PlanById;
 use crate::plans::model::PlanRow;
 use crate::quotas::graphql::Quota;
-use crate::quotas::graphql::{Granularity, UsagePoint};
+use crate::quotas::graphql::{Granularity, QuotaAlert, UsagePoint};
 use crate::quotas::loader::QuotasOfTenant;
 use crate::quotas::model::QuotaRow;
 use scoped_futures::ScopedFutureExt;
@@ -155,7 +155,7 @@ impl Tenant {
             .get(ctx.loaders(), &QuotasOfTenant(self.row.id))
             .await?
             .unwrap_or_default();
-        Ok(rows.into_iter().map(Quota).collect())
+        Ok(rows.into_iter().map(Quota::now).collect())
     }
     async fn quota(&self, ctx: &Context<'_>, resource: String) -> Result<Option<Quota>> {
         let rows = self
@@ -164,7 +164,51 @@ impl Tenant {
             .get(ctx.loaders(), &QuotasOfTenant(self.row.id))
             .await?
             .unwrap_or_default();
-        Ok(rows.into_iter().find(|q| q.resource == resource).map(Quota))
+        Ok(rows
+            .into_iter()
+            .find(|q| q.resource == resource)
+            .map(Quota::now))
+    }
+
+    /// Threshold crossings of this tenant's quotas, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(0, 100) as usize * child_complexity + 1")]
+    async fn quota_alerts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<TenantCursor, QuotaAlert>> {
+        let first = first.unwrap_or(20);
+        if !(0..=MAX_PAGE).contains(&first) {
+            return Err(AppError::bad_input(
+                "first",
+                format!("first must be between 0 and {MAX_PAGE}"),
+            )
+            .into());
+        }
+        let after = after
+            .as_deref()
+            .map(TenantCursor::decode_cursor)
+            .transpose()?
+            .map(|c| (c.0, c.1));
+        let tenant_id = self.row.id;
+        let limit = first as i64 + 1;
+        let mut rows = ctx
+            .req()
+            .db
+            .scoped(ctx.req().read_scope(), |c| {
+                async move { Ok(crate::quotas::store::alerts(c, tenant_id, after, limit).await?) }
+                    .scope_boxed()
+            })
+            .await?;
+        let has_next = rows.len() > first as usize;
+        rows.truncate(first as usize);
+        let mut conn = Connection::new(after.is_some(), has_next);
+        conn.edges.extend(
+            rows.into_iter()
+                .map(|a| Edge::new(TenantCursor(a.created_at, a.id), QuotaAlert::from(a))),
+        );
+        Ok(conn)
     }
 
     /// The tenant configuration layer (defaults and the tenant's own entries), optionally one
