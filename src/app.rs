@@ -23,6 +23,8 @@ use crate::db::{roles, Db};
 use crate::features::service::FeatureCache;
 use crate::graphql::{self, AppSchema};
 use crate::http;
+use crate::http::ratelimit::RateLimiter;
+use crate::plans::cache::PlanCache;
 use crate::quotas::metering::Meter;
 
 pub type RedisPool = bb8::Pool<RedisConnectionManager>;
@@ -37,6 +39,8 @@ pub struct App {
     pub configs: ConfigCache,
     pub bus: Arc<Bus>,
     pub meter: Meter,
+    pub plans: PlanCache,
+    pub rate_limiter: RateLimiter,
 }
 
 impl App {
@@ -77,6 +81,10 @@ impl App {
         let bus = Arc::new(Bus::new(redis.clone(), &settings.redis_prefix));
         let meter = Meter::start(db.clone(), bus.clone(), settings.usage_writers);
         let jwt = JwtVerifier::from_settings(&settings)?;
+        let rate_limiter = RateLimiter::new(
+            redis.as_ref().map(|(p, _)| p.clone()),
+            &settings.redis_prefix,
+        );
         let app = Arc::new(App {
             settings,
             db,
@@ -87,6 +95,8 @@ impl App {
             configs: ConfigCache::default(),
             bus,
             meter,
+            plans: PlanCache::default(),
+            rate_limiter,
         });
         tokio::spawn(apply_events(Arc::downgrade(&app)));
         Ok(app)
@@ -139,6 +149,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/health", get(http::health))
         .route("/ready", get(http::ready))
         .route("/metrics", get(http::metrics))
+        .merge(http::internal::routes(state.clone()))
         .with_state(state)
         .layer(
             ServiceBuilder::new()

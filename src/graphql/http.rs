@@ -17,9 +17,11 @@ use axum::response::{Html, IntoResponse, Response};
 use super::context::RequestCtx;
 use super::loaders::DbLoader;
 use crate::app::HttpState;
-use crate::auth::resolve::{bearer, resolve};
+use crate::auth::resolve::{bearer, resolve, Resolved};
+use crate::auth::Role;
 use crate::db::RequestStats;
 use crate::error::AppError;
+use crate::http::ratelimit::Decision;
 
 /// GraphiQL for browsers (when enabled); everything else is a GET query.
 pub async fn get(State(st): State<HttpState>, req: axum::extract::Request) -> Response {
@@ -172,6 +174,23 @@ async fn execute(st: HttpState, headers: HeaderMap, batch: BatchRequest) -> Resp
         Ok(r) => r,
         Err(e) => return error_response(e, &rid, StatusCode::OK),
     };
+    let limited = match rate_limit(&st, &resolved).await {
+        Ok(d) => d,
+        Err(e) => return error_response(e, &rid, StatusCode::OK),
+    };
+    if let Some(d) = limited.filter(|d| !d.allowed) {
+        metrics::counter!("tenantry_rate_limited_total").increment(1);
+        let err = AppError::RateLimited {
+            limit: d.limit as u64,
+            retry_after_secs: d.reset_secs,
+        };
+        let mut resp = error_response(err, &rid, StatusCode::TOO_MANY_REQUESTS);
+        rate_headers(&mut resp, &d);
+        if let Ok(v) = HeaderValue::from_str(&d.reset_secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
     let span = tracing::Span::current();
     if let Some(p) = resolved.caller.principal() {
         span.record("user_id", p.user_id.as_str());
@@ -236,5 +255,44 @@ async fn execute(st: HttpState, headers: HeaderMap, batch: BatchRequest) -> Resp
     if let Ok(v) = HeaderValue::from_str(&statements.to_string()) {
         out.headers_mut().insert("x-sql-statements", v);
     }
+    if let Some(d) = &limited {
+        rate_headers(&mut out, d);
+    }
     out
+}
+
+/// Tenant users are limited per tenant by plan; platform admins and anonymous callers are not.
+async fn rate_limit(st: &HttpState, resolved: &Resolved) -> Result<Option<Decision>, AppError> {
+    let app = &st.app;
+    if !app.settings.rate_limits_enabled {
+        return Ok(None);
+    }
+    let (Some(p), Some(t)) = (resolved.caller.principal(), &resolved.tenant) else {
+        return Ok(None);
+    };
+    if p.role == Role::PlatformAdmin {
+        return Ok(None);
+    }
+    let plan = app.plans.by_id(&app.db, t.plan_id).await?;
+    let limit = app
+        .settings
+        .rate_limit_overrides
+        .iter()
+        .find(|(slug, _)| *slug == plan.slug)
+        .map(|(_, n)| *n)
+        .unwrap_or(plan.rate_limit_per_minute.max(1) as u32);
+    Ok(Some(app.rate_limiter.check(t.id, limit).await))
+}
+
+fn rate_headers(resp: &mut Response, d: &Decision) {
+    let h = resp.headers_mut();
+    for (name, value) in [
+        ("x-ratelimit-limit", d.limit as u64),
+        ("x-ratelimit-remaining", d.remaining as u64),
+        ("x-ratelimit-reset", d.reset_secs),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+            h.insert(name, v);
+        }
+    }
 }

@@ -2,6 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+pub mod internal;
+pub mod ratelimit;
+
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;

@@ -205,6 +205,8 @@ pub fn test_env(db: &TestDb) -> HashMap<String, String> {
         ("BIND_ADDR".to_string(), "127.0.0.1:0".to_string()),
         ("BASE_DOMAIN".to_string(), "tenantry.test".to_string()),
         ("REDIS_KEY_PREFIX".to_string(), format!("test:{}:", db.name)),
+        // Tests make many requests per minute; the rate-limit tests switch it back on.
+        ("RATE_LIMITS_ENABLED".to_string(), "false".to_string()),
         (
             "CONFIG_ENCRYPTION_KEY".to_string(),
             "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=".to_string(),
