@@ -146,6 +146,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/graphql",
             post(graphql::http::post).get(graphql::http::get),
         )
+        .route("/graphql/ws", get(graphql::ws::handler))
         .route("/health", get(http::health))
         .route("/ready", get(http::ready))
         .route("/metrics", get(http::metrics))

@@ -115,6 +115,7 @@ impl JwtVerifier {
             user_id: claims.sub,
             role,
             tenant_id: claims.tenant_id,
+            expires_at: claims.exp,
         })
     }
 }

@@ -58,6 +58,8 @@ pub struct Principal {
     pub user_id: String,
     pub role: Role,
     pub tenant_id: Option<Uuid>,
+    /// When the token expires (unix seconds).
+    pub expires_at: i64,
 }
 
 #[derive(Debug, Clone)]

@@ -7,13 +7,14 @@ pub mod http;
 pub mod limits;
 pub mod loaders;
 pub mod scalars;
+pub mod ws;
 
 use std::sync::Arc;
 
 use async_graphql::extensions::apollo_persisted_queries::{
     ApolloPersistedQueries, LruCacheStorage,
 };
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 use crate::app::App;
 use async_graphql::{Context, ID};
@@ -25,6 +26,7 @@ use crate::error::AppError;
 use crate::features::graphql::FeatureMutation;
 use crate::plans::graphql::PlanQuery;
 use crate::quotas::graphql::{QuotaMutation, QuotaQuery};
+use crate::quotas::subscription::QuotaSubscription;
 use crate::tenants::graphql::{TenantMutation, TenantQuery};
 use context::CtxExt;
 
@@ -39,13 +41,16 @@ pub struct MutationRoot(
     QuotaMutation,
 );
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct SubscriptionRoot(QuotaSubscription);
 
-fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot::default(),
     )
 }
 

@@ -7,3 +7,4 @@ pub mod metering;
 pub mod model;
 pub mod service;
 pub mod store;
+pub mod subscription;
