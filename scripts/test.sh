@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test (unit and integration) against real PostgreSQL and Redis. Starts them if
+# they are stopped; the tests create their own databases (a template, then one per test) and
+# the application role. Extra arguments go to the test runner (e.g. a test name filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+ensure_postgres
+ensure_redis
+export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+
+# The stock GraphQL WebSocket client the subscription tests drive.
+if [ -f tests/node/package.json ]; then
+    if ! command -v npm >/dev/null; then
+        log "error: node/npm are needed for tests/node (apt-get install nodejs npm)"
+        exit 1
+    fi
+    npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    log "cargo-nextest missing: installing it"
+    cargo install cargo-nextest --locked --quiet || true
+fi
+if cargo nextest --version >/dev/null 2>&1; then
+    exec cargo nextest run --all-targets --no-fail-fast "$@"
+else
+    exec cargo test --all-targets --no-fail-fast "$@"
+fi
