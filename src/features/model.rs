@@ -77,6 +77,23 @@ pub fn evaluate(
         .collect()
 }
 
+
+/// What a tenant's flags are computed from; cached per tenant and evaluated at read time, so
+/// an override's expiry takes effect without invalidation or a job.
+#[derive(Debug, Clone)]
+pub struct FeatureInputs {
+    pub plan_id: Uuid,
+    pub definitions: std::sync::Arc<Vec<FeatureDefinition>>,
+    pub plan_features: Vec<String>,
+    pub overrides: Vec<FeatureOverride>,
+}
+
+impl FeatureInputs {
+    pub fn evaluate(&self, now: DateTime<Utc>) -> Vec<EffectiveFeature> {
+        evaluate(&self.definitions, &self.plan_features, &self.overrides, now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,21 +141,5 @@ mod tests {
         );
         let got = evaluate(&defs, &plan, &[], now);
         assert_eq!((got[0].enabled, got[0].source), (true, FeatureSource::Plan));
-    }
-}
-
-/// What a tenant's flags are computed from; cached per tenant and evaluated at read time, so
-/// an override's expiry takes effect without invalidation or a job.
-#[derive(Debug, Clone)]
-pub struct FeatureInputs {
-    pub plan_id: Uuid,
-    pub definitions: std::sync::Arc<Vec<FeatureDefinition>>,
-    pub plan_features: Vec<String>,
-    pub overrides: Vec<FeatureOverride>,
-}
-
-impl FeatureInputs {
-    pub fn evaluate(&self, now: DateTime<Utc>) -> Vec<EffectiveFeature> {
-        evaluate(&self.definitions, &self.plan_features, &self.overrides, now)
     }
 }

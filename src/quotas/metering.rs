@@ -8,6 +8,7 @@
 //! - idempotency keys are claimed by a unique index; a repeat returns the stored first answer;
 //! - threshold crossings insert into `quota_alerts` under a unique key, so each fires once per
 //!   (tenant, resource, period, threshold), and are published after the commit.
+//!
 //! Increments of one (tenant, resource) always go to the same writer, so writers never wait on
 //! each other's row locks.
 

@@ -111,21 +111,6 @@ pub const DEFAULT_QUOTAS: &[(&str, i64, &str, ResetPeriod)] = &[
     ),
 ];
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn periods_start_on_utc_calendar_boundaries() {
-        let at = Utc.with_ymd_and_hms(2026, 11, 25, 13, 47, 5).unwrap(); // a Wednesday
-        let start = |p: ResetPeriod| p.period_start(at).to_rfc3339();
-        assert_eq!(start(ResetPeriod::Hourly), "2026-11-25T13:00:00+00:00");
-        assert_eq!(start(ResetPeriod::Daily), "2026-11-25T00:00:00+00:00");
-        assert_eq!(start(ResetPeriod::Weekly), "2026-11-23T00:00:00+00:00");
-        assert_eq!(start(ResetPeriod::Monthly), "2026-11-01T00:00:00+00:00");
-        assert_eq!(start(ResetPeriod::Never), "1970-01-01T00:00:00+00:00");
-    }
-}
 
 impl QuotaRow {
     /// The row as of `now`: when its period has ended, the new period has used nothing yet
@@ -141,5 +126,21 @@ impl QuotaRow {
 
     pub fn remaining(&self) -> i64 {
         (self.limit - self.used).max(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_start_on_utc_calendar_boundaries() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 25, 13, 47, 5).unwrap(); // a Wednesday
+        let start = |p: ResetPeriod| p.period_start(at).to_rfc3339();
+        assert_eq!(start(ResetPeriod::Hourly), "2026-11-25T13:00:00+00:00");
+        assert_eq!(start(ResetPeriod::Daily), "2026-11-25T00:00:00+00:00");
+        assert_eq!(start(ResetPeriod::Weekly), "2026-11-23T00:00:00+00:00");
+        assert_eq!(start(ResetPeriod::Monthly), "2026-11-01T00:00:00+00:00");
+        assert_eq!(start(ResetPeriod::Never), "1970-01-01T00:00:00+00:00");
     }
 }
