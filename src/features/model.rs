@@ -77,7 +77,6 @@ pub fn evaluate(
         .collect()
 }
 
-
 /// What a tenant's flags are computed from; cached per tenant and evaluated at read time, so
 /// an override's expiry takes effect without invalidation or a job.
 #[derive(Debug, Clone)]

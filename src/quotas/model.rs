@@ -111,7 +111,6 @@ pub const DEFAULT_QUOTAS: &[(&str, i64, &str, ResetPeriod)] = &[
     ),
 ];
 
-
 impl QuotaRow {
     /// The row as of `now`: when its period has ended, the new period has used nothing yet
     /// (the next increment or the reset job writes that down).
