@@ -26,7 +26,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked --quiet || true
 fi
 if cargo nextest --version >/dev/null 2>&1; then
-    exec cargo nextest run --all-targets --no-fail-fast "$@"
+    exec cargo nextest run --no-fail-fast "$@"
 else
-    exec cargo test --all-targets --no-fail-fast "$@"
+    exec cargo test --no-fail-fast "$@"
 fi

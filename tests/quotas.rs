@@ -322,3 +322,75 @@ async fn a_new_period_starts_from_zero_and_keeps_history() {
         2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_usage_quotas_and_alerts_are_unreachable() {
+    let app = TestApp::spawn().await;
+    let a = app.tenant().plan("professional").create().await;
+    let b = app.tenant().plan("professional").create().await;
+    app.gql(Some(&b.member), RECORD, json!({ "r": "users", "a": 80 }))
+        .await
+        .ok(); // B crosses 75 %
+    let b_id = b.id.to_string();
+    let from = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let to = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let reads = [
+        "query($t: ID) { tenant(id: $t) { quotas { used } } }",
+        "query($t: ID) { tenant(id: $t) { quota(resource: \"users\") { used } } }",
+        "query($t: ID) { tenant(id: $t) { quotaAlerts(first: 5) { edges { node { threshold } } } } }",
+    ];
+    for q in reads {
+        let resp = app.gql(Some(&a.admin), q, json!({ "t": b_id })).await;
+        resp.err("NOT_FOUND");
+        assert!(
+            !resp.body.to_string().contains("\"used\":80"),
+            "{}",
+            resp.body
+        );
+    }
+    let resp = app
+        .gql(
+            Some(&a.admin),
+            "query($t: ID, $f: DateTime!, $to: DateTime!) { tenant(id: $t) { usage(resource: \"users\", from: $f, to: $to) { amount } } }",
+            json!({ "t": b_id, "f": from, "to": to }),
+        )
+        .await;
+    resp.err("NOT_FOUND");
+    // recordUsage/checkQuota act on the caller's tenant only; B is unchanged.
+    app.gql(Some(&a.member), RECORD, json!({ "r": "users", "a": 1 }))
+        .await
+        .ok();
+    let resp = app
+        .gql_with(
+            Some(&a.member),
+            &[("x-tenant-id", &b_id)],
+            RECORD,
+            json!({ "r": "users", "a": 1 }),
+        )
+        .await;
+    resp.err("FORBIDDEN");
+    let mut db = app.db.superuser().await;
+    let sql =
+        format!("select used as n from quotas where tenant_id = '{b_id}' and resource = 'users'");
+    assert_eq!(count(&mut db, &sql).await, 80);
+    // A sees only its own alerts.
+    let resp = app
+        .gql(
+            Some(&a.admin),
+            "{ tenant { quotaAlerts(first: 10) { edges { node { tenantId } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(resp.ok()["tenant"]["quotaAlerts"]["edges"], json!([]));
+    let resp = app
+        .gql(
+            Some(&b.admin),
+            "{ tenant { quotaAlerts(first: 10) { edges { node { tenantId threshold } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        resp.ok()["tenant"]["quotaAlerts"]["edges"][0]["node"],
+        json!({ "tenantId": b_id, "threshold": 75 })
+    );
+}
