@@ -47,7 +47,11 @@ impl JwtVerifier {
             v.algorithms = algs;
             v.leeway = 5;
             v.validate_nbf = true;
-            v.set_required_spec_claims(&["exp"]);
+            // A configured issuer or audience must also be present, not just match when present.
+            let mut required = vec!["exp"];
+            required.extend(s.jwt_issuer.as_ref().map(|_| "iss"));
+            required.extend(s.jwt_audience.as_ref().map(|_| "aud"));
+            v.set_required_spec_claims(&required);
             match &s.jwt_issuer {
                 Some(iss) => v.set_issuer(&[iss]),
                 None => v.iss = None,
