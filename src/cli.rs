@@ -10,7 +10,7 @@ use crate::app::{self, App};
 use crate::auth::{jwt, Role};
 use crate::config::Settings;
 use crate::db::roles;
-use crate::{graphql, seed, telemetry};
+use crate::{graphql, jobs, seed, telemetry};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -57,6 +57,19 @@ pub enum Command {
     },
     /// Print the GraphQL schema (SDL); `schema.graphql` must equal it.
     Schema,
+    /// Background jobs (the server also runs them on a schedule).
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// Run one job once now (skipped if another instance is running it).
+    Run { name: jobs::Job },
+    /// List the jobs.
+    List,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -79,6 +92,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { no_migrate } => serve(settings, no_migrate).await,
+        Command::Jobs {
+            command: JobsCommand::List,
+        } => {
+            for j in jobs::Job::ALL {
+                println!("{}", j.name());
+            }
+            Ok(())
+        }
+        Command::Jobs {
+            command: JobsCommand::Run { name },
+        } => {
+            let app = App::new(settings).await?;
+            let outcome = jobs::run_once(&app, name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.public_message()))?;
+            println!("{}: {outcome:?}", name.name());
+            Ok(())
+        }
         Command::Seed { demo, tenants } => run_seed(settings, demo, tenants).await,
         Command::Token {
             role,
@@ -128,6 +159,12 @@ async fn serve(settings: Settings, no_migrate: bool) -> anyhow::Result<()> {
     }
     let addr: SocketAddr = settings.bind_addr;
     let app = App::new(settings).await?;
+    if app.settings.jobs_interval_secs > 0 {
+        jobs::spawn_scheduler(
+            app.clone(),
+            std::time::Duration::from_secs(app.settings.jobs_interval_secs),
+        );
+    }
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, billing = if app.settings.billing_live() { "stripe" } else { "local" }, "listening");
     axum::serve(listener, app::router(app))

@@ -44,6 +44,8 @@ pub struct Settings {
     pub environment: String,
     pub request_timeout: Duration,
     pub usage_writers: usize,
+    /// Seconds between scheduler ticks; 0 turns the in-process scheduler off.
+    pub jobs_interval_secs: u64,
     /// Requests per minute by plan slug, overriding the plan's own number (`RATE_LIMIT_<PLAN>`).
     pub rate_limit_overrides: Vec<(String, u32)>,
     pub graphql: GraphqlLimits,
@@ -146,6 +148,7 @@ impl Settings {
             rate_limits_enabled: flag("RATE_LIMITS_ENABLED", true)?,
             request_timeout: Duration::from_secs(parse("REQUEST_TIMEOUT_SECS", 30)?),
             usage_writers: parse("USAGE_WRITERS", 4)?.clamp(1, 64) as usize,
+            jobs_interval_secs: parse("JOBS_INTERVAL_SECS", 60)?,
             rate_limit_overrides: {
                 let mut v = Vec::new();
                 for plan in ["free", "starter", "professional", "enterprise"] {

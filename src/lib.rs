@@ -12,6 +12,7 @@ pub mod error;
 pub mod features;
 pub mod graphql;
 pub mod http;
+pub mod jobs;
 pub mod plans;
 pub mod quotas;
 pub mod seed;

@@ -565,6 +565,20 @@ impl TenantMutation {
         ))
     }
 
+    /// Everything the tenant owns, as one JSON document (GDPR export). Platform admins, or
+    /// the tenant's own admins (encrypted values masked for them).
+    #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
+    async fn export_tenant_data(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<async_graphql::Json<serde_json::Value>> {
+        let req = ctx.req();
+        Ok(async_graphql::Json(
+            super::export::export(ctx.app(), &req.actor(), parse_id(&id)?).await?,
+        ))
+    }
+
     #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
     async fn restore_tenant(&self, ctx: &Context<'_>, id: ID) -> Result<Tenant> {
         let req = ctx.req();

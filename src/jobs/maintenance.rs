@@ -1,0 +1,74 @@
+//! The maintenance jobs' SQL. Each runs inside the job's transaction (platform scope).
+
+use diesel::sql_types::Uuid as SqlUuid;
+use diesel_async::RunQueryDsl;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::audit;
+use crate::auth::Actor;
+use crate::db::Conn;
+use crate::error::AppResult;
+use crate::tenants::service::RESTORE_WINDOW_DAYS;
+
+pub async fn quota_resets(c: &mut Conn) -> AppResult<u64> {
+    let n = diesel::sql_query(
+        "update quotas set used = 0, period_start = app_period_start(reset_period, now()), updated_at = now()
+          where period_start < app_period_start(reset_period, now())",
+    )
+    .execute(c)
+    .await?;
+    Ok(n as u64)
+}
+
+#[derive(diesel::QueryableByName)]
+struct Purged {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+/// Hard delete: every tenant-owned row goes with the tenant (foreign keys cascade, the
+/// `purge` test checks every table from the catalogue). The audit entry keeps only the id.
+pub async fn purge_deleted_tenants(c: &mut Conn, actor: &Actor) -> AppResult<Vec<Uuid>> {
+    let purged: Vec<Purged> = diesel::sql_query(format!(
+        "delete from tenants where status = 'DELETED' and deleted_at < now() - interval '{RESTORE_WINDOW_DAYS} days'
+         returning id"
+    ))
+    .load(c)
+    .await?;
+    for p in &purged {
+        audit::record(
+            c,
+            actor,
+            audit::Change {
+                tenant_id: None,
+                entity_type: "tenant",
+                entity_id: p.id.to_string(),
+                action: "PURGE",
+                before: serde_json::Value::Null,
+                after: serde_json::Value::Null,
+                metadata: json!({ "reason": "deleted more than 30 days ago" }),
+            },
+        )
+        .await?;
+    }
+    Ok(purged.into_iter().map(|p| p.id).collect())
+}
+
+pub async fn idempotency_expiry(c: &mut Conn) -> AppResult<u64> {
+    let n = diesel::sql_query(
+        "update usage_records set idempotency_key = null
+          where idempotency_key is not null and recorded_at < now() - interval '24 hours'",
+    )
+    .execute(c)
+    .await?;
+    Ok(n as u64)
+}
+
+pub async fn audit_retention(c: &mut Conn) -> AppResult<u64> {
+    let n =
+        diesel::sql_query("delete from audit_logs where created_at < now() - interval '2 years'")
+            .execute(c)
+            .await?;
+    Ok(n as u64)
+}

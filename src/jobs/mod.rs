@@ -1,0 +1,134 @@
+//! Background jobs: a scheduler inside `tenantry serve` and `tenantry jobs run NAME`.
+//!
+//! Each job is one transaction that first takes a transaction-scoped advisory lock
+//! (`pg_try_advisory_xact_lock`): with several instances running, one runs the job per tick
+//! and the others skip it; a job that dies mid-way rolls back, so nothing is half done, and
+//! the lock is released with the connection, so another instance takes over on its next tick.
+
+mod maintenance;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::sql_types::{BigInt, Bool};
+use diesel_async::RunQueryDsl;
+use scoped_futures::ScopedFutureExt;
+
+use crate::app::App;
+use crate::auth::Actor;
+use crate::db::{Conn, Scope};
+use crate::error::{AppError, AppResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Job {
+    /// Start new quota periods for quotas whose period has ended.
+    QuotaResets,
+    /// Hard-delete tenants soft-deleted more than 30 days ago (every table).
+    PurgeDeletedTenants,
+    /// Forget usage idempotency keys older than 24 hours.
+    IdempotencyExpiry,
+    /// Delete audit entries older than two years.
+    AuditRetention,
+}
+
+impl Job {
+    pub const ALL: [Job; 4] = [
+        Job::QuotaResets,
+        Job::PurgeDeletedTenants,
+        Job::IdempotencyExpiry,
+        Job::AuditRetention,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::QuotaResets => "quota-resets",
+            Job::PurgeDeletedTenants => "purge-deleted-tenants",
+            Job::IdempotencyExpiry => "idempotency-expiry",
+            Job::AuditRetention => "audit-retention",
+        }
+    }
+
+    fn lock_key(self) -> i64 {
+        0x7e_0000 + self as i64
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Another instance holds the job's lock.
+    Skipped,
+    /// Rows changed.
+    Done(u64),
+}
+
+#[derive(diesel::QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = Bool)]
+    locked: bool,
+}
+
+/// Runs `job` once, unless another instance is running it right now.
+pub async fn run_once(app: &App, job: Job) -> AppResult<Outcome> {
+    let app_ref = app;
+    let outcome = app
+        .db
+        .scoped(Scope::Platform("job"), |c| {
+            async move {
+                let got: Locked =
+                    diesel::sql_query("select pg_try_advisory_xact_lock($1) as locked")
+                        .bind::<BigInt, _>(job.lock_key())
+                        .get_result(c)
+                        .await?;
+                if !got.locked {
+                    return Ok(Outcome::Skipped);
+                }
+                let n = run(app_ref, c, job).await?;
+                Ok(Outcome::Done(n))
+            }
+            .scope_boxed()
+        })
+        .await?;
+    if let Outcome::Done(n) = &outcome {
+        metrics::counter!("tenantry_job_runs_total", "job" => job.name()).increment(1);
+        if *n > 0 {
+            tracing::info!(job = job.name(), rows = n, "job done");
+        }
+    }
+    Ok(outcome)
+}
+
+async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<u64> {
+    let actor = Actor::system();
+    match job {
+        Job::QuotaResets => maintenance::quota_resets(c).await,
+        Job::PurgeDeletedTenants => {
+            let purged = maintenance::purge_deleted_tenants(c, &actor).await?;
+            for id in &purged {
+                app.tenant_changed(*id).await;
+            }
+            Ok(purged.len() as u64)
+        }
+        Job::IdempotencyExpiry => maintenance::idempotency_expiry(c).await,
+        Job::AuditRetention => maintenance::audit_retention(c).await,
+    }
+}
+
+/// Runs every job each `interval` for as long as the app lives.
+pub fn spawn_scheduler(app: Arc<App>, interval: Duration) {
+    let app = Arc::downgrade(&app);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(app) = app.upgrade() else { return };
+            for job in Job::ALL {
+                if let Err(e) = run_once(&app, job).await {
+                    let e: AppError = e;
+                    tracing::warn!(job = job.name(), error = %e.public_message(), "job failed; retried next tick");
+                }
+            }
+        }
+    });
+}

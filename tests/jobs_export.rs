@@ -1,0 +1,218 @@
+//! Background jobs (purge after the restore window, quota resets, idempotency expiry) and the
+//! GDPR export, both driven by the database catalogue so no table can be forgotten.
+
+mod common;
+
+use common::{count, fill_every_table, TestApp};
+use diesel_async::SimpleAsyncConnection;
+use serde_json::json;
+use tenantry::jobs::{run_once, Job, Outcome};
+
+async fn tenant_tables(app: &TestApp) -> Vec<String> {
+    let mut db = app.db.superuser().await;
+    tenantry::tenants::export::tenant_tables(&mut db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_deleted_31_days_ago_is_gone_from_every_table() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token();
+    let old = app.tenant().create().await;
+    let recent = app.tenant().create().await;
+    let live = app.tenant().create().await;
+    let mut db = app.db.superuser().await;
+    for t in [old.id, recent.id, live.id] {
+        fill_every_table(&mut db, t).await;
+    }
+    for t in [&old, &recent] {
+        app.gql(
+            Some(&admin),
+            "mutation($id: ID!) { deleteTenant(id: $id) { id } }",
+            json!({ "id": t.id.to_string() }),
+        )
+        .await
+        .ok();
+    }
+    db.batch_execute(&format!(
+        "update tenants set deleted_at = now() - interval '31 days' where id = '{}'",
+        old.id
+    ))
+    .await
+    .unwrap();
+
+    assert_eq!(
+        run_once(&app.app, Job::PurgeDeletedTenants).await.unwrap(),
+        Outcome::Done(1)
+    );
+
+    let tables = tenant_tables(&app).await;
+    assert!(tables.len() >= 12, "{tables:?}");
+    for table in &tables {
+        let gone = format!(
+            "select count(*) as n from {table} where tenant_id = '{}'",
+            old.id
+        );
+        assert_eq!(
+            count(&mut db, &gone).await,
+            0,
+            "{table} still holds the purged tenant's rows"
+        );
+        for kept in [recent.id, live.id] {
+            let sql = format!("select count(*) as n from {table} where tenant_id = '{kept}'");
+            assert!(
+                count(&mut db, &sql).await > 0,
+                "{table} lost rows of {kept}"
+            );
+        }
+    }
+    assert_eq!(
+        count(
+            &mut db,
+            &format!("select count(*) as n from tenants where id = '{}'", old.id)
+        )
+        .await,
+        0
+    );
+    // One audit entry remains, without personal data.
+    let sql = format!(
+        "select count(*) as n from audit_logs where action = 'PURGE' and entity_id = '{}' and tenant_id is null
+           and actor_type = 'SYSTEM' and changes = '{{\"before\": null, \"after\": null}}'",
+        old.id
+    );
+    assert_eq!(count(&mut db, &sql).await, 1);
+    // Nothing left to do: a second run changes nothing.
+    assert_eq!(
+        run_once(&app.app, Job::PurgeDeletedTenants).await.unwrap(),
+        Outcome::Done(0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_resets_and_idempotency_expiry() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant().plan("starter").create().await;
+    app.gql(Some(&t.member), "mutation { recordUsage(resource: \"api_calls\", amount: 7, idempotencyKey: \"k1\") { used } }", json!({}))
+        .await
+        .ok();
+    let mut db = app.db.superuser().await;
+    let tid = t.id;
+    db.batch_execute(&format!(
+        "update quotas set period_start = period_start - interval '40 days' where tenant_id = '{tid}' and resource = 'api_calls';
+         update usage_records set recorded_at = now() - interval '25 hours' where tenant_id = '{tid}'"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        run_once(&app.app, Job::QuotaResets).await.unwrap(),
+        Outcome::Done(1)
+    );
+    let sql = format!(
+        "select used as n from quotas where tenant_id = '{tid}' and resource = 'api_calls'"
+    );
+    assert_eq!(count(&mut db, &sql).await, 0);
+    assert_eq!(
+        run_once(&app.app, Job::IdempotencyExpiry).await.unwrap(),
+        Outcome::Done(1)
+    );
+    // The old key no longer deduplicates; history is kept.
+    let resp = app
+        .gql(Some(&t.member), "mutation { recordUsage(resource: \"api_calls\", amount: 7, idempotencyKey: \"k1\") { used duplicate } }", json!({}))
+        .await;
+    assert_eq!(
+        resp.ok()["recordUsage"],
+        json!({ "used": 7, "duplicate": false })
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            &format!("select count(*) as n from usage_records where tenant_id = '{tid}'")
+        )
+        .await,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_held_by_another_instance_is_skipped() {
+    let app = TestApp::spawn().await;
+    let mut holder = app.db.superuser().await;
+    // Hold the purge job's lock as another instance would mid-run.
+    holder
+        .batch_execute("begin; select pg_advisory_xact_lock(8257537)")
+        .await
+        .unwrap();
+    assert_eq!(
+        run_once(&app.app, Job::PurgeDeletedTenants).await.unwrap(),
+        Outcome::Skipped
+    );
+    holder.batch_execute("rollback").await.unwrap();
+    assert!(matches!(
+        run_once(&app.app, Job::PurgeDeletedTenants).await.unwrap(),
+        Outcome::Done(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_holds_every_table_of_the_tenant_and_nothing_else() {
+    let app = TestApp::spawn().await;
+    let a = app.tenant().plan("professional").create().await;
+    let b = app.tenant().plan("professional").create().await;
+    let mut db = app.db.superuser().await;
+    fill_every_table(&mut db, a.id).await;
+    fill_every_table(&mut db, b.id).await;
+    app.gql(Some(&a.admin), "mutation { setConfig(input: { category: \"integrations\", key: \"token\", value: \"s3cr3t-value\", encrypted: true }) { key } }", json!({}))
+        .await
+        .ok();
+
+    let q = "mutation($id: ID!) { exportTenantData(id: $id) }";
+    let resp = app
+        .gql(
+            Some(&app.admin_token()),
+            q,
+            json!({ "id": a.id.to_string() }),
+        )
+        .await;
+    let doc = resp.ok()["exportTenantData"].clone();
+    assert_eq!(doc["tenant"]["id"], a.id.to_string());
+    let tables = tenant_tables(&app).await;
+    for table in &tables {
+        let rows = doc["tables"][table]
+            .as_array()
+            .unwrap_or_else(|| panic!("{table} missing from the export"));
+        assert!(!rows.is_empty(), "{table}: no rows exported");
+        assert!(
+            rows.iter().all(|r| r["tenant_id"] == a.id.to_string()),
+            "{table}: another tenant's row exported"
+        );
+    }
+    let text = doc.to_string();
+    assert!(
+        !text.contains(&b.id.to_string()),
+        "B leaked into A's export"
+    );
+    assert!(
+        text.contains("s3cr3t-value"),
+        "platform admins get decrypted values"
+    );
+
+    // The tenant's own admin may export too, with secrets masked; members may not; B's admin
+    // cannot export A.
+    let resp = app
+        .gql(Some(&a.admin), q, json!({ "id": a.id.to_string() }))
+        .await;
+    let own = resp.ok()["exportTenantData"].to_string();
+    assert!(!own.contains("s3cr3t-value") && own.contains("********"));
+    app.gql(Some(&a.member), q, json!({ "id": a.id.to_string() }))
+        .await
+        .err("FORBIDDEN");
+    app.gql(Some(&b.admin), q, json!({ "id": a.id.to_string() }))
+        .await
+        .err("NOT_FOUND");
+    let sql = format!(
+        "select count(*) as n from audit_logs where tenant_id = '{}' and action = 'EXPORT'",
+        a.id
+    );
+    assert_eq!(count(&mut db, &sql).await, 2);
+}
