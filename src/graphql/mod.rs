@@ -21,6 +21,7 @@ use async_graphql::{Context, ID};
 use uuid::Uuid;
 
 use crate::audit::graphql::AuditQuery;
+use crate::billing::graphql::{BillingMutation, BillingQuery};
 use crate::configs::graphql::ConfigMutation;
 use crate::error::AppError;
 use crate::features::graphql::FeatureMutation;
@@ -31,7 +32,7 @@ use crate::tenants::graphql::{TenantMutation, TenantQuery};
 use context::CtxExt;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(TenantQuery, PlanQuery, QuotaQuery, AuditQuery);
+pub struct QueryRoot(TenantQuery, PlanQuery, QuotaQuery, BillingQuery, AuditQuery);
 
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(
@@ -39,6 +40,7 @@ pub struct MutationRoot(
     FeatureMutation,
     ConfigMutation,
     QuotaMutation,
+    BillingMutation,
 );
 
 #[derive(MergedSubscription, Default)]

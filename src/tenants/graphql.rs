@@ -13,6 +13,8 @@ use super::model::{TenantRow, TenantStatus};
 use super::service::{self, CreateTenant, UpdateTenant};
 use super::store::ListFilter;
 use crate::auth::Role;
+use crate::billing::graphql::{BillingSubscription, Invoice, SubscriptionOfTenant};
+use crate::billing::model::{InvoiceStatus, SubscriptionRow};
 use crate::configs::graphql::ConfigEntry;
 use crate::configs::loader::ConfigOfTenant;
 use crate::configs::service::{self as configs, TenantConfig};
@@ -41,6 +43,7 @@ pub struct TenantPage {
     quotas: SiblingBatch<QuotasOfTenant, Vec<QuotaRow>>,
     features: SiblingBatch<FeaturesOfTenant, Vec<EffectiveFeature>>,
     configs: SiblingBatch<ConfigOfTenant, Arc<TenantConfig>>,
+    subscriptions: SiblingBatch<SubscriptionOfTenant, SubscriptionRow>,
 }
 
 pub struct Tenant {
@@ -56,6 +59,9 @@ impl Tenant {
             plan_page: PlanPage::new(&plan_ids),
             quotas: SiblingBatch::new(rows.iter().map(|t| QuotasOfTenant(t.id)).collect()),
             configs: SiblingBatch::new(rows.iter().map(|t| ConfigOfTenant(t.id)).collect()),
+            subscriptions: SiblingBatch::new(
+                rows.iter().map(|t| SubscriptionOfTenant(t.id)).collect(),
+            ),
             features: SiblingBatch::new(
                 rows.iter()
                     .map(|t| FeaturesOfTenant {
@@ -168,6 +174,63 @@ impl Tenant {
             .into_iter()
             .find(|q| q.resource == resource)
             .map(Quota::now))
+    }
+
+    /// The billing subscription (mirror of Stripe's, or the local one in LOCAL mode).
+    async fn subscription(&self, ctx: &Context<'_>) -> Result<Option<BillingSubscription>> {
+        let s = self
+            .page
+            .subscriptions
+            .get(ctx.loaders(), &SubscriptionOfTenant(self.row.id))
+            .await?;
+        Ok(s.map(BillingSubscription))
+    }
+
+    /// Invoices, newest first (amounts in minor units).
+    #[graphql(complexity = "first.unwrap_or(20).clamp(0, 100) as usize * child_complexity + 1")]
+    async fn invoices(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        status: Option<InvoiceStatus>,
+    ) -> Result<Connection<TenantCursor, Invoice>> {
+        let first = first.unwrap_or(20);
+        if !(0..=MAX_PAGE).contains(&first) {
+            return Err(AppError::bad_input(
+                "first",
+                format!("first must be between 0 and {MAX_PAGE}"),
+            )
+            .into());
+        }
+        let after = after
+            .as_deref()
+            .map(TenantCursor::decode_cursor)
+            .transpose()?
+            .map(|c| (c.0, c.1));
+        let (tenant_id, limit) = (self.row.id, first as i64 + 1);
+        let status = status.map(|s| s.as_str());
+        let mut rows = ctx
+            .req()
+            .db
+            .scoped(ctx.req().read_scope(), |c| {
+                async move {
+                    Ok(
+                        crate::billing::store::invoices_of(c, tenant_id, status, after, limit)
+                            .await?,
+                    )
+                }
+                .scope_boxed()
+            })
+            .await?;
+        let has_next = rows.len() > first as usize;
+        rows.truncate(first as usize);
+        let mut conn = Connection::new(after.is_some(), has_next);
+        conn.edges.extend(
+            rows.into_iter()
+                .map(|r| Edge::new(TenantCursor(r.created_at, r.id), Invoice::from(r))),
+        );
+        Ok(conn)
     }
 
     /// Threshold crossings of this tenant's quotas, newest first.

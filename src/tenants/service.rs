@@ -208,6 +208,9 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
                 let tenant = store::insert(c, &new).await.map_err(unique_violation)?;
                 let plan_quotas = plans::store::quotas_of(c, &[plan.id]).await?;
                 quotas::service::provision(c, tenant.id, &plan_quotas, Utc::now()).await?;
+                let sub =
+                    crate::billing::service::initial_subscription(tenant.id, &plan, Utc::now());
+                crate::billing::store::insert_subscription(c, &sub).await?;
                 audit::record(
                     c,
                     &actor_c,

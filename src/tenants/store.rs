@@ -50,6 +50,7 @@ pub async fn insert(conn: &mut Conn, new: &NewTenant) -> QueryResult<TenantRow> 
 pub struct TenantChanges {
     pub name: Option<String>,
     pub domain: Option<Option<String>>,
+    pub plan_id: Option<Uuid>,
     pub settings: Option<serde_json::Value>,
     pub status: Option<String>,
     pub suspended_at: Option<Option<DateTime<Utc>>>,

@@ -567,7 +567,8 @@ pub async fn fill_every_table(conn: &mut diesel_async::AsyncPgConnection, tenant
         insert into usage_records (tenant_id, resource, amount, period_start, used_after, limit_at) values ('{t}', 'api_calls', 1, now(), 1, 10);
         insert into usage_hourly (tenant_id, resource, hour_start, amount) values ('{t}', 'api_calls', date_trunc('hour', now()), 1);
         insert into quota_alerts (tenant_id, id, resource, threshold, used, "limit", period_start) values ('{t}', gen_random_uuid(), 'api_calls', 75, 8, 10, now());
-        insert into billing_subscriptions (tenant_id, status, plan_id) select id, 'ACTIVE', plan_id from tenants where id = '{t}';
+        insert into billing_subscriptions (tenant_id, status, plan_id) select id, 'ACTIVE', plan_id from tenants where id = '{t}'
+            on conflict (tenant_id) do nothing;
         insert into invoices (tenant_id, id, stripe_invoice_id, currency, status) values ('{t}', gen_random_uuid(), 'in_{t}', 'usd', 'OPEN');
         insert into plan_change_intents (tenant_id, id, from_plan_id, to_plan_id, billing_cycle, expires_at)
             select id, gen_random_uuid(), plan_id, plan_id, 'MONTHLY', now() + interval '1 day' from tenants where id = '{t}';

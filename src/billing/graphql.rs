@@ -1,0 +1,314 @@
+//! GraphQL for billing: `billingMode`, `previewPlanChange`, `changePlan`,
+//! `createCheckoutSession`, `cancelSubscription`, `resumeSubscription`, and the
+//! `BillingSubscription`/`Invoice` types that hang off `Tenant`.
+
+use std::collections::HashMap;
+
+use async_graphql::dataloader::Loader;
+use async_graphql::{Context, Object, Result, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use scoped_futures::ScopedFutureExt;
+use uuid::Uuid;
+
+use super::model::{
+    BillingMode, IntentRow, IntentStatus, InvoiceRow, InvoiceStatus, SubscriptionRow,
+    SubscriptionStatus,
+};
+use super::service;
+use crate::auth::Role;
+use crate::error::AppError;
+use crate::graphql::context::CtxExt;
+use crate::graphql::guards::RequireRole;
+use crate::graphql::loaders::DbLoader;
+use crate::graphql::scalars::BigInt;
+use crate::graphql::target_tenant;
+use crate::plans::graphql::Plan;
+use crate::plans::loader::PlanById;
+use crate::plans::model::{BillingCycle, PlanRow};
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub struct SubscriptionOfTenant(pub Uuid);
+
+impl Loader<SubscriptionOfTenant> for DbLoader {
+    type Value = SubscriptionRow;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[SubscriptionOfTenant],
+    ) -> Result<HashMap<SubscriptionOfTenant, SubscriptionRow>, AppError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = self
+            .run(|c| {
+                async move { Ok(super::store::subscriptions_of(c, &ids).await?) }.scope_boxed()
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (SubscriptionOfTenant(r.tenant_id), r))
+            .collect())
+    }
+}
+
+pub struct BillingSubscription(pub SubscriptionRow);
+
+#[Object]
+impl BillingSubscription {
+    async fn status(&self) -> SubscriptionStatus {
+        SubscriptionStatus::parse(&self.0.status).unwrap_or(SubscriptionStatus::Incomplete)
+    }
+    async fn plan(&self, ctx: &Context<'_>) -> Result<Plan> {
+        let plan = ctx.loaders().load_one(PlanById(self.0.plan_id)).await?;
+        let plan =
+            plan.ok_or_else(|| AppError::internal(anyhow::anyhow!("subscription plan missing")))?;
+        Ok(Plan::list(vec![plan]).remove(0))
+    }
+    async fn billing_cycle(&self) -> BillingCycle {
+        BillingCycle::parse(&self.0.billing_cycle)
+    }
+    async fn current_period_start(&self) -> Option<DateTime<Utc>> {
+        self.0.current_period_start
+    }
+    async fn current_period_end(&self) -> Option<DateTime<Utc>> {
+        self.0.current_period_end
+    }
+    async fn trial_end(&self) -> Option<DateTime<Utc>> {
+        self.0.trial_end
+    }
+    async fn cancel_at_period_end(&self) -> bool {
+        self.0.cancel_at_period_end
+    }
+    async fn canceled_at(&self) -> Option<DateTime<Utc>> {
+        self.0.canceled_at
+    }
+    /// Set after a failed payment: the tenant is suspended when it passes unpaid.
+    async fn grace_period_end(&self) -> Option<DateTime<Utc>> {
+        self.0.grace_period_end
+    }
+    async fn billing_mode(&self, ctx: &Context<'_>) -> BillingMode {
+        service::mode(ctx.app())
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Invoice {
+    pub id: ID,
+    pub stripe_invoice_id: String,
+    /// Minor units (cents).
+    pub amount_due: BigInt,
+    pub amount_paid: BigInt,
+    pub currency: String,
+    pub status: InvoiceStatus,
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+    pub due_date: Option<DateTime<Utc>>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub hosted_invoice_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<InvoiceRow> for Invoice {
+    fn from(r: InvoiceRow) -> Self {
+        Invoice {
+            id: ID(r.id.to_string()),
+            stripe_invoice_id: r.stripe_invoice_id,
+            amount_due: BigInt(r.amount_due),
+            amount_paid: BigInt(r.amount_paid),
+            currency: r.currency,
+            status: InvoiceStatus::parse(&r.status).unwrap_or(InvoiceStatus::Draft),
+            period_start: r.period_start,
+            period_end: r.period_end,
+            due_date: r.due_date,
+            paid_at: r.paid_at,
+            hosted_invoice_url: r.hosted_invoice_url,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct PlanRef {
+    pub slug: String,
+    pub name: String,
+}
+
+impl From<&PlanRow> for PlanRef {
+    fn from(p: &PlanRow) -> Self {
+        PlanRef {
+            slug: p.slug.clone(),
+            name: p.name.clone(),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct PlanChangeIntent {
+    pub id: ID,
+    pub status: IntentStatus,
+    pub version: i32,
+    pub billing_cycle: BillingCycle,
+    pub expires_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub from_plan: PlanRef,
+    pub to_plan: PlanRef,
+}
+
+fn intent(i: IntentRow, from: &PlanRow, to: &PlanRow) -> PlanChangeIntent {
+    PlanChangeIntent {
+        id: ID(i.id.to_string()),
+        status: IntentStatus::parse(&i.status).unwrap_or(IntentStatus::Pending),
+        version: i.version,
+        billing_cycle: BillingCycle::parse(&i.billing_cycle),
+        expires_at: i.expires_at,
+        completed_at: i.completed_at,
+        error: i.error,
+        from_plan: from.into(),
+        to_plan: to.into(),
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct QuotaChange {
+    pub resource: String,
+    pub from: Option<BigInt>,
+    pub to: Option<BigInt>,
+}
+
+#[derive(SimpleObject)]
+pub struct PlanChangePreview {
+    pub from_plan: PlanRef,
+    pub to_plan: PlanRef,
+    pub billing_cycle: BillingCycle,
+    /// Charged now for the rest of the current period (negative: a credit), minor units.
+    pub proration_amount: BigInt,
+    pub currency: String,
+    pub quota_changes: Vec<QuotaChange>,
+    pub features_added: Vec<String>,
+    pub features_removed: Vec<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct CheckoutSession {
+    pub id: String,
+    pub url: String,
+}
+
+#[derive(Default)]
+pub struct BillingQuery;
+
+#[Object]
+impl BillingQuery {
+    /// `LOCAL` without a Stripe key (plan changes apply at once), `STRIPE` otherwise.
+    async fn billing_mode(&self, ctx: &Context<'_>) -> BillingMode {
+        service::mode(ctx.app())
+    }
+
+    /// What switching the caller's tenant to `planSlug` would change and cost.
+    #[graphql(guard = "RequireRole(Role::TenantMember)")]
+    async fn preview_plan_change(
+        &self,
+        ctx: &Context<'_>,
+        plan_slug: String,
+        billing_cycle: Option<BillingCycle>,
+    ) -> Result<PlanChangePreview> {
+        let tenant_id = target_tenant(ctx, None)?;
+        let cycle = billing_cycle.unwrap_or(BillingCycle::Monthly);
+        let p =
+            service::preview(ctx.app(), &ctx.req().actor(), tenant_id, &plan_slug, cycle).await?;
+        Ok(PlanChangePreview {
+            from_plan: (&p.from).into(),
+            to_plan: (&p.to).into(),
+            billing_cycle: p.cycle,
+            proration_amount: BigInt(p.proration_amount),
+            currency: p.currency,
+            quota_changes: p
+                .quota_changes
+                .into_iter()
+                .map(|(resource, from, to)| QuotaChange {
+                    resource,
+                    from: from.map(BigInt),
+                    to: to.map(BigInt),
+                })
+                .collect(),
+            features_added: p.features_added,
+            features_removed: p.features_removed,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct BillingMutation;
+
+#[Object]
+impl BillingMutation {
+    /// Moves the caller's tenant to another plan through a plan-change intent.
+    #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
+    async fn change_plan(
+        &self,
+        ctx: &Context<'_>,
+        plan_slug: String,
+        billing_cycle: Option<BillingCycle>,
+    ) -> Result<PlanChangeIntent> {
+        let tenant_id = target_tenant(ctx, None)?;
+        let cycle = billing_cycle.unwrap_or(BillingCycle::Monthly);
+        let (i, from, to) =
+            service::change_plan(ctx.app(), &ctx.req().actor(), tenant_id, &plan_slug, cycle)
+                .await?;
+        Ok(intent(i, &from, &to))
+    }
+
+    /// Starts a paid subscription. With Stripe this is a Checkout session to redirect to; in
+    /// LOCAL mode the plan applies at once and the URL is `successUrl`.
+    #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
+    async fn create_checkout_session(
+        &self,
+        ctx: &Context<'_>,
+        plan_slug: String,
+        billing_cycle: Option<BillingCycle>,
+        success_url: String,
+        cancel_url: String,
+    ) -> Result<CheckoutSession> {
+        for (field, url) in [("successUrl", &success_url), ("cancelUrl", &cancel_url)] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048 {
+                return Err(AppError::bad_input(field, "must be an http(s) URL").into());
+            }
+        }
+        let tenant_id = target_tenant(ctx, None)?;
+        let cycle = billing_cycle.unwrap_or(BillingCycle::Monthly);
+        let (i, _, _) =
+            service::change_plan(ctx.app(), &ctx.req().actor(), tenant_id, &plan_slug, cycle)
+                .await?;
+        Ok(CheckoutSession {
+            id: format!("local_{}", i.id.simple()),
+            url: success_url,
+        })
+    }
+
+    /// Cancels at the end of the period (default) or at once.
+    #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
+    async fn cancel_subscription(
+        &self,
+        ctx: &Context<'_>,
+        at_period_end: Option<bool>,
+    ) -> Result<BillingSubscription> {
+        let tenant_id = target_tenant(ctx, None)?;
+        let s = service::cancel(
+            ctx.app(),
+            &ctx.req().actor(),
+            tenant_id,
+            at_period_end.unwrap_or(true),
+        )
+        .await?;
+        Ok(BillingSubscription(s))
+    }
+
+    /// Undoes a cancellation scheduled for the end of the period.
+    #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
+    async fn resume_subscription(&self, ctx: &Context<'_>) -> Result<BillingSubscription> {
+        let tenant_id = target_tenant(ctx, None)?;
+        Ok(BillingSubscription(
+            service::resume(ctx.app(), &ctx.req().actor(), tenant_id).await?,
+        ))
+    }
+}

@@ -1,0 +1,135 @@
+//! Billing SQL. Scope is applied by the caller's transaction.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::model::{IntentRow, InvoiceRow, SubscriptionRow};
+use crate::db::schema::{billing_subscriptions as subs, invoices, plan_change_intents as intents};
+use crate::db::Conn;
+
+pub async fn insert_subscription(conn: &mut Conn, row: &SubscriptionRow) -> QueryResult<()> {
+    diesel::insert_into(subs::table)
+        .values(row)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn subscriptions_of(
+    conn: &mut Conn,
+    tenant_ids: &[Uuid],
+) -> QueryResult<Vec<SubscriptionRow>> {
+    subs::table
+        .filter(subs::tenant_id.eq_any(tenant_ids))
+        .select(SubscriptionRow::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn subscription_for_update(
+    conn: &mut Conn,
+    tenant_id: Uuid,
+) -> QueryResult<Option<SubscriptionRow>> {
+    subs::table
+        .find(tenant_id)
+        .for_update()
+        .select(SubscriptionRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = subs)]
+pub struct SubscriptionChanges {
+    pub status: Option<String>,
+    pub plan_id: Option<Uuid>,
+    pub billing_cycle: Option<String>,
+    pub cancel_at_period_end: Option<bool>,
+    pub canceled_at: Option<Option<DateTime<Utc>>>,
+    pub current_period_start: Option<Option<DateTime<Utc>>>,
+    pub current_period_end: Option<Option<DateTime<Utc>>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+pub async fn update_subscription(
+    conn: &mut Conn,
+    tenant_id: Uuid,
+    c: &SubscriptionChanges,
+) -> QueryResult<SubscriptionRow> {
+    diesel::update(subs::table.find(tenant_id))
+        .set(c)
+        .returning(SubscriptionRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn insert_intent(conn: &mut Conn, row: &IntentRow) -> QueryResult<IntentRow> {
+    diesel::insert_into(intents::table)
+        .values(row)
+        .returning(IntentRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Optimistic update: applies only if the intent is still at `version`; `None` = lost race.
+pub async fn advance_intent(
+    conn: &mut Conn,
+    tenant_id: Uuid,
+    id: Uuid,
+    version: i32,
+    status: &str,
+    error: Option<&str>,
+) -> QueryResult<Option<IntentRow>> {
+    diesel::update(
+        intents::table
+            .filter(intents::tenant_id.eq(tenant_id))
+            .filter(intents::id.eq(id))
+            .filter(intents::version.eq(version)),
+    )
+    .set((
+        intents::status.eq(status),
+        intents::version.eq(version + 1),
+        intents::error.eq(error),
+        intents::completed_at.eq(if status == "COMPLETED" {
+            Some(Utc::now())
+        } else {
+            None
+        }),
+        intents::updated_at.eq(Utc::now()),
+    ))
+    .returning(IntentRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+pub async fn invoices_of(
+    conn: &mut Conn,
+    tenant_id: Uuid,
+    status: Option<&str>,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> QueryResult<Vec<InvoiceRow>> {
+    let mut q = invoices::table
+        .filter(invoices::tenant_id.eq(tenant_id))
+        .into_boxed();
+    if let Some(s) = status {
+        q = q.filter(invoices::status.eq(s.to_owned()));
+    }
+    if let Some((ts, id)) = before {
+        q = q.filter(
+            invoices::created_at
+                .lt(ts)
+                .or(invoices::created_at.eq(ts).and(invoices::id.lt(id))),
+        );
+    }
+    q.order((invoices::created_at.desc(), invoices::id.desc()))
+        .limit(limit)
+        .select(InvoiceRow::as_select())
+        .load(conn)
+        .await
+}
