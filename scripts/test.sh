@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test (unit and integration) against real PostgreSQL and Redis. Starts them if
-# they are stopped; the tests create their own databases (a template, then one per test) and
-# the application role. Extra arguments go to the test runner (e.g. a test name filter).
+# Runs every test (unit and integration, including the schema drift check) against real
+# PostgreSQL and Redis. Starts them if they are stopped; the tests create their own databases
+# (a template, then one per test) and the application role. Extra arguments go to the test
+# runner (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -14,19 +15,27 @@ export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 
 # The stock GraphQL WebSocket client the subscription tests drive.
 if [ -f tests/node/package.json ]; then
-    if ! command -v npm >/dev/null; then
+    if ! command -v npm >/dev/null 2>&1; then
         log "error: node/npm are needed for tests/node (apt-get install nodejs npm)"
         exit 1
     fi
-    npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+    if [ -f tests/node/package-lock.json ]; then
+        npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+    else
+        npm install --prefix tests/node --no-audit --no-fund --loglevel=error
+    fi
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
     log "cargo-nextest missing: installing it"
-    cargo install cargo-nextest --locked --quiet || true
+    cargo install cargo-nextest --locked || log "warning: installing cargo-nextest failed; using cargo test"
 fi
+
+# Targets: the library, the binary and tests/ (unit tests of src/ included). Not
+# --all-targets: benches/usage.rs is a harness = false benchmark, which would be run (or
+# listed) as if it were a test.
 if cargo nextest --version >/dev/null 2>&1; then
-    exec cargo nextest run --no-fail-fast "$@"
+    exec cargo nextest run --lib --bins --tests --no-fail-fast "$@"
 else
-    exec cargo test --no-fail-fast "$@"
+    exec cargo test --lib --bins --tests --no-fail-fast "$@"
 fi
