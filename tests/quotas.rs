@@ -394,3 +394,52 @@ async fn another_tenants_usage_quotas_and_alerts_are_unreachable() {
         json!({ "tenantId": b_id, "threshold": 75 })
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_key_through_two_instances_at_once_counts_once() {
+    let a = Arc::new(TestApp::spawn().await);
+    let b = Arc::new(a.second_instance().await);
+    let t = a.tenant().plan("starter").create().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let token = t.member.clone();
+        tasks.spawn(async move {
+            let resp = app
+                .gql(
+                    Some(&token),
+                    RECORD,
+                    json!({ "r": "api_calls", "a": 3, "k": "shared-key" }),
+                )
+                .await;
+            let mut d = resp.ok()["recordUsage"].clone();
+            d.as_object_mut().unwrap().remove("duplicate");
+            d
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        answers.push(r.unwrap());
+    }
+    assert!(answers.iter().all(|x| *x == answers[0]), "{answers:?}");
+    let mut db = a.db.superuser().await;
+    let tid = t.id;
+    assert_eq!(
+        count(
+            &mut db,
+            &format!(
+                "select used as n from quotas where tenant_id = '{tid}' and resource = 'api_calls'"
+            )
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            &format!("select count(*) as n from usage_records where tenant_id = '{tid}'")
+        )
+        .await,
+        1
+    );
+}
