@@ -2,9 +2,8 @@
 //! see the tenant chosen by `X-Tenant-ID` or `filter.tenantId`, else everything. Gated by the
 //! `audit_logs` feature of the request's tenant.
 
-use async_graphql::connection::{Connection, CursorType, Edge};
+use async_graphql::connection::{Connection, EmptyFields};
 use async_graphql::{Context, InputObject, Json, Object, Result, SimpleObject, ID};
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
@@ -15,6 +14,7 @@ use crate::db::Scope;
 use crate::error::AppError;
 use crate::graphql::context::CtxExt;
 use crate::graphql::guards::{RequireFeature, RequireRole};
+use crate::graphql::pagination::{KeysetCursor, PageArgs};
 
 #[derive(SimpleObject)]
 pub struct AuditLog {
@@ -59,32 +59,6 @@ pub struct AuditLogFilter {
     pub actor_type: Option<String>,
 }
 
-pub struct AuditCursor(DateTime<Utc>, Uuid);
-
-impl CursorType for AuditCursor {
-    type Error = AppError;
-
-    fn decode_cursor(s: &str) -> Result<Self, AppError> {
-        let bad = || AppError::bad_input("after", "invalid cursor");
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| bad())?;
-        let raw = String::from_utf8(raw).map_err(|_| bad())?;
-        let (ts, id) = raw.split_once('|').ok_or_else(bad)?;
-        let ts = DateTime::<Utc>::from_timestamp_micros(ts.parse().map_err(|_| bad())?)
-            .ok_or_else(bad)?;
-        Ok(AuditCursor(ts, Uuid::parse_str(id).map_err(|_| bad())?))
-    }
-
-    fn encode_cursor(&self) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
-            "{}|{}",
-            self.0.timestamp_micros(),
-            self.1
-        ))
-    }
-}
-
 #[derive(Default)]
 pub struct AuditQuery;
 
@@ -101,16 +75,8 @@ impl AuditQuery {
         first: Option<i32>,
         after: Option<String>,
         filter: Option<AuditLogFilter>,
-    ) -> Result<Connection<AuditCursor, AuditLog>> {
-        let first = first.unwrap_or(20);
-        if !(0..=100).contains(&first) {
-            return Err(AppError::bad_input("first", "first must be between 0 and 100").into());
-        }
-        let after = after
-            .as_deref()
-            .map(AuditCursor::decode_cursor)
-            .transpose()?
-            .map(|c| (c.0, c.1));
+    ) -> Result<Connection<KeysetCursor, AuditLog>> {
+        let page = PageArgs::parse(first, after.as_deref())?;
         let req = ctx.req();
         let actor = req.actor();
         let f = filter.unwrap_or_default();
@@ -140,20 +106,18 @@ impl AuditQuery {
             action: f.action,
             actor_type: f.actor_type,
         };
-        let limit = first as i64 + 1;
-        let mut rows = req
+        let rows = req
             .db
             .scoped(scope, |c| {
-                async move { Ok(store::list(c, &filter, after, limit).await?) }.scope_boxed()
+                async move { Ok(store::list(c, &filter, page.after, page.limit()).await?) }
+                    .scope_boxed()
             })
             .await?;
-        let has_next = rows.len() > first as usize;
-        rows.truncate(first as usize);
-        let mut conn = Connection::new(after.is_some(), has_next);
-        conn.edges.extend(
-            rows.into_iter()
-                .map(|r| Edge::new(AuditCursor(r.created_at, r.id), AuditLog::from(r))),
-        );
-        Ok(conn)
+        Ok(page.connection(
+            rows,
+            |r| (r.created_at, r.id),
+            |rows| rows.into_iter().map(AuditLog::from).collect(),
+            EmptyFields,
+        ))
     }
 }

@@ -6,6 +6,7 @@ pub mod guards;
 pub mod http;
 pub mod limits;
 pub mod loaders;
+pub mod pagination;
 pub mod scalars;
 pub mod ws;
 

@@ -1,9 +1,8 @@
 //! GraphQL for tenants: `me`, `tenant`, `tenants`, `publicTenant` and the lifecycle mutations.
 //! Thin: parse arguments, call `service`, map rows to types. Nested fields use the loaders.
 
-use async_graphql::connection::{Connection, CursorType, Edge};
+use async_graphql::connection::{Connection, EmptyFields};
 use async_graphql::{Context, InputObject, MaybeUndefined, Object, Result, SimpleObject, ID};
-use base64::Engine as _;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -26,6 +25,7 @@ use crate::graphql::context::CtxExt;
 use crate::graphql::guards::RequireFeature;
 use crate::graphql::guards::RequireRole;
 use crate::graphql::loaders::SiblingBatch;
+use crate::graphql::pagination::{KeysetCursor, PageArgs, MAX_PAGE};
 use crate::graphql::scalars::BigInt;
 use crate::plans::graphql::{Plan, PlanPage};
 use crate::plans::loader::PlanById;
@@ -194,43 +194,33 @@ impl Tenant {
         first: Option<i32>,
         after: Option<String>,
         status: Option<InvoiceStatus>,
-    ) -> Result<Connection<TenantCursor, Invoice>> {
-        let first = first.unwrap_or(20);
-        if !(0..=MAX_PAGE).contains(&first) {
-            return Err(AppError::bad_input(
-                "first",
-                format!("first must be between 0 and {MAX_PAGE}"),
-            )
-            .into());
-        }
-        let after = after
-            .as_deref()
-            .map(TenantCursor::decode_cursor)
-            .transpose()?
-            .map(|c| (c.0, c.1));
-        let (tenant_id, limit) = (self.row.id, first as i64 + 1);
-        let status = status.map(|s| s.as_str());
-        let mut rows = ctx
+    ) -> Result<Connection<KeysetCursor, Invoice>> {
+        let page = PageArgs::parse(first, after.as_deref())?;
+        let (tenant_id, status) = (self.row.id, status.map(|s| s.as_str()));
+        let rows = ctx
             .req()
             .db
             .scoped(ctx.req().read_scope(), |c| {
                 async move {
-                    Ok(
-                        crate::billing::store::invoices_of(c, tenant_id, status, after, limit)
-                            .await?,
+                    let rows = crate::billing::store::invoices_of(
+                        c,
+                        tenant_id,
+                        status,
+                        page.after,
+                        page.limit(),
                     )
+                    .await?;
+                    Ok(rows)
                 }
                 .scope_boxed()
             })
             .await?;
-        let has_next = rows.len() > first as usize;
-        rows.truncate(first as usize);
-        let mut conn = Connection::new(after.is_some(), has_next);
-        conn.edges.extend(
-            rows.into_iter()
-                .map(|r| Edge::new(TenantCursor(r.created_at, r.id), Invoice::from(r))),
-        );
-        Ok(conn)
+        Ok(page.connection(
+            rows,
+            |r| (r.created_at, r.id),
+            |rows| rows.into_iter().map(Invoice::from).collect(),
+            EmptyFields,
+        ))
     }
 
     /// Threshold crossings of this tenant's quotas, newest first.
@@ -240,38 +230,28 @@ impl Tenant {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> Result<Connection<TenantCursor, QuotaAlert>> {
-        let first = first.unwrap_or(20);
-        if !(0..=MAX_PAGE).contains(&first) {
-            return Err(AppError::bad_input(
-                "first",
-                format!("first must be between 0 and {MAX_PAGE}"),
-            )
-            .into());
-        }
-        let after = after
-            .as_deref()
-            .map(TenantCursor::decode_cursor)
-            .transpose()?
-            .map(|c| (c.0, c.1));
+    ) -> Result<Connection<KeysetCursor, QuotaAlert>> {
+        let page = PageArgs::parse(first, after.as_deref())?;
         let tenant_id = self.row.id;
-        let limit = first as i64 + 1;
-        let mut rows = ctx
+        let rows = ctx
             .req()
             .db
             .scoped(ctx.req().read_scope(), |c| {
-                async move { Ok(crate::quotas::store::alerts(c, tenant_id, after, limit).await?) }
-                    .scope_boxed()
+                async move {
+                    Ok(
+                        crate::quotas::store::alerts(c, tenant_id, page.after, page.limit())
+                            .await?,
+                    )
+                }
+                .scope_boxed()
             })
             .await?;
-        let has_next = rows.len() > first as usize;
-        rows.truncate(first as usize);
-        let mut conn = Connection::new(after.is_some(), has_next);
-        conn.edges.extend(
-            rows.into_iter()
-                .map(|a| Edge::new(TenantCursor(a.created_at, a.id), QuotaAlert::from(a))),
-        );
-        Ok(conn)
+        Ok(page.connection(
+            rows,
+            |a| (a.created_at, a.id),
+            |rows| rows.into_iter().map(QuotaAlert::from).collect(),
+            EmptyFields,
+        ))
     }
 
     /// The tenant configuration layer (defaults and the tenant's own entries), optionally one
@@ -366,33 +346,6 @@ pub struct Viewer {
     pub tenant: Option<Tenant>,
 }
 
-/// Opaque keyset cursor over (createdAt, id).
-pub struct TenantCursor(DateTime<Utc>, Uuid);
-
-impl CursorType for TenantCursor {
-    type Error = AppError;
-
-    fn decode_cursor(s: &str) -> Result<Self, AppError> {
-        let bad = || AppError::bad_input("after", "invalid cursor");
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| bad())?;
-        let raw = String::from_utf8(raw).map_err(|_| bad())?;
-        let (ts, id) = raw.split_once('|').ok_or_else(bad)?;
-        let micros: i64 = ts.parse().map_err(|_| bad())?;
-        let ts = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(bad)?;
-        Ok(TenantCursor(ts, Uuid::parse_str(id).map_err(|_| bad())?))
-    }
-
-    fn encode_cursor(&self) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
-            "{}|{}",
-            self.0.timestamp_micros(),
-            self.1
-        ))
-    }
-}
-
 #[derive(InputObject, Default)]
 pub struct TenantFilter {
     /// Only these statuses. Without it, deleted tenants are left out.
@@ -428,8 +381,6 @@ impl TenantConnectionFields {
         Ok(service::count(&req.db, &req.actor(), &self.filter).await?)
     }
 }
-
-pub const MAX_PAGE: i32 = 100;
 
 fn parse_id(id: &ID) -> Result<Uuid, AppError> {
     Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input("id", "id must be a UUID"))
@@ -488,42 +439,17 @@ impl TenantQuery {
         first: Option<i32>,
         after: Option<String>,
         filter: Option<TenantFilter>,
-    ) -> Result<Connection<TenantCursor, Tenant, TenantConnectionFields>> {
-        let first = first.unwrap_or(20);
-        if !(0..=MAX_PAGE).contains(&first) {
-            return Err(AppError::bad_input(
-                "first",
-                format!("first must be between 0 and {MAX_PAGE}"),
-            )
-            .into());
-        }
-        let after = after
-            .as_deref()
-            .map(TenantCursor::decode_cursor)
-            .transpose()?
-            .map(|c| (c.0, c.1));
+    ) -> Result<Connection<KeysetCursor, Tenant, TenantConnectionFields>> {
+        let page = PageArgs::parse(first, after.as_deref())?;
         let filter: ListFilter = filter.unwrap_or_default().into();
         let req = ctx.req();
-        let mut rows =
-            service::list(&req.db, &req.actor(), &filter, after, first as i64 + 1).await?;
-        let has_next = rows.len() > first as usize;
-        rows.truncate(first as usize);
-        let mut conn = Connection::with_additional_fields(
-            after.is_some(),
-            has_next,
+        let rows = service::list(&req.db, &req.actor(), &filter, page.after, page.limit()).await?;
+        Ok(page.connection(
+            rows,
+            |t| (t.created_at, t.id),
+            Tenant::list,
             TenantConnectionFields { filter },
-        );
-        let cursors: Vec<TenantCursor> = rows
-            .iter()
-            .map(|t| TenantCursor(t.created_at, t.id))
-            .collect();
-        conn.edges.extend(
-            cursors
-                .into_iter()
-                .zip(Tenant::list(rows))
-                .map(|(c, t)| Edge::new(c, t)),
-        );
-        Ok(conn)
+        ))
     }
 
     /// The tenant named by the request's Host (`<slug>.<BASE_DOMAIN>` or a custom domain):
