@@ -87,7 +87,7 @@ impl PageArgs {
         rows.truncate(self.first);
         let cursors: Vec<KeysetCursor> = rows
             .iter()
-            .map(|r| key(r))
+            .map(key)
             .map(|(t, id)| KeysetCursor(t, id))
             .collect();
         let mut conn = Connection::with_additional_fields(self.after.is_some(), has_next, fields);
