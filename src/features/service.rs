@@ -178,6 +178,36 @@ pub async fn require(
     }
 }
 
+/// Locks the tenant and checks the override rules shared by set and clear: the tenant is
+/// live and writable for the actor, the key exists, and a tenant admin only touches what the
+/// plan includes.
+async fn locked_inputs(
+    c: &mut Conn,
+    actor: &Actor,
+    tenant_id: Uuid,
+    key: &str,
+) -> AppResult<(crate::tenants::model::TenantRow, FeatureInputs)> {
+    let tenant = tenant_store::find_for_update(c, tenant_id)
+        .await?
+        .filter(|t| t.deleted_at.is_none())
+        .ok_or_else(|| AppError::not_found("tenant"))?;
+    ensure_writable(actor, &tenant)?;
+    let inputs = load_inputs(c, &[(tenant.id, tenant.plan_id)])
+        .await?
+        .remove(&tenant.id)
+        .ok_or_else(|| AppError::not_found("tenant"))?;
+    if !inputs.definitions.iter().any(|d| d.key == key) {
+        return Err(AppError::bad_input(
+            "key",
+            format!("unknown feature {key:?}"),
+        ));
+    }
+    if !actor.is_platform() && !inputs.plan_features.iter().any(|f| f == key) {
+        return Err(AppError::FeatureNotInPlan(key.to_owned()));
+    }
+    Ok((tenant, inputs))
+}
+
 fn may_override(actor: &Actor) -> AppResult<()> {
     if actor.is_platform() || actor.role.is_some_and(|r| r.satisfies(Role::TenantAdmin)) {
         Ok(())
@@ -202,24 +232,7 @@ pub async fn set_override(
         .db
         .scoped(scope, |c| {
             async move {
-                let tenant = tenant_store::find_for_update(c, tenant_id)
-                    .await?
-                    .filter(|t| t.deleted_at.is_none())
-                    .ok_or_else(|| AppError::not_found("tenant"))?;
-                ensure_writable(&actor_c, &tenant)?;
-                let inputs = load_inputs(c, &[(tenant.id, tenant.plan_id)])
-                    .await?
-                    .remove(&tenant.id)
-                    .ok_or_else(|| AppError::not_found("tenant"))?;
-                if !inputs.definitions.iter().any(|d| d.key == key_c) {
-                    return Err(AppError::bad_input(
-                        "key",
-                        format!("unknown feature {key_c:?}"),
-                    ));
-                }
-                if !actor_c.is_platform() && !inputs.plan_features.contains(&key_c) {
-                    return Err(AppError::FeatureNotInPlan(key_c));
-                }
+                let (tenant, inputs) = locked_inputs(c, &actor_c, tenant_id, &key_c).await?;
                 let before = inputs
                     .overrides
                     .iter()
@@ -283,25 +296,7 @@ pub async fn clear_override(
         .db
         .scoped(scope, |c| {
             async move {
-                let tenant = tenant_store::find_for_update(c, tenant_id)
-                    .await?
-                    .filter(|t| t.deleted_at.is_none())
-                    .ok_or_else(|| AppError::not_found("tenant"))?;
-                ensure_writable(&actor_c, &tenant)?;
-                let inputs = load_inputs(c, &[(tenant.id, tenant.plan_id)])
-                    .await?
-                    .remove(&tenant.id)
-                    .ok_or_else(|| AppError::not_found("tenant"))?;
-                if !inputs.definitions.iter().any(|d| d.key == key_c) {
-                    return Err(AppError::bad_input(
-                        "key",
-                        format!("unknown feature {key_c:?}"),
-                    ));
-                }
-                // Tenant admins may only touch what their plan includes.
-                if !actor_c.is_platform() && !inputs.plan_features.contains(&key_c) {
-                    return Err(AppError::FeatureNotInPlan(key_c));
-                }
+                let (tenant, inputs) = locked_inputs(c, &actor_c, tenant_id, &key_c).await?;
                 let removed = diesel::delete(
                     tenant_features::table
                         .filter(tenant_features::tenant_id.eq(tenant_id))
