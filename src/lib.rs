@@ -1,5 +1,6 @@
 //! Tenantry: the control plane of a multi-tenant SaaS, served as one GraphQL API.
 
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod auth;

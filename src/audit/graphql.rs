@@ -57,6 +57,10 @@ pub struct AuditLogFilter {
     pub entity_id: Option<String>,
     pub action: Option<String>,
     pub actor_type: Option<String>,
+    /// Entries at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Entries before this time.
+    pub to: Option<DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -105,6 +109,8 @@ impl AuditQuery {
             entity_id: f.entity_id,
             action: f.action,
             actor_type: f.actor_type,
+            from: f.from,
+            to: f.to,
         };
         let rows = req
             .db

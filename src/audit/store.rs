@@ -85,6 +85,10 @@ pub struct AuditFilter {
     pub entity_id: Option<String>,
     pub action: Option<String>,
     pub actor_type: Option<String>,
+    /// created_at >= from
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// created_at < to
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Newest first, keyset on (created_at, id) descending.
@@ -109,6 +113,12 @@ pub async fn list(
     }
     if let Some(v) = &f.actor_type {
         q = q.filter(audit_logs::actor_type.eq(v.clone()));
+    }
+    if let Some(from) = f.from {
+        q = q.filter(audit_logs::created_at.ge(from));
+    }
+    if let Some(to) = f.to {
+        q = q.filter(audit_logs::created_at.lt(to));
     }
     if let Some((ts, id)) = before {
         q = q.filter(

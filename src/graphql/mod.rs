@@ -21,6 +21,7 @@ use crate::app::App;
 use async_graphql::{Context, ID};
 use uuid::Uuid;
 
+use crate::admin::AdminQuery;
 use crate::audit::graphql::AuditQuery;
 use crate::billing::graphql::{BillingMutation, BillingQuery};
 use crate::configs::graphql::ConfigMutation;
@@ -33,7 +34,14 @@ use crate::tenants::graphql::{TenantMutation, TenantQuery};
 use context::CtxExt;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(TenantQuery, PlanQuery, QuotaQuery, BillingQuery, AuditQuery);
+pub struct QueryRoot(
+    TenantQuery,
+    PlanQuery,
+    QuotaQuery,
+    BillingQuery,
+    AuditQuery,
+    AdminQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(
