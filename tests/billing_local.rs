@@ -203,3 +203,69 @@ async fn another_tenants_billing_is_unreachable() {
     assert_eq!(resp.ok()["tenant"]["plan"]["slug"], "starter");
     assert_eq!(resp.ok()["tenant"]["invoices"]["edges"], json!([]));
 }
+
+const OVERRIDE: &str = "mutation($t: ID!, $r: String!, $k: String!) {
+  overrideSubscription(tenantId: $t, status: PAST_DUE, reason: $r, ticketId: $k) { status } }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_override_needs_the_flag_a_reason_and_a_ticket() {
+    let off = TestApp::spawn().await;
+    let t = off.tenant().create().await;
+    let vars = json!({ "t": t.id.to_string(), "r": "card fraud review", "k": "OPS-42" });
+    let resp = off
+        .gql(Some(&off.admin_token()), OVERRIDE, vars.clone())
+        .await;
+    assert!(resp.err("FORBIDDEN")["message"]
+        .as_str()
+        .unwrap()
+        .contains("ADMIN_MAINTENANCE_MODE"));
+
+    let on = TestApp::spawn_with(|env| {
+        env.insert("ADMIN_MAINTENANCE_MODE".into(), "true".into());
+    })
+    .await;
+    let t = on.tenant().create().await;
+    let admin = on.admin_token();
+    let id = t.id.to_string();
+    on.gql(
+        Some(&admin),
+        OVERRIDE,
+        json!({ "t": id, "r": "", "k": "OPS-42" }),
+    )
+    .await
+    .err("BAD_USER_INPUT");
+    on.gql(
+        Some(&admin),
+        OVERRIDE,
+        json!({ "t": id, "r": "why", "k": " " }),
+    )
+    .await
+    .err("BAD_USER_INPUT");
+    on.gql(
+        Some(&t.admin),
+        OVERRIDE,
+        json!({ "t": id, "r": "why", "k": "OPS-1" }),
+    )
+    .await
+    .err("FORBIDDEN");
+    let mut db = on.db.superuser().await;
+    let audited = format!(
+        "select count(*) as n from audit_logs where tenant_id = '{id}' and action = 'OVERRIDE'"
+    );
+    assert_eq!(count(&mut db, &audited).await, 0);
+
+    let resp = on
+        .gql(
+            Some(&admin),
+            OVERRIDE,
+            json!({ "t": id, "r": "card fraud review", "k": "OPS-42" }),
+        )
+        .await;
+    assert_eq!(resp.ok()["overrideSubscription"]["status"], "PAST_DUE");
+    let sql = format!(
+        "select count(*) as n from audit_logs where tenant_id = '{id}' and action = 'OVERRIDE' and actor_type = 'ADMIN'
+           and metadata->>'reason' = 'card fraud review' and metadata->>'ticketId' = 'OPS-42'
+           and changes->'before'->>'status' = 'ACTIVE' and changes->'after'->>'status' = 'PAST_DUE'"
+    );
+    assert_eq!(count(&mut db, &sql).await, 1);
+}

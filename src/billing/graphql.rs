@@ -303,6 +303,30 @@ impl BillingMutation {
         Ok(BillingSubscription(s))
     }
 
+    /// Sets a tenant's subscription status by hand (platform admins, maintenance mode only,
+    /// with a reason and a ticket id; audited).
+    #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
+    async fn override_subscription(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        status: SubscriptionStatus,
+        reason: String,
+        ticket_id: String,
+    ) -> Result<BillingSubscription> {
+        let tenant_id = target_tenant(ctx, Some(&tenant_id))?;
+        let s = service::maintenance_override(
+            ctx.app(),
+            &ctx.req().actor(),
+            tenant_id,
+            status,
+            &reason,
+            &ticket_id,
+        )
+        .await?;
+        Ok(BillingSubscription(s))
+    }
+
     /// Undoes a cancellation scheduled for the end of the period.
     #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
     async fn resume_subscription(&self, ctx: &Context<'_>) -> Result<BillingSubscription> {

@@ -453,3 +453,71 @@ async fn change_subscription(
         })
         .await
 }
+
+/// Platform admins' manual override of a subscription's state, for support incidents. Only in
+/// maintenance mode (`ADMIN_MAINTENANCE_MODE=true`), only with a reason and a ticket id, and
+/// always audited with both.
+pub async fn maintenance_override(
+    app: &App,
+    actor: &Actor,
+    tenant_id: Uuid,
+    status: SubscriptionStatus,
+    reason: &str,
+    ticket_id: &str,
+) -> AppResult<SubscriptionRow> {
+    if !actor.is_platform() {
+        return Err(AppError::forbidden("requires role platform_admin"));
+    }
+    if !app.settings.admin_maintenance_mode {
+        return Err(AppError::forbidden(
+            "subscription overrides are allowed only in maintenance mode (ADMIN_MAINTENANCE_MODE=true)",
+        ));
+    }
+    let (reason, ticket) = (reason.trim().to_owned(), ticket_id.trim().to_owned());
+    if reason.is_empty() || reason.len() > 500 {
+        return Err(AppError::bad_input(
+            "reason",
+            "a reason (1-500 characters) is required",
+        ));
+    }
+    if ticket.is_empty() || ticket.len() > 100 {
+        return Err(AppError::bad_input(
+            "ticketId",
+            "a ticket id (1-100 characters) is required",
+        ));
+    }
+    let actor_c = actor.clone();
+    app.db
+        .scoped(crate::db::Scope::Platform("maintenance_override"), |c| {
+            async move {
+                locked_tenant(c, tenant_id).await?;
+                let before = store::subscription_for_update(c, tenant_id)
+                    .await?
+                    .ok_or_else(|| AppError::not_found("subscription"))?;
+                let now = Utc::now();
+                let changes = SubscriptionChanges {
+                    status: Some(status.as_str().into()),
+                    updated_at: Some(now),
+                    ..Default::default()
+                };
+                let after = store::update_subscription(c, tenant_id, &changes).await?;
+                audit::record(
+                    c,
+                    &actor_c,
+                    audit::Change {
+                        tenant_id: Some(tenant_id),
+                        entity_type: "subscription",
+                        entity_id: tenant_id.to_string(),
+                        action: "OVERRIDE",
+                        before: json!({ "status": before.status }),
+                        after: json!({ "status": after.status }),
+                        metadata: json!({ "reason": reason, "ticketId": ticket, "maintenanceMode": true }),
+                    },
+                )
+                .await?;
+                Ok(after)
+            }
+            .scope_boxed()
+        })
+        .await
+}
