@@ -40,11 +40,7 @@ impl Quota {
     }
     /// `used / limit` in percent (100 when the limit is 0 and anything is used).
     async fn percent_used(&self) -> f64 {
-        match (self.0.limit, self.0.used) {
-            (0, 0) => 0.0,
-            (0, _) => 100.0,
-            (l, u) => (u as f64) * 100.0 / (l as f64),
-        }
+        percent(self.0.used, self.0.limit)
     }
     async fn alert_thresholds(&self) -> &[i32] {
         &self.0.alert_thresholds
@@ -180,17 +176,16 @@ impl From<AlertRow> for QuotaAlert {
 
 impl From<crate::bus::AlertEvent> for QuotaAlert {
     fn from(a: crate::bus::AlertEvent) -> Self {
-        QuotaAlert {
-            id: ID(a.id.to_string()),
-            tenant_id: ID(a.tenant_id.to_string()),
+        QuotaAlert::from(AlertRow {
+            tenant_id: a.tenant_id,
+            id: a.id,
             resource: a.resource,
             threshold: a.threshold,
-            used: BigInt(a.used),
-            limit: BigInt(a.limit),
-            percent_used: percent(a.used, a.limit),
+            used: a.used,
+            limit: a.limit,
             period_start: a.period_start,
             created_at: a.created_at,
-        }
+        })
     }
 }
 
