@@ -29,9 +29,33 @@ pub async fn get(State(st): State<HttpState>, req: axum::extract::Request) -> Re
     if let Some(resp) = graphiql(&st, &headers) {
         return resp;
     }
+    parse_and_execute(st, headers, req).await
+}
+
+/// Reads the GraphQL request(s) from the HTTP request; an unreadable one answers a coded
+/// GraphQL error (never the parser's debug text).
+async fn parse_and_execute(
+    st: HttpState,
+    headers: HeaderMap,
+    req: axum::extract::Request,
+) -> Response {
     match GraphQLBatchRequest::<GraphQLRejection>::from_request(req, &st).await {
         Ok(batch) => execute(st, headers, batch.into_inner()).await,
-        Err(rejection) => rejection.into_response(),
+        Err(GraphQLRejection(err)) => {
+            let status = match err {
+                async_graphql::ParseRequestError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let message = format!("unreadable GraphQL request: {err}");
+            error_response(
+                AppError::BadInput {
+                    message,
+                    field: None,
+                },
+                &request_id(&headers),
+                status,
+            )
+        }
     }
 }
 
@@ -57,12 +81,9 @@ fn graphiql(st: &HttpState, headers: &HeaderMap) -> Option<Response> {
     )
 }
 
-pub async fn post(
-    State(st): State<HttpState>,
-    headers: HeaderMap,
-    req: GraphQLBatchRequest,
-) -> Response {
-    execute(st, headers, req.into_inner()).await
+pub async fn post(State(st): State<HttpState>, req: axum::extract::Request) -> Response {
+    let headers = req.headers().clone();
+    parse_and_execute(st, headers, req).await
 }
 
 fn request_id(headers: &HeaderMap) -> String {

@@ -1,6 +1,8 @@
 //! Query protections that async-graphql does not ship: a cap on field aliases (SPEC §5,
 //! default 30), checked right after parsing, before any resolver runs. Depth, complexity,
 //! query size, batch size and body size are applied in `graphql::build_schema` and the handler.
+//! When introspection is switched off, [`NoIntrospection`] refuses `__schema`/`__type` with a
+//! coded error instead of async-graphql's silent null.
 
 use std::sync::Arc;
 
@@ -57,14 +59,64 @@ impl Extension for AliasLimitExtension {
         let doc = next.run(ctx, query, variables).await?;
         let n = aliases_in(&doc);
         if n > self.0 {
-            let mut err = ServerError::new(
-                format!("query uses {n} aliases; at most {} are allowed", self.0),
-                None,
-            );
-            let mut ext = async_graphql::ErrorExtensionValues::default();
-            ext.set("code", "BAD_USER_INPUT");
-            err.extensions = Some(ext);
-            return Err(err);
+            let message = format!("query uses {n} aliases; at most {} are allowed", self.0);
+            return Err(coded(&message, "BAD_USER_INPUT"));
+        }
+        Ok(doc)
+    }
+}
+
+/// Refuses introspection (`__schema`, `__type`; `__typename` stays allowed) with a coded error.
+pub struct NoIntrospection;
+
+impl ExtensionFactory for NoIntrospection {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(NoIntrospection)
+    }
+}
+
+fn introspects(set: &SelectionSet) -> bool {
+    set.items.iter().any(|sel| match &sel.node {
+        Selection::Field(f) => {
+            matches!(f.node.name.node.as_str(), "__schema" | "__type")
+                || introspects(&f.node.selection_set.node)
+        }
+        Selection::InlineFragment(f) => introspects(&f.node.selection_set.node),
+        Selection::FragmentSpread(_) => false,
+    })
+}
+
+fn coded(message: &str, code: &str) -> ServerError {
+    let mut err = ServerError::new(message, None);
+    let mut ext = async_graphql::ErrorExtensionValues::default();
+    ext.set("code", code);
+    err.extensions = Some(ext);
+    err
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for NoIntrospection {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        let in_ops = doc
+            .operations
+            .iter()
+            .any(|(_, op)| introspects(&op.node.selection_set.node));
+        let in_frags = doc
+            .fragments
+            .values()
+            .any(|f| introspects(&f.node.selection_set.node));
+        if in_ops || in_frags {
+            return Err(coded(
+                "introspection is disabled on this server",
+                "FORBIDDEN",
+            ));
         }
         Ok(doc)
     }

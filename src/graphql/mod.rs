@@ -76,7 +76,10 @@ pub fn build_schema(app: Arc<App>) -> AppSchema {
         .extension(ApolloPersistedQueries::new(LruCacheStorage::new(1024)))
         .data(app);
     if !limits.introspection {
-        b = b.disable_introspection().disable_suggestions();
+        b = b
+            .disable_introspection()
+            .disable_suggestions()
+            .extension(limits::NoIntrospection);
     }
     b.finish()
 }
