@@ -264,10 +264,9 @@ pub async fn set_override(
                         entity_type: "feature",
                         entity_id: key_c.clone(),
                         action: if before.is_some() { "UPDATE" } else { "CREATE" },
-                        before: before.map_or(
-                            serde_json::Value::Null,
-                            |o| json!({ "enabled": o.enabled, "expiresAt": o.expires_at }),
-                        ),
+                        before: before
+                            .as_ref()
+                            .map_or(serde_json::Value::Null, override_view),
                         after: json!({ "enabled": enabled, "expiresAt": expires_at }),
                         metadata: json!({}),
                     },
@@ -314,10 +313,7 @@ pub async fn clear_override(
                             entity_type: "feature",
                             entity_id: key_c.clone(),
                             action: "DELETE",
-                            before: before.map_or(
-                                serde_json::Value::Null,
-                                |o| json!({ "enabled": o.enabled, "expiresAt": o.expires_at }),
-                            ),
+                            before: before.map_or(serde_json::Value::Null, override_view),
                             after: serde_json::Value::Null,
                             metadata: json!({}),
                         },
@@ -345,6 +341,11 @@ async fn one(
         .into_iter()
         .find(|f| f.key == key)
         .ok_or_else(|| AppError::not_found("feature"))
+}
+
+/// An override as the audit log records it.
+fn override_view(o: &super::model::FeatureOverride) -> serde_json::Value {
+    json!({ "enabled": o.enabled, "expiresAt": o.expires_at })
 }
 
 async fn changed(app: &App, tenant_id: Uuid) {

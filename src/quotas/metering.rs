@@ -255,8 +255,9 @@ async fn commit_batch(
     .await
 }
 
+/// A quota row as the metering statements read it (period already rolled over).
 #[derive(QueryableByName)]
-struct Incremented {
+struct Locked {
     #[diesel(sql_type = BigInt)]
     used: i64,
     #[diesel(sql_type = BigInt)]
@@ -265,6 +266,8 @@ struct Incremented {
     period_start: DateTime<Utc>,
     #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Int4>)]
     alert_thresholds: Vec<i32>,
+    #[diesel(sql_type = Text)]
+    enforcement: String,
 }
 
 #[derive(QueryableByName)]
@@ -351,7 +354,7 @@ async fn increment(
     now: DateTime<Utc>,
 ) -> QueryResult<AppResult<(UsageOutcome, Vec<AlertEvent>, bool)>> {
     // A new period starts from zero in the same statement; HARD refuses past the limit.
-    let row: Option<Incremented> = diesel::sql_query(
+    let row: Option<Locked> = diesel::sql_query(
         r#"update quotas q set
                used = (case when q.period_start < app_period_start(q.reset_period, $4) then 0 else q.used end) + $3,
                period_start = greatest(q.period_start, app_period_start(q.reset_period, $4)),
@@ -359,7 +362,7 @@ async fn increment(
             where q.tenant_id = $1 and q.resource = $2
               and (q.enforcement = 'SOFT'
                    or (case when q.period_start < app_period_start(q.reset_period, $4) then 0 else q.used end) + $3 <= q."limit")
-            returning q.used, q."limit", q.period_start, q.alert_thresholds"#,
+            returning q.used, q."limit", q.period_start, q.alert_thresholds, q.enforcement"#,
     )
     .bind::<SqlUuid, _>(r.tenant_id)
     .bind::<Text, _>(&r.resource)
@@ -507,20 +510,6 @@ mod tests {
         assert!(!crosses(0, 0, 0, 100));
         assert!(crosses(i64::MAX - 1, i64::MAX, i64::MAX, 100));
     }
-}
-
-#[derive(QueryableByName)]
-struct Locked {
-    #[diesel(sql_type = BigInt)]
-    used: i64,
-    #[diesel(sql_type = BigInt)]
-    limit: i64,
-    #[diesel(sql_type = Timestamptz)]
-    period_start: DateTime<Utc>,
-    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Int4>)]
-    alert_thresholds: Vec<i32>,
-    #[diesel(sql_type = Text)]
-    enforcement: String,
 }
 
 #[derive(QueryableByName)]
