@@ -41,6 +41,8 @@ pub struct App {
     pub meter: Meter,
     pub plans: PlanCache,
     pub rate_limiter: RateLimiter,
+    /// The Stripe client; `None` in LOCAL billing mode.
+    pub stripe: Option<crate::billing::stripe::StripeApi>,
 }
 
 impl App {
@@ -85,7 +87,9 @@ impl App {
             redis.as_ref().map(|(p, _)| p.clone()),
             &settings.redis_prefix,
         );
+        let stripe = crate::billing::stripe::StripeApi::from_settings(&settings)?;
         let app = Arc::new(App {
+            stripe,
             settings,
             db,
             redis: redis.map(|(pool, _)| pool),
@@ -150,6 +154,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/health", get(http::health))
         .route("/ready", get(http::ready))
         .route("/metrics", get(http::metrics))
+        .route("/webhooks/stripe", post(crate::billing::webhook::handler))
         .merge(http::internal::routes(state.clone()))
         .with_state(state)
         .layer(

@@ -34,8 +34,11 @@ pub struct Settings {
     pub jwt_audience: Option<String>,
     pub service_token: Option<String>,
     pub stripe_secret_key: Option<String>,
-    pub stripe_webhook_secret: Option<String>,
+    /// `STRIPE_WEBHOOK_SECRET`: one or more signing secrets, comma separated (rotation).
+    pub stripe_webhook_secrets: Vec<String>,
     pub stripe_api_base: Option<String>,
+    /// Per-attempt timeout of Stripe calls (`STRIPE_TIMEOUT_MS`, default 10 s).
+    pub stripe_timeout_ms: u64,
     pub config_encryption_key: Option<[u8; 32]>,
     pub base_domain: Option<String>,
     pub log_format: LogFormat,
@@ -139,8 +142,17 @@ impl Settings {
             jwt_audience: var("JWT_AUDIENCE"),
             service_token: var("SERVICE_TOKEN"),
             stripe_secret_key: var("STRIPE_SECRET_KEY"),
-            stripe_webhook_secret: var("STRIPE_WEBHOOK_SECRET"),
+            stripe_webhook_secrets: var("STRIPE_WEBHOOK_SECRET")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
             stripe_api_base: var("STRIPE_API_BASE"),
+            stripe_timeout_ms: parse("STRIPE_TIMEOUT_MS", 10_000)?,
             config_encryption_key,
             base_domain: var("BASE_DOMAIN").map(|d| d.trim_start_matches('.').to_ascii_lowercase()),
             log_format,

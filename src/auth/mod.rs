@@ -125,6 +125,15 @@ impl Actor {
         }
     }
 
+    /// A Stripe event's effects; the actor id is the event id.
+    pub fn webhook(event_id: &str) -> Self {
+        Actor {
+            kind: ActorType::Webhook,
+            id: Some(event_id.to_owned()),
+            ..Actor::system()
+        }
+    }
+
     pub fn from_caller(caller: &Caller, request_id: Option<String>) -> Self {
         match caller {
             Caller::Anonymous => Actor {

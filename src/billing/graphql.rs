@@ -154,7 +154,7 @@ pub struct PlanChangeIntent {
     pub to_plan: PlanRef,
 }
 
-fn intent(i: IntentRow, from: &PlanRow, to: &PlanRow) -> PlanChangeIntent {
+pub fn intent_view(i: IntentRow, from: &PlanRow, to: &PlanRow) -> PlanChangeIntent {
     PlanChangeIntent {
         id: ID(i.id.to_string()),
         status: IntentStatus::parse(&i.status).unwrap_or(IntentStatus::Pending),
@@ -255,7 +255,7 @@ impl BillingMutation {
         let (i, from, to) =
             service::change_plan(ctx.app(), &ctx.req().actor(), tenant_id, &plan_slug, cycle)
                 .await?;
-        Ok(intent(i, &from, &to))
+        Ok(intent_view(i, &from, &to))
     }
 
     /// Starts a paid subscription. With Stripe this is a Checkout session to redirect to; in
@@ -276,6 +276,20 @@ impl BillingMutation {
         }
         let tenant_id = target_tenant(ctx, None)?;
         let cycle = billing_cycle.unwrap_or(BillingCycle::Monthly);
+        if ctx.app().stripe.is_some() {
+            let url = service::checkout_stripe(
+                ctx.app(),
+                &ctx.req().actor(),
+                tenant_id,
+                &plan_slug,
+                cycle,
+                &success_url,
+                &cancel_url,
+            )
+            .await?;
+            let id = url.rsplit('/').next().unwrap_or_default().to_owned();
+            return Ok(CheckoutSession { id, url });
+        }
         let (i, _, _) =
             service::change_plan(ctx.app(), &ctx.req().actor(), tenant_id, &plan_slug, cycle)
                 .await?;

@@ -99,6 +99,13 @@ text_enum!(IntentStatus {
     Expired = "EXPIRED",
 });
 
+text_enum!(EventStatus {
+    Pending = "PENDING",
+    Processed = "PROCESSED",
+    Failed = "FAILED",
+    Ignored = "IGNORED",
+});
+
 /// Whether billing talks to Stripe.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BillingMode {

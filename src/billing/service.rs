@@ -5,15 +5,16 @@
 
 use chrono::{DateTime, Duration, Months, Utc};
 use scoped_futures::ScopedFutureExt;
-use serde_json::json;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::model::{BillingMode, IntentRow, IntentStatus, SubscriptionRow, SubscriptionStatus};
 use super::store::{self, SubscriptionChanges};
+use super::stripe::SubscriptionState;
 use crate::app::App;
 use crate::audit;
 use crate::auth::{Actor, Role};
-use crate::db::Conn;
+use crate::db::{Conn, Scope};
 use crate::error::{AppError, AppResult};
 use crate::plans::model::{BillingCycle, PlanPriceRow, PlanQuotaRow, PlanRow};
 use crate::quotas::model::{QuotaRow, ResetPeriod};
@@ -22,6 +23,10 @@ use crate::tenants::service::target_scope;
 use crate::{plans, quotas, tenants};
 
 pub const INTENT_TTL_HOURS: i64 = 24;
+/// Days a PAST_DUE subscription keeps its tenant running before the job suspends it.
+pub const GRACE_PERIOD_DAYS: i64 = 7;
+/// The suspension reason of the grace-period job; a payment lifts exactly this suspension.
+pub const NONPAYMENT_SUSPEND_REASON: &str = "payment overdue: grace period ended";
 
 pub fn mode(app: &App) -> BillingMode {
     if app.settings.billing_live() {
@@ -78,12 +83,34 @@ fn may_manage(actor: &Actor) -> AppResult<()> {
     }
 }
 
-fn require_local(app: &App) -> AppResult<()> {
-    match mode(app) {
-        BillingMode::Local => Ok(()),
-        BillingMode::Stripe => Err(AppError::Billing(
-            "Stripe billing is not available in this version yet".into(),
-        )),
+/// The tenant's subscription mirror, read in the caller's scope.
+async fn subscription_row(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<SubscriptionRow> {
+    let scope = target_scope(actor, tenant_id, "billing")?;
+    app.db
+        .scoped(scope, |c| {
+            async move {
+                store::subscriptions_of(c, &[tenant_id])
+                    .await?
+                    .pop()
+                    .ok_or_else(|| AppError::not_found("subscription"))
+            }
+            .scope_boxed()
+        })
+        .await
+}
+
+/// The mirror fields of a state Stripe answered with, stamped `now` (newer than any event
+/// Stripe sent before it).
+fn mirror(s: &SubscriptionState, now: DateTime<Utc>) -> SubscriptionChanges {
+    SubscriptionChanges {
+        status: Some(super::webhook::map_status(&s.status).as_str().into()),
+        cancel_at_period_end: Some(s.cancel_at_period_end),
+        canceled_at: Some(s.canceled_at),
+        current_period_start: s.period_start.map(Some),
+        current_period_end: s.period_end.map(Some),
+        trial_end: Some(s.trial_end),
+        stripe_updated_at: Some(Some(now)),
+        ..Default::default()
     }
 }
 
@@ -183,7 +210,9 @@ pub async fn change_plan(
     cycle: BillingCycle,
 ) -> AppResult<(IntentRow, PlanRow, PlanRow)> {
     may_manage(actor)?;
-    require_local(app)?;
+    if app.stripe.is_some() {
+        return change_plan_stripe(app, actor, tenant_id, plan_slug, cycle).await;
+    }
     let scope = target_scope(actor, tenant_id, "billing")?;
     let (actor_c, slug) = (actor.clone(), plan_slug.to_owned());
     let out = app
@@ -247,6 +276,300 @@ pub async fn change_plan(
     Ok(out)
 }
 
+/// What a plan change needs from the database before Stripe is called.
+struct PlanChangeStart {
+    intent: IntentRow,
+    from: PlanRow,
+    to: PlanRow,
+    subscription_id: String,
+    price_id: String,
+}
+
+/// The Stripe price of `plan` for the tenant's region and `cycle`.
+async fn stripe_price(
+    c: &mut Conn,
+    plan: &PlanRow,
+    region: &str,
+    cycle: BillingCycle,
+) -> AppResult<String> {
+    let prices = plans::store::prices_of(c, &[plan.id]).await?;
+    price(&prices, plan.id, region, cycle)
+        .and_then(|p| p.stripe_price_id)
+        .ok_or_else(|| {
+            AppError::bad_input(
+                "planSlug",
+                format!(
+                    "plan {:?} has no Stripe price for region {region} and cycle {}",
+                    plan.slug,
+                    cycle.as_str()
+                ),
+            )
+        })
+}
+
+/// `changePlan` with Stripe: the intent is committed PENDING first; Stripe's subscription
+/// update carries the intent id as Idempotency-Key and in the metadata; the webhook applies
+/// the plan and completes the intent. A Stripe failure marks the intent FAILED and changes
+/// nothing else.
+async fn change_plan_stripe(
+    app: &App,
+    actor: &Actor,
+    tenant_id: Uuid,
+    plan_slug: &str,
+    cycle: BillingCycle,
+) -> AppResult<(IntentRow, PlanRow, PlanRow)> {
+    let Some(api) = app.stripe.as_ref() else {
+        return Err(AppError::Billing("Stripe is not configured".into()));
+    };
+    let scope = target_scope(actor, tenant_id, "billing")?;
+    let (actor_c, slug) = (actor.clone(), plan_slug.to_owned());
+    let start = app
+        .db
+        .scoped(scope, |c| {
+            async move {
+                let tenant = locked_tenant(c, tenant_id).await?;
+                let to = active_plan(c, &slug).await?;
+                let sub = store::subscription_for_update(c, tenant_id)
+                    .await?
+                    .ok_or_else(|| AppError::not_found("subscription"))?;
+                let Some(subscription_id) = sub.stripe_subscription_id.clone() else {
+                    return Err(AppError::conflict(
+                        Some("planSlug"),
+                        "the tenant has no paid subscription yet: start one with createCheckoutSession",
+                    ));
+                };
+                if to.id == tenant.plan_id && sub.billing_cycle == cycle.as_str() {
+                    return Err(AppError::conflict(
+                        Some("planSlug"),
+                        "the tenant is already on this plan",
+                    ));
+                }
+                let now = Utc::now();
+                if store::pending_intent(c, tenant_id, now).await?.is_some() {
+                    return Err(AppError::conflict(
+                        None,
+                        "another plan change is waiting for Stripe's confirmation",
+                    ));
+                }
+                let price_id = stripe_price(c, &to, &tenant.region, cycle).await?;
+                let from = plans::store::by_ids(c, &[tenant.plan_id])
+                    .await?
+                    .pop()
+                    .ok_or_else(|| AppError::not_found("plan"))?;
+                let intent = store::insert_intent(
+                    c,
+                    &IntentRow {
+                        tenant_id,
+                        id: Uuid::now_v7(),
+                        from_plan_id: from.id,
+                        to_plan_id: to.id,
+                        billing_cycle: cycle.as_str().into(),
+                        status: IntentStatus::Pending.as_str().into(),
+                        version: 1,
+                        error: None,
+                        requested_by: actor_c.id.clone(),
+                        expires_at: now + Duration::hours(INTENT_TTL_HOURS),
+                        completed_at: None,
+                    },
+                )
+                .await?;
+                store::set_intent_subscription(c, tenant_id, intent.id, &subscription_id).await?;
+                audit::record(
+                    c,
+                    &actor_c,
+                    audit::Change {
+                        tenant_id: Some(tenant_id),
+                        entity_type: "plan_change_intent",
+                        entity_id: intent.id.to_string(),
+                        action: "PLAN_CHANGE_REQUESTED",
+                        before: Value::Null,
+                        after: json!({ "from": from.slug, "to": to.slug, "billingCycle": cycle.as_str(), "status": intent.status }),
+                        metadata: json!({}),
+                    },
+                )
+                .await?;
+                Ok(PlanChangeStart { intent, from, to, subscription_id, price_id })
+            }
+            .scope_boxed()
+        })
+        .await?;
+    let called = async {
+        let current = api.subscription(&start.subscription_id).await?;
+        api.change_price(&current, &start.price_id, start.intent.id)
+            .await
+    }
+    .await;
+    match called {
+        Ok(_) => Ok((start.intent, start.from, start.to)),
+        Err(e) => {
+            fail_intent(app, actor, &start.intent, &e.to_string()).await?;
+            Err(e)
+        }
+    }
+}
+
+/// Marks a PENDING intent FAILED (optimistic version check) with its audit entry.
+async fn fail_intent(app: &App, actor: &Actor, intent: &IntentRow, error: &str) -> AppResult<()> {
+    let (actor_c, intent_c, error) = (actor.clone(), intent.clone(), error.to_owned());
+    app.db
+        .scoped(Scope::Tenant(intent.tenant_id), |c| {
+            async move {
+                let failed = store::advance_intent(
+                    c,
+                    intent_c.tenant_id,
+                    intent_c.id,
+                    intent_c.version,
+                    IntentStatus::Failed.as_str(),
+                    Some(&error),
+                )
+                .await?;
+                if failed.is_some() {
+                    audit::record(
+                        c,
+                        &actor_c,
+                        audit::Change {
+                            tenant_id: Some(intent_c.tenant_id),
+                            entity_type: "plan_change_intent",
+                            entity_id: intent_c.id.to_string(),
+                            action: "PLAN_CHANGE_FAILED",
+                            before: json!({ "status": intent_c.status }),
+                            after: json!({ "status": "FAILED", "error": error }),
+                            metadata: json!({}),
+                        },
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
+            .scope_boxed()
+        })
+        .await
+}
+
+/// `createCheckoutSession` with Stripe: a subscription-mode Checkout session for the tenant's
+/// customer and the plan's price. Returns (session id, URL). The plan applies when Stripe's
+/// webhook reports the new subscription.
+pub async fn checkout_stripe(
+    app: &App,
+    actor: &Actor,
+    tenant_id: Uuid,
+    plan_slug: &str,
+    cycle: BillingCycle,
+    success_url: &str,
+    cancel_url: &str,
+) -> AppResult<String> {
+    may_manage(actor)?;
+    let Some(api) = app.stripe.as_ref() else {
+        return Err(AppError::Billing("Stripe is not configured".into()));
+    };
+    let scope = target_scope(actor, tenant_id, "billing")?;
+    let slug = plan_slug.to_owned();
+    let (tenant, plan, price_id) = app
+        .db
+        .scoped(scope, |c| {
+            async move {
+                let tenant = locked_tenant(c, tenant_id).await?;
+                let plan = active_plan(c, &slug).await?;
+                let sub = store::subscriptions_of(c, &[tenant_id]).await?.pop();
+                let paid = sub.as_ref().is_some_and(|s| {
+                    s.stripe_subscription_id.is_some()
+                        && s.status != SubscriptionStatus::Canceled.as_str()
+                        && s.status != SubscriptionStatus::Expired.as_str()
+                });
+                if paid {
+                    return Err(AppError::conflict(
+                        Some("planSlug"),
+                        "the tenant already has a paid subscription: use changePlan",
+                    ));
+                }
+                let price_id = stripe_price(c, &plan, &tenant.region, cycle).await?;
+                Ok((tenant, plan, price_id))
+            }
+            .scope_boxed()
+        })
+        .await?;
+    let customer = match tenant.stripe_customer_id.clone() {
+        Some(c) => c,
+        None => ensure_customer(app, &tenant).await?,
+    };
+    let url = api
+        .checkout(
+            tenant_id,
+            &customer,
+            &price_id,
+            &plan.slug,
+            success_url,
+            cancel_url,
+            Uuid::new_v4(),
+        )
+        .await?;
+    let (actor_c, slug) = (actor.clone(), plan.slug.clone());
+    app.db
+        .scoped(Scope::Tenant(tenant_id), |c| {
+            async move {
+                audit::record(
+                    c,
+                    &actor_c,
+                    audit::Change {
+                        tenant_id: Some(tenant_id),
+                        entity_type: "subscription",
+                        entity_id: tenant_id.to_string(),
+                        action: "CHECKOUT",
+                        before: Value::Null,
+                        after: json!({ "plan": slug, "billingCycle": cycle.as_str() }),
+                        metadata: json!({}),
+                    },
+                )
+                .await?;
+                Ok(())
+            }
+            .scope_boxed()
+        })
+        .await?;
+    Ok(url)
+}
+
+/// The tenant's Stripe customer, created (idempotently, keyed by the tenant id) when the
+/// tenant predates live billing.
+pub async fn ensure_customer(app: &App, tenant: &TenantRow) -> AppResult<String> {
+    let Some(api) = app.stripe.as_ref() else {
+        return Err(AppError::Billing("Stripe is not configured".into()));
+    };
+    let customer = api
+        .create_customer(tenant.id, &tenant.name, &tenant.slug)
+        .await?;
+    let (id, cust) = (tenant.id, customer.clone());
+    app.db
+        .scoped(Scope::Platform("stripe_customer"), |c| {
+            async move { link_customer(c, id, &cust).await }.scope_boxed()
+        })
+        .await?;
+    Ok(customer)
+}
+
+/// Stores the customer → tenant mapping the webhook relies on.
+pub async fn link_customer(c: &mut Conn, tenant_id: Uuid, customer: &str) -> AppResult<()> {
+    tenants::store::update(
+        c,
+        tenant_id,
+        &tenants::store::TenantChanges {
+            stripe_customer_id: Some(Some(customer.to_owned())),
+            ..Default::default()
+        },
+    )
+    .await?;
+    store::update_subscription(
+        c,
+        tenant_id,
+        &SubscriptionChanges {
+            stripe_customer_id: Some(Some(customer.to_owned())),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 pub struct Preview {
     pub from: PlanRow,
     pub to: PlanRow,
@@ -282,7 +605,8 @@ pub async fn preview(
 ) -> AppResult<Preview> {
     let scope = target_scope(actor, tenant_id, "billing")?;
     let slug = plan_slug.to_owned();
-    app.db
+    let (mut preview, stripe_ids) = app
+        .db
         .scoped(scope, |c| {
             async move {
                 let tenant = tenants::store::find(c, tenant_id)
@@ -311,6 +635,10 @@ pub async fn preview(
                     .map_or(1.0, |(a, b)| {
                         (b - now).num_seconds() as f64 / (b - a).num_seconds() as f64
                     });
+                let stripe_ids = sub
+                    .as_ref()
+                    .and_then(|s| s.stripe_subscription_id.clone())
+                    .zip(new.as_ref().and_then(|p| p.stripe_price_id.clone()));
                 let amount = |p: &Option<PlanPriceRow>| p.as_ref().map_or(0, |p| p.amount) as f64;
                 let proration = ((amount(&new) - amount(&old)) * fraction).round() as i64;
                 let currency = new.or(old).map_or_else(|| "usd".into(), |p| p.currency);
@@ -344,7 +672,7 @@ pub async fn preview(
                     .filter(|k| has(from.id, k) && !has(to.id, k))
                     .map(|k| k.to_string())
                     .collect();
-                Ok(Preview {
+                let preview = Preview {
                     from,
                     to,
                     cycle,
@@ -353,11 +681,20 @@ pub async fn preview(
                     quota_changes,
                     features_added,
                     features_removed,
-                })
+                };
+                Ok((preview, stripe_ids))
             }
             .scope_boxed()
         })
-        .await
+        .await?;
+    // With Stripe, the amount is Stripe's own invoice preview of the proration.
+    if let (Some(api), Some((sub_id, price_id))) = (app.stripe.as_ref(), stripe_ids) {
+        let current = api.subscription(&sub_id).await?;
+        let (amount, currency) = api.preview_change(&current, &price_id).await?;
+        preview.proration_amount = amount;
+        preview.currency = currency;
+    }
+    Ok(preview)
 }
 
 /// `cancelSubscription`: at period end (default) or at once.
@@ -368,14 +705,28 @@ pub async fn cancel(
     at_period_end: bool,
 ) -> AppResult<SubscriptionRow> {
     may_manage(actor)?;
-    require_local(app)?;
-    change_subscription(app, actor, tenant_id, "CANCEL", move |s, now| {
+    let check = |s: &SubscriptionRow| {
         if s.status == SubscriptionStatus::Canceled.as_str() {
             return Err(AppError::conflict(
                 None,
                 "the subscription is already canceled",
             ));
         }
+        Ok(())
+    };
+    if let Some(api) = app.stripe.as_ref() {
+        let row = subscription_row(app, actor, tenant_id).await?;
+        if let Some(sub_id) = row.stripe_subscription_id.clone() {
+            check(&row)?;
+            let state = api.cancel(&sub_id, at_period_end, Uuid::new_v4()).await?;
+            return change_subscription(app, actor, tenant_id, "CANCEL", move |_, now| {
+                Ok(mirror(&state, now))
+            })
+            .await;
+        }
+    }
+    change_subscription(app, actor, tenant_id, "CANCEL", move |s, now| {
+        check(s)?;
         Ok(if at_period_end {
             SubscriptionChanges {
                 cancel_at_period_end: Some(true),
@@ -397,11 +748,25 @@ pub async fn cancel(
 /// `resumeSubscription`: undoes a cancellation scheduled for the period end.
 pub async fn resume(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<SubscriptionRow> {
     may_manage(actor)?;
-    require_local(app)?;
-    change_subscription(app, actor, tenant_id, "RESUME", |s, _| {
+    let check = |s: &SubscriptionRow| {
         if !s.cancel_at_period_end || s.status == SubscriptionStatus::Canceled.as_str() {
             return Err(AppError::conflict(None, "no cancellation is scheduled"));
         }
+        Ok(())
+    };
+    if let Some(api) = app.stripe.as_ref() {
+        let row = subscription_row(app, actor, tenant_id).await?;
+        if let Some(sub_id) = row.stripe_subscription_id.clone() {
+            check(&row)?;
+            let state = api.resume(&sub_id, Uuid::new_v4()).await?;
+            return change_subscription(app, actor, tenant_id, "RESUME", move |_, now| {
+                Ok(mirror(&state, now))
+            })
+            .await;
+        }
+    }
+    change_subscription(app, actor, tenant_id, "RESUME", move |s, _| {
+        check(s)?;
         Ok(SubscriptionChanges {
             cancel_at_period_end: Some(false),
             ..Default::default()

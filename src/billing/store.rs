@@ -52,6 +52,11 @@ pub struct SubscriptionChanges {
     pub canceled_at: Option<Option<DateTime<Utc>>>,
     pub current_period_start: Option<Option<DateTime<Utc>>>,
     pub current_period_end: Option<Option<DateTime<Utc>>>,
+    pub trial_end: Option<Option<DateTime<Utc>>>,
+    pub grace_period_end: Option<Option<DateTime<Utc>>>,
+    pub stripe_customer_id: Option<Option<String>>,
+    pub stripe_subscription_id: Option<Option<String>>,
+    pub stripe_updated_at: Option<Option<DateTime<Utc>>>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -132,4 +137,106 @@ pub async fn invoices_of(
         .select(InvoiceRow::as_select())
         .load(conn)
         .await
+}
+
+pub async fn intent(conn: &mut Conn, tenant_id: Uuid, id: Uuid) -> QueryResult<Option<IntentRow>> {
+    intents::table
+        .filter(intents::tenant_id.eq(tenant_id))
+        .filter(intents::id.eq(id))
+        .select(IntentRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn set_intent_subscription(
+    conn: &mut Conn,
+    tenant_id: Uuid,
+    id: Uuid,
+    stripe_subscription_id: &str,
+) -> QueryResult<()> {
+    diesel::update(
+        intents::table
+            .filter(intents::tenant_id.eq(tenant_id))
+            .filter(intents::id.eq(id)),
+    )
+    .set(intents::stripe_subscription_id.eq(stripe_subscription_id))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn invoice_by_stripe_id(
+    conn: &mut Conn,
+    stripe_invoice_id: &str,
+) -> QueryResult<Option<(InvoiceRow, Option<DateTime<Utc>>)>> {
+    invoices::table
+        .filter(invoices::stripe_invoice_id.eq(stripe_invoice_id))
+        .for_update()
+        .select((InvoiceRow::as_select(), invoices::stripe_updated_at))
+        .first(conn)
+        .await
+        .optional()
+}
+
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = invoices)]
+pub struct InvoiceWrite {
+    pub tenant_id: Uuid,
+    pub id: Uuid,
+    pub stripe_invoice_id: String,
+    pub amount_due: i64,
+    pub amount_paid: i64,
+    pub currency: String,
+    pub status: String,
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+    pub due_date: Option<DateTime<Utc>>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub hosted_invoice_url: Option<String>,
+    pub stripe_updated_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Inserts the invoice or overwrites Stripe's fields of the existing row (the caller has
+/// already decided that this state is not older than the stored one).
+pub async fn upsert_invoice(conn: &mut Conn, w: &InvoiceWrite) -> QueryResult<InvoiceRow> {
+    diesel::insert_into(invoices::table)
+        .values(w)
+        .on_conflict((invoices::tenant_id, invoices::id))
+        .do_update()
+        .set(w)
+        .returning(InvoiceRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The subscription (locked) with the Stripe event time of its stored state.
+pub async fn subscription_with_version(
+    conn: &mut Conn,
+    tenant_id: Uuid,
+) -> QueryResult<Option<(SubscriptionRow, Option<DateTime<Utc>>)>> {
+    subs::table
+        .find(tenant_id)
+        .for_update()
+        .select((SubscriptionRow::as_select(), subs::stripe_updated_at))
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The tenant's unexpired PENDING intent, if any (one plan change at a time).
+pub async fn pending_intent(
+    conn: &mut Conn,
+    tenant_id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<IntentRow>> {
+    intents::table
+        .filter(intents::tenant_id.eq(tenant_id))
+        .filter(intents::status.eq("PENDING"))
+        .filter(intents::expires_at.gt(now))
+        .select(IntentRow::as_select())
+        .first(conn)
+        .await
+        .optional()
 }

@@ -198,6 +198,8 @@ diesel::table! {
         event_created -> Timestamptz,
         received_at -> Timestamptz,
         processed_at -> Nullable<Timestamptz>,
+        next_attempt_at -> Nullable<Timestamptz>,
+        note -> Nullable<Text>,
     }
 }
 
@@ -269,6 +271,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         reported_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        reported_quantity -> Int8,
     }
 }
 

@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::admin::AdminQuery;
 use crate::audit::graphql::AuditQuery;
+use crate::billing::events_graphql::{WebhookEventMutation, WebhookEventQuery};
 use crate::billing::graphql::{BillingMutation, BillingQuery};
 use crate::configs::graphql::ConfigMutation;
 use crate::error::AppError;
@@ -41,6 +42,7 @@ pub struct QueryRoot(
     BillingQuery,
     AuditQuery,
     AdminQuery,
+    WebhookEventQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -50,6 +52,7 @@ pub struct MutationRoot(
     ConfigMutation,
     QuotaMutation,
     BillingMutation,
+    WebhookEventMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -5,6 +5,7 @@
 //! and the others skip it; a job that dies mid-way rolls back, so nothing is half done, and
 //! the lock is released with the connection, so another instance takes over on its next tick.
 
+mod billing;
 mod maintenance;
 
 use std::sync::Arc;
@@ -29,14 +30,29 @@ pub enum Job {
     IdempotencyExpiry,
     /// Delete audit entries older than two years.
     AuditRetention,
+    /// End trials without a Stripe subscription (EXPIRED).
+    TrialExpiry,
+    /// Suspend tenants whose PAST_DUE grace period has ended.
+    GraceSuspension,
+    /// Expire plan-change intents still PENDING after 24 hours.
+    IntentExpiry,
+    /// Report SOFT-quota overage to Stripe as meter events.
+    UsageReporting,
+    /// Retry failed Stripe events whose backoff has passed.
+    WebhookRetry,
 }
 
 impl Job {
-    pub const ALL: [Job; 4] = [
+    pub const ALL: [Job; 9] = [
         Job::QuotaResets,
         Job::PurgeDeletedTenants,
         Job::IdempotencyExpiry,
         Job::AuditRetention,
+        Job::TrialExpiry,
+        Job::GraceSuspension,
+        Job::IntentExpiry,
+        Job::UsageReporting,
+        Job::WebhookRetry,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +61,11 @@ impl Job {
             Job::PurgeDeletedTenants => "purge-deleted-tenants",
             Job::IdempotencyExpiry => "idempotency-expiry",
             Job::AuditRetention => "audit-retention",
+            Job::TrialExpiry => "trial-expiry",
+            Job::GraceSuspension => "grace-suspension",
+            Job::IntentExpiry => "intent-expiry",
+            Job::UsageReporting => "usage-reporting",
+            Job::WebhookRetry => "webhook-retry",
         }
     }
 
@@ -111,6 +132,34 @@ async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<u64> {
         }
         Job::IdempotencyExpiry => maintenance::idempotency_expiry(c).await,
         Job::AuditRetention => maintenance::audit_retention(c).await,
+        Job::TrialExpiry => billing::trial_expiry(c, &actor)
+            .await
+            .map(|v| v.len() as u64),
+        Job::GraceSuspension => {
+            let suspended = billing::grace_suspension(c, &actor).await?;
+            for id in &suspended {
+                app.tenant_changed(*id).await;
+            }
+            Ok(suspended.len() as u64)
+        }
+        Job::IntentExpiry => billing::intent_expiry(c, &actor).await,
+        // These two work in their own transactions (one per Stripe call or event), under
+        // this job's lock; each unit is idempotent, so an interrupted run leaves nothing half
+        // done.
+        Job::UsageReporting => {
+            let s = crate::billing::usage::report(app, chrono::Utc::now()).await?;
+            Ok(s.reported as u64)
+        }
+        Job::WebhookRetry => {
+            let due = crate::billing::events::due(c, chrono::Utc::now(), 100).await?;
+            let mut n = 0;
+            for id in due {
+                if crate::billing::webhook::reprocess(app, &id).await.is_ok() {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        }
     }
 }
 

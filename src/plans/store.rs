@@ -61,3 +61,16 @@ pub async fn quotas_of(conn: &mut Conn, plan_ids: &[Uuid]) -> QueryResult<Vec<Pl
         .load(conn)
         .await
 }
+
+/// The catalogue price Stripe knows as `stripe_price_id`.
+pub async fn price_by_stripe_id(
+    conn: &mut Conn,
+    stripe_price_id: &str,
+) -> QueryResult<Option<PlanPriceRow>> {
+    plan_prices::table
+        .filter(plan_prices::stripe_price_id.eq(stripe_price_id))
+        .select(PlanPriceRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}

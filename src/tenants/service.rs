@@ -184,6 +184,7 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
         ));
     }
     let actor_c = actor.clone();
+    let stripe = app.stripe.as_ref();
     let tenant = app
         .db
         .scoped(Scope::Platform("tenant_create"), |c| {
@@ -205,12 +206,21 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
                     region,
                     settings: json!({}),
                 };
-                let tenant = store::insert(c, &new).await.map_err(unique_violation)?;
+                let mut tenant = store::insert(c, &new).await.map_err(unique_violation)?;
                 let plan_quotas = plans::store::quotas_of(c, &[plan.id]).await?;
                 quotas::service::provision(c, tenant.id, &plan_quotas, Utc::now()).await?;
                 let sub =
                     crate::billing::service::initial_subscription(tenant.id, &plan, Utc::now());
                 crate::billing::store::insert_subscription(c, &sub).await?;
+                // With live billing the Stripe customer is created before the commit (the
+                // tenant id is the Idempotency-Key); if Stripe fails nothing is kept.
+                if let Some(api) = stripe {
+                    let customer = api
+                        .create_customer(tenant.id, &tenant.name, &tenant.slug)
+                        .await?;
+                    crate::billing::service::link_customer(c, tenant.id, &customer).await?;
+                    tenant.stripe_customer_id = Some(customer);
+                }
                 audit::record(
                     c,
                     &actor_c,

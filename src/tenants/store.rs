@@ -56,6 +56,7 @@ pub struct TenantChanges {
     pub suspended_at: Option<Option<DateTime<Utc>>>,
     pub suspend_reason: Option<Option<String>>,
     pub deleted_at: Option<Option<DateTime<Utc>>>,
+    pub stripe_customer_id: Option<Option<String>>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -133,6 +134,20 @@ pub async fn count(conn: &mut Conn, f: &ListFilter) -> QueryResult<i64> {
 pub async fn find_for_update(conn: &mut Conn, id: Uuid) -> QueryResult<Option<TenantRow>> {
     tenants::table
         .find(id)
+        .for_update()
+        .select(TenantRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The tenant Stripe knows as `customer` (the customer → tenant mapping of the webhook).
+pub async fn find_by_stripe_customer(
+    conn: &mut Conn,
+    customer: &str,
+) -> QueryResult<Option<TenantRow>> {
+    tenants::table
+        .filter(tenants::stripe_customer_id.eq(customer))
         .for_update()
         .select(TenantRow::as_select())
         .first(conn)

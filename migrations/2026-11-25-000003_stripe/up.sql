@@ -1,0 +1,16 @@
+-- Stripe billing: webhook retries with backoff, and usage reports that resend the same
+-- pending meter event (same identifier) until Stripe has acknowledged it.
+ALTER TABLE stripe_events ADD COLUMN next_attempt_at timestamptz;
+ALTER TABLE stripe_events ADD COLUMN note text;
+CREATE INDEX stripe_events_retry ON stripe_events (next_attempt_at) WHERE status = 'FAILED';
+CREATE INDEX stripe_events_recent ON stripe_events (received_at DESC, id);
+
+-- `quantity` is the cumulative overage the pending or last report brings Stripe to;
+-- `reported_quantity` what Stripe has acknowledged. A report sends the difference.
+ALTER TABLE usage_reports ADD COLUMN reported_quantity bigint NOT NULL DEFAULT 0;
+ALTER TABLE usage_reports DROP CONSTRAINT usage_reports_status_check;
+ALTER TABLE usage_reports ADD CONSTRAINT usage_reports_status_check
+    CHECK (status IN ('PENDING', 'REPORTED'));
+
+CREATE INDEX billing_subscriptions_customer ON billing_subscriptions (stripe_customer_id)
+    WHERE stripe_customer_id IS NOT NULL;

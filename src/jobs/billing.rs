@@ -1,0 +1,118 @@
+//! The billing jobs' SQL: trial expiry, grace-period suspension and intent expiry run inside
+//! the job's transaction (platform scope) with one SYSTEM audit entry per change.
+
+use diesel::sql_types::{Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::audit;
+use crate::auth::Actor;
+use crate::billing::service::NONPAYMENT_SUSPEND_REASON;
+use crate::db::Conn;
+use crate::error::AppResult;
+
+#[derive(diesel::QueryableByName)]
+struct Changed {
+    #[diesel(sql_type = SqlUuid)]
+    tenant_id: Uuid,
+    #[diesel(sql_type = Text)]
+    entity_id: String,
+}
+
+async fn audit_each(
+    c: &mut Conn,
+    actor: &Actor,
+    rows: &[Changed],
+    entity_type: &str,
+    action: &str,
+    before: serde_json::Value,
+    after: serde_json::Value,
+) -> AppResult<()> {
+    for r in rows {
+        audit::record(
+            c,
+            actor,
+            audit::Change {
+                tenant_id: Some(r.tenant_id),
+                entity_type,
+                entity_id: r.entity_id.clone(),
+                action,
+                before: before.clone(),
+                after: after.clone(),
+                metadata: json!({ "job": true }),
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Trials without a Stripe subscription end as EXPIRED (Stripe runs its own trials).
+pub async fn trial_expiry(c: &mut Conn, actor: &Actor) -> AppResult<Vec<Uuid>> {
+    let rows: Vec<Changed> = diesel::sql_query(
+        "update billing_subscriptions set status = 'EXPIRED', updated_at = now()
+          where status = 'TRIALING' and trial_end < now() and stripe_subscription_id is null
+         returning tenant_id, tenant_id::text as entity_id",
+    )
+    .load(c)
+    .await?;
+    audit_each(
+        c,
+        actor,
+        &rows,
+        "subscription",
+        "TRIAL_EXPIRED",
+        json!({ "status": "TRIALING" }),
+        json!({ "status": "EXPIRED" }),
+    )
+    .await?;
+    Ok(rows.into_iter().map(|r| r.tenant_id).collect())
+}
+
+/// PAST_DUE past the grace period: the tenant is suspended (a later payment lifts it).
+pub async fn grace_suspension(c: &mut Conn, actor: &Actor) -> AppResult<Vec<Uuid>> {
+    let rows: Vec<Changed> = diesel::sql_query(
+        "update tenants t set status = 'SUSPENDED', suspended_at = now(), suspend_reason = $1, updated_at = now()
+           from billing_subscriptions s
+          where s.tenant_id = t.id and s.status = 'PAST_DUE' and s.grace_period_end < now()
+            and t.status = 'ACTIVE'
+         returning t.id as tenant_id, t.id::text as entity_id",
+    )
+    .bind::<Text, _>(NONPAYMENT_SUSPEND_REASON)
+    .load(c)
+    .await?;
+    audit_each(
+        c,
+        actor,
+        &rows,
+        "tenant",
+        "SUSPEND",
+        json!({ "status": "ACTIVE" }),
+        json!({ "status": "SUSPENDED", "suspendReason": NONPAYMENT_SUSPEND_REASON }),
+    )
+    .await?;
+    Ok(rows.into_iter().map(|r| r.tenant_id).collect())
+}
+
+/// PENDING intents past their 24 h become EXPIRED (version bumped like every intent update).
+pub async fn intent_expiry(c: &mut Conn, actor: &Actor) -> AppResult<u64> {
+    let rows: Vec<Changed> = diesel::sql_query(
+        "update plan_change_intents set status = 'EXPIRED', version = version + 1, updated_at = now()
+          where status = 'PENDING' and expires_at < now()
+         returning tenant_id, id::text as entity_id",
+    )
+    .load(c)
+    .await?;
+    audit_each(
+        c,
+        actor,
+        &rows,
+        "plan_change_intent",
+        "EXPIRE",
+        json!({ "status": "PENDING" }),
+        json!({ "status": "EXPIRED" }),
+    )
+    .await?;
+    Ok(rows.len() as u64)
+}
