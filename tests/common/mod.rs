@@ -6,6 +6,8 @@
 //! `redis://127.0.0.1:6379`), `TEST_LOG=1` to see the server's logs.
 #![allow(dead_code)]
 
+pub mod stripe;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
