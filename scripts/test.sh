@@ -26,6 +26,13 @@ if [ -f tests/node/package.json ]; then
     fi
 fi
 
+# Stripe's own Python library cross-checks our webhook signatures (tests/stripe_python.rs).
+if ! python3 -c "import stripe" >/dev/null 2>&1; then
+    log "installing the stripe Python package for the signature cross-check"
+    python3 -m pip install --quiet --user --disable-pip-version-check -r tests/python/requirements.txt ||
+        python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
     log "cargo-nextest missing: installing it"
     cargo install cargo-nextest --locked || log "warning: installing cargo-nextest failed; using cargo test"

@@ -69,7 +69,7 @@ impl Job {
         }
     }
 
-    fn lock_key(self) -> i64 {
+    pub fn lock_key(self) -> i64 {
         0x7e_0000 + self as i64
     }
 }
