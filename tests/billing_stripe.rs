@@ -796,6 +796,10 @@ async fn a_failed_event_is_listed_replayed_and_retried() {
         resp.ok()["replayWebhookEvent"],
         json!({ "status": "PROCESSED", "attempts": 2 })
     );
+    assert_eq!(
+        count(&mut c, "select count(*) as n from audit_logs where action = 'REPLAY' and entity_id = 'evt_big' and actor_type = 'ADMIN'").await,
+        1
+    );
     let resp = app
         .gql(
             Some(&app.admin_token()),
@@ -903,4 +907,51 @@ async fn soft_overage_is_reported_to_stripe_once() {
         5
     );
     let _ = stripe::now();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_intent_expires_after_a_day_but_stripe_stays_the_source_of_truth() {
+    let (app, fake) = live().await;
+    let (t, _customer, sub_id) = subscribed(&app, &fake, "starter").await;
+    let change = "mutation { changePlan(planSlug: \"professional\") { id status } }";
+    let resp = app.gql(Some(&t.admin), change, json!({})).await;
+    let intent_id = resp.ok()["changePlan"]["id"].as_str().unwrap().to_owned();
+    // One plan change at a time.
+    app.gql(Some(&t.admin), change, json!({}))
+        .await
+        .err("CONFLICT");
+
+    let mut c = app.db.superuser().await;
+    count(&mut c, &format!("with u as (update plan_change_intents set expires_at = now() - interval '1 minute' where id = '{intent_id}' returning 1) select count(*) as n from u")).await;
+    assert_eq!(
+        jobs::run_once(&app.app, Job::IntentExpiry).await.unwrap(),
+        jobs::Outcome::Done(1)
+    );
+    let q =
+        "query($id: ID!) { planChangeIntent(id: $id) { status version } tenant { plan { slug } } }";
+    let resp = app
+        .gql(Some(&t.member), q, json!({ "id": intent_id }))
+        .await;
+    assert_eq!(
+        resp.ok()["planChangeIntent"],
+        json!({ "status": "EXPIRED", "version": 2 })
+    );
+    assert_eq!(
+        count(&mut c, &format!("select count(*) as n from audit_logs where entity_id = '{intent_id}' and action = 'EXPIRE' and actor_type = 'SYSTEM'")).await,
+        1
+    );
+
+    // Stripe applied the change after all: the tenant follows Stripe; the intent stays EXPIRED.
+    let late = event(
+        "evt_late",
+        "customer.subscription.updated",
+        now(),
+        fake.subscription(&sub_id),
+    );
+    assert_eq!(deliver(&app.base, &late, SECRET).await.0, 200);
+    let resp = app
+        .gql(Some(&t.member), q, json!({ "id": intent_id }))
+        .await;
+    assert_eq!(resp.ok()["tenant"]["plan"]["slug"], "professional");
+    assert_eq!(resp.ok()["planChangeIntent"]["status"], "EXPIRED");
 }
