@@ -197,6 +197,13 @@ async fn run_seed(settings: Settings, demo: bool, tenants: Option<usize>) -> any
         .await
         .map_err(|e| anyhow::anyhow!("seeding plans: {e}"))?;
     eprintln!("plans seeded: free, starter, professional, enterprise");
+    let overrides = &app.settings.stripe_price_overrides;
+    if !overrides.is_empty() {
+        let n = seed::apply_price_overrides(&app.db, overrides)
+            .await
+            .map_err(|e| anyhow::anyhow!("applying Stripe price ids: {e}"))?;
+        eprintln!("Stripe price ids applied to {n} catalogue prices");
+    }
     if demo {
         let mut rows = Vec::new();
         for (name, slug, plan) in seed::DEMO_TENANTS {

@@ -39,6 +39,10 @@ pub struct Settings {
     pub stripe_api_base: Option<String>,
     /// Per-attempt timeout of Stripe calls (`STRIPE_TIMEOUT_MS`, default 10 s).
     pub stripe_timeout_ms: u64,
+    /// Stripe price ids of a real account, applied by `tenantry seed`:
+    /// `STRIPE_PRICE_<PLAN>_<REGION>_<CYCLE>` and/or `STRIPE_PRICES_FILE` (JSON
+    /// `{"starter": {"US": {"MONTHLY": "price_..."}}}`); the variables win over the file.
+    pub stripe_price_overrides: Vec<PriceOverride>,
     pub config_encryption_key: Option<[u8; 32]>,
     pub base_domain: Option<String>,
     pub log_format: LogFormat,
@@ -52,6 +56,59 @@ pub struct Settings {
     /// Requests per minute by plan slug, overriding the plan's own number (`RATE_LIMIT_<PLAN>`).
     pub rate_limit_overrides: Vec<(String, u32)>,
     pub graphql: GraphqlLimits,
+}
+
+/// One catalogue price's Stripe id: (plan slug, region, billing cycle, price id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceOverride {
+    pub plan: String,
+    pub region: String,
+    pub cycle: String,
+    pub price_id: String,
+}
+
+const PRICE_PLANS: [&str; 4] = ["free", "starter", "professional", "enterprise"];
+const PRICE_REGIONS: [&str; 5] = ["US", "CA", "EU", "GB", "AU"];
+const PRICE_CYCLES: [&str; 2] = ["MONTHLY", "YEARLY"];
+
+fn price_overrides(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Vec<PriceOverride>> {
+    let file: serde_json::Value = match var("STRIPE_PRICES_FILE") {
+        None => serde_json::Value::Null,
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("STRIPE_PRICES_FILE: cannot read {path}"))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("STRIPE_PRICES_FILE: {path} is not JSON"))?
+        }
+    };
+    let mut out = Vec::new();
+    for plan in PRICE_PLANS {
+        for region in PRICE_REGIONS {
+            for cycle in PRICE_CYCLES {
+                let key = format!(
+                    "STRIPE_PRICE_{}_{region}_{cycle}",
+                    plan.to_ascii_uppercase()
+                );
+                let price = var(&key).or_else(|| {
+                    file.pointer(&format!("/{plan}/{region}/{cycle}"))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned)
+                });
+                if let Some(price_id) = price {
+                    if !price_id.starts_with("price_") {
+                        bail!("{key}: a Stripe price id starts with price_, got {price_id:?}");
+                    }
+                    out.push(PriceOverride {
+                        plan: plan.into(),
+                        region: region.into(),
+                        cycle: cycle.into(),
+                        price_id,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +210,7 @@ impl Settings {
                 .unwrap_or_default(),
             stripe_api_base: var("STRIPE_API_BASE"),
             stripe_timeout_ms: parse("STRIPE_TIMEOUT_MS", 10_000)?,
+            stripe_price_overrides: price_overrides(var)?,
             config_encryption_key,
             base_domain: var("BASE_DOMAIN").map(|d| d.trim_start_matches('.').to_ascii_lowercase()),
             log_format,
@@ -223,6 +281,34 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn stripe_price_ids_come_from_variables_over_the_file() {
+        let path = std::env::temp_dir().join(format!("prices-{}.json", std::process::id()));
+        std::fs::write(
+            &path,
+            r#"{"starter": {"US": {"MONTHLY": "price_file_a", "YEARLY": "price_file_b"}}}"#,
+        )
+        .unwrap();
+        let s = settings(&[
+            ("STRIPE_PRICES_FILE", path.to_str().unwrap()),
+            ("STRIPE_PRICE_STARTER_US_MONTHLY", "price_env"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_a, whsec_b,"),
+        ])
+        .unwrap();
+        let got: Vec<(&str, &str)> = s
+            .stripe_price_overrides
+            .iter()
+            .map(|o| (o.cycle.as_str(), o.price_id.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("MONTHLY", "price_env"), ("YEARLY", "price_file_b")]
+        );
+        assert_eq!(s.stripe_webhook_secrets, vec!["whsec_a", "whsec_b"]);
+        assert!(settings(&[("STRIPE_PRICE_STARTER_US_MONTHLY", "prod_x")]).is_err());
+        std::fs::remove_file(path).ok();
     }
 
     #[test]

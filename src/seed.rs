@@ -343,3 +343,33 @@ pub async fn seed_many(app: &App, n: usize) -> Result<(), AppError> {
     bar.finish();
     Ok(())
 }
+
+/// Points catalogue prices at a real Stripe account's price ids (see
+/// [`crate::config::PriceOverride`]). Returns how many prices changed.
+pub async fn apply_price_overrides(
+    db: &Db,
+    overrides: &[crate::config::PriceOverride],
+) -> Result<usize, AppError> {
+    let overrides = overrides.to_vec();
+    db.scoped(Scope::Platform("seed"), |c| {
+        async move {
+            let mut n = 0;
+            for o in &overrides {
+                n += diesel::sql_query(
+                    "UPDATE plan_prices p SET stripe_price_id = $4, updated_at = now()
+                       FROM plans WHERE plans.id = p.plan_id AND plans.slug = $1
+                        AND p.region = $2 AND p.billing_cycle = $3",
+                )
+                .bind::<diesel::sql_types::Text, _>(&o.plan)
+                .bind::<diesel::sql_types::Text, _>(&o.region)
+                .bind::<diesel::sql_types::Text, _>(&o.cycle)
+                .bind::<diesel::sql_types::Text, _>(&o.price_id)
+                .execute(c)
+                .await?;
+            }
+            Ok(n)
+        }
+        .scope_boxed()
+    })
+    .await
+}
