@@ -654,6 +654,21 @@ async fn checkout_cancel_and_resume_go_through_stripe() {
             .len(),
         1
     );
+    // The subscription has ended: the tenant falls back to the free plan (and its quotas).
+    let resp = app.gql(Some(&t.member), SUB, json!({})).await;
+    assert_eq!(resp.ok()["tenant"]["plan"]["slug"], "free");
+    assert_eq!(resp.ok()["tenant"]["subscription"]["status"], "CANCELED");
+    let ended = event(
+        "evt_deleted",
+        "customer.subscription.deleted",
+        now() + 1,
+        fake.subscription(&sub_id),
+    );
+    assert_eq!(deliver(&app.base, &ended, SECRET).await.0, 200);
+    let resp = app.gql(Some(&t.member), SUB, json!({})).await;
+    assert_eq!(resp.ok()["tenant"]["subscription"]["status"], "CANCELED");
+    assert_eq!(resp.ok()["tenant"]["subscription"]["plan"]["slug"], "free");
+    assert_eq!(resp.ok()["tenant"]["plan"]["slug"], "free");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

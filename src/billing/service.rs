@@ -201,6 +201,24 @@ pub async fn apply_plan(
     Ok(())
 }
 
+/// The plan a tenant falls back to when its subscription ends: `free`. Returns the updated
+/// subscription when the plan changed.
+pub async fn downgrade_to_free(
+    c: &mut Conn,
+    actor: &Actor,
+    tenant: &TenantRow,
+    now: DateTime<Utc>,
+) -> AppResult<Option<SubscriptionRow>> {
+    let Some(free) = plans::store::find_by_slug(c, "free")
+        .await?
+        .filter(|p| p.is_active && p.id != tenant.plan_id)
+    else {
+        return Ok(None);
+    };
+    apply_plan(c, actor, tenant, &free, BillingCycle::Monthly, now).await?;
+    Ok(store::subscriptions_of(c, &[tenant.id]).await?.pop())
+}
+
 /// `changePlan`: an intent, applied at once in LOCAL mode.
 pub async fn change_plan(
     app: &App,
@@ -789,14 +807,19 @@ async fn change_subscription(
     app.db
         .scoped(scope, |c| {
             async move {
-                locked_tenant(c, tenant_id).await?;
+                let tenant = locked_tenant(c, tenant_id).await?;
                 let before = store::subscription_for_update(c, tenant_id)
                     .await?
                     .ok_or_else(|| AppError::not_found("subscription"))?;
                 let now = Utc::now();
                 let mut changes = decide(&before, now)?;
                 changes.updated_at = Some(now);
-                let after = store::update_subscription(c, tenant_id, &changes).await?;
+                let mut after = store::update_subscription(c, tenant_id, &changes).await?;
+                if after.status == SubscriptionStatus::Canceled.as_str()
+                    && before.status != after.status
+                {
+                    after = downgrade_to_free(c, &actor_c, &tenant, now).await?.unwrap_or(after);
+                }
                 let view = |s: &SubscriptionRow| json!({ "status": s.status, "cancelAtPeriodEnd": s.cancel_at_period_end });
                 audit::record(
                     c,

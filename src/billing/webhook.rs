@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::events::{self, EventRow, EventStatus};
 use super::model::{IntentStatus, InvoiceStatus, SubscriptionStatus};
-use super::service::{apply_plan, GRACE_PERIOD_DAYS, NONPAYMENT_SUSPEND_REASON};
+use super::service::{apply_plan, downgrade_to_free, GRACE_PERIOD_DAYS, NONPAYMENT_SUSPEND_REASON};
 use super::store::{self, InvoiceWrite, SubscriptionChanges};
 use super::stripe::{ts, InvoiceState, SubscriptionState};
 use crate::app::{App, HttpState};
@@ -501,7 +501,13 @@ async fn subscription_event(
         updated_at: Some(now),
         ..Default::default()
     };
-    let after = store::update_subscription(c, tenant.id, &changes).await?;
+    let mut after = store::update_subscription(c, tenant.id, &changes).await?;
+    if deleted {
+        // The subscription has ended (cancelled now, or at the end of its period).
+        after = downgrade_to_free(c, actor, &tenant, now)
+            .await?
+            .unwrap_or(after);
+    }
     if status == SubscriptionStatus::Active {
         reactivate_after_payment(c, actor, &tenant).await?;
     }
