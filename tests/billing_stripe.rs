@@ -669,6 +669,44 @@ async fn checkout_cancel_and_resume_go_through_stripe() {
     assert_eq!(resp.ok()["tenant"]["subscription"]["status"], "CANCELED");
     assert_eq!(resp.ok()["tenant"]["subscription"]["plan"]["slug"], "free");
     assert_eq!(resp.ok()["tenant"]["plan"]["slug"], "free");
+    // An event of some other subscription of the customer never moves the tenant's own.
+    let other = fake.create_subscription(&customer, "price_starter_us_monthly", "active");
+    let new_sub = fake.create_subscription(&customer, "price_starter_us_monthly", "active");
+    assert_eq!(
+        deliver(
+            &app.base,
+            &event(
+                "evt_new",
+                "customer.subscription.created",
+                now() + 2,
+                new_sub
+            ),
+            SECRET
+        )
+        .await
+        .0,
+        200
+    );
+    let mut gone = other.clone();
+    gone["status"] = json!("canceled");
+    assert_eq!(
+        deliver(
+            &app.base,
+            &event(
+                "evt_other",
+                "customer.subscription.deleted",
+                now() + 3,
+                gone
+            ),
+            SECRET
+        )
+        .await
+        .0,
+        200
+    );
+    let resp = app.gql(Some(&t.member), SUB, json!({})).await;
+    assert_eq!(resp.ok()["tenant"]["subscription"]["status"], "ACTIVE");
+    assert_eq!(resp.ok()["tenant"]["plan"]["slug"], "starter");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -459,6 +459,21 @@ async fn subscription_event(
             "older than the stored state",
         ));
     }
+    let live = |st: &str| {
+        st != SubscriptionStatus::Canceled.as_str() && st != SubscriptionStatus::Expired.as_str()
+    };
+    if before
+        .stripe_subscription_id
+        .as_ref()
+        .is_some_and(|id| *id != s.id)
+        && live(&before.status)
+    {
+        // The tenant runs on another subscription now; this one must not move its state.
+        return Ok(Outcome::ignored(
+            Some(tenant.id),
+            "event of a replaced subscription",
+        ));
+    }
     let status = if deleted {
         SubscriptionStatus::Canceled
     } else {
