@@ -563,6 +563,7 @@ async fn checkout_cancel_and_resume_go_through_stripe() {
             .starts_with("https://checkout.stripe.test/"),
         "{s}"
     );
+    assert!(s["id"].as_str().unwrap().starts_with("cs_test_"), "{s}");
     let req = &fake.requests_to("POST", "/v1/checkout/sessions")[0];
     assert_eq!(req.param("mode"), Some("subscription"));
     assert_eq!(req.param("customer"), Some(customer.as_str()));
@@ -902,9 +903,7 @@ async fn soft_overage_is_reported_to_stripe_once() {
         format!("mutation {{ recordUsage(resource: \"{resource}\", amount: 8) {{ used }} }}");
     app.gql(Some(&t.member), &record, json!({})).await.ok();
 
-    let report = tenantry::billing::usage::report(&app.app, Utc::now())
-        .await
-        .unwrap();
+    let report = tenantry::billing::usage::report(&app.app).await.unwrap();
     assert_eq!(report.reported, 1);
     let sent = fake.requests_to("POST", "/v1/billing/meter_events");
     assert_eq!(sent.len(), 1);
@@ -921,9 +920,7 @@ async fn soft_overage_is_reported_to_stripe_once() {
     assert_eq!(sent[0].idempotency_key.as_deref(), Some(first_id.as_str()));
 
     // Nothing new: nothing sent.
-    tenantry::billing::usage::report(&app.app, Utc::now())
-        .await
-        .unwrap();
+    tenantry::billing::usage::report(&app.app).await.unwrap();
     assert_eq!(
         fake.requests_to("POST", "/v1/billing/meter_events").len(),
         1
@@ -934,18 +931,21 @@ async fn soft_overage_is_reported_to_stripe_once() {
         format!("mutation {{ recordUsage(resource: \"{resource}\", amount: 2) {{ used }} }}");
     app.gql(Some(&t.member), &record, json!({})).await.ok();
     fake.fail_with(500, "down");
-    let r = tenantry::billing::usage::report(&app.app, Utc::now())
-        .await
-        .unwrap();
+    let r = tenantry::billing::usage::report(&app.app).await.unwrap();
     assert_eq!(r.failed, 1);
     fake.heal();
-    let r = tenantry::billing::usage::report(&app.app, Utc::now())
-        .await
-        .unwrap();
+    let r = tenantry::billing::usage::report(&app.app).await.unwrap();
     assert_eq!(r.reported, 1);
     let sent = fake.requests_to("POST", "/v1/billing/meter_events");
     assert_eq!(sent.len(), 3);
     assert_eq!(sent[1].param("identifier"), sent[2].param("identifier"));
+    // Exactly the same parameters: Stripe refuses a reused Idempotency-Key with other ones.
+    let sorted = |r: &stripe::Recorded| {
+        let mut f = r.form.clone();
+        f.sort();
+        f
+    };
+    assert_eq!(sorted(&sent[1]), sorted(&sent[2]));
     assert_eq!(sent[2].param("payload[value]"), Some("2"));
     assert_ne!(sent[2].param("identifier"), Some(first_id.as_str()));
     assert_eq!(
@@ -1007,4 +1007,95 @@ async fn a_pending_intent_expires_after_a_day_but_stripe_stays_the_source_of_tru
         .await;
     assert_eq!(resp.ok()["tenant"]["plan"]["slug"], "professional");
     assert_eq!(resp.ok()["planChangeIntent"]["status"], "EXPIRED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmation_overtaken_by_a_later_state_is_not_lost() {
+    let (app, fake) = live().await;
+    let (t, customer, sub_id) = subscribed(&app, &fake, "starter").await;
+    let resp = app
+        .gql(
+            Some(&t.admin),
+            "mutation { changePlan(planSlug: \"professional\") { id } }",
+            json!({}),
+        )
+        .await;
+    let intent_id = resp.ok()["changePlan"]["id"].as_str().unwrap().to_owned();
+    let confirmation = event(
+        "evt_slow",
+        "customer.subscription.updated",
+        now(),
+        fake.subscription(&sub_id),
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // Before the confirmation arrives, our own call returns Stripe's newer state, which
+    // already has the new price: the plan switches then and the intent completes.
+    let resp = app
+        .gql(Some(&t.admin), "mutation { cancelSubscription(atPeriodEnd: true) { cancelAtPeriodEnd plan { slug } } }", json!({}))
+        .await;
+    assert_eq!(
+        resp.ok()["cancelSubscription"],
+        json!({ "cancelAtPeriodEnd": true, "plan": { "slug": "professional" } })
+    );
+    assert_eq!(deliver(&app.base, &confirmation, SECRET).await.0, 200);
+    let q = "query($id: ID!) { planChangeIntent(id: $id) { status } tenant { plan { slug } subscription { status cancelAtPeriodEnd } } }";
+    let resp = app
+        .gql(Some(&t.member), q, json!({ "id": intent_id }))
+        .await;
+    assert_eq!(resp.ok()["planChangeIntent"]["status"], "COMPLETED");
+    assert_eq!(resp.ok()["tenant"]["plan"]["slug"], "professional");
+    assert_eq!(
+        resp.ok()["tenant"]["subscription"]["cancelAtPeriodEnd"],
+        true
+    );
+
+    // A payment outcome newer than a subscription state keeps the status, but the state's
+    // other fields still apply.
+    let paid = event(
+        "evt_paid_new",
+        "invoice.paid",
+        now() + 20,
+        invoice("in_new", &customer, &sub_id, "paid", 9900),
+    );
+    let failed = event(
+        "evt_failed_old",
+        "invoice.payment_failed",
+        now() + 10,
+        invoice("in_old", &customer, &sub_id, "open", 9900),
+    );
+    let mut state = fake.subscription(&sub_id);
+    state["status"] = json!("past_due");
+    state["cancel_at_period_end"] = json!(false);
+    let update = event(
+        "evt_state",
+        "customer.subscription.updated",
+        now() + 15,
+        state,
+    );
+    for ev in [&paid, &failed, &update] {
+        assert_eq!(deliver(&app.base, ev, SECRET).await.0, 200);
+    }
+    let resp = app
+        .gql(Some(&t.member), q, json!({ "id": intent_id }))
+        .await;
+    assert_eq!(
+        resp.ok()["tenant"]["subscription"],
+        json!({ "status": "ACTIVE", "cancelAtPeriodEnd": false })
+    );
+
+    // An invoice of another subscription of the customer never moves the tenant's own.
+    let other = fake.create_subscription(&customer, "price_starter_us_monthly", "active");
+    let other_id = other["id"].as_str().unwrap();
+    let foreign = event(
+        "evt_foreign",
+        "invoice.payment_failed",
+        now() + 30,
+        invoice("in_foreign", &customer, other_id, "open", 100),
+    );
+    assert_eq!(deliver(&app.base, &foreign, SECRET).await.0, 200);
+    let resp = app
+        .gql(Some(&t.member), q, json!({ "id": intent_id }))
+        .await;
+    assert_eq!(resp.ok()["tenant"]["subscription"]["status"], "ACTIVE");
 }

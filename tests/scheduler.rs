@@ -95,9 +95,14 @@ async fn a_due_job_runs_once_and_survives_the_death_of_its_runner() {
     let resp = survivor
         .gql(
             &t2.member,
-            "{ tenant { subscription { status } } }",
+            "{ tenant { plan { slug } subscription { status } } }",
             serde_json::json!({}),
         )
         .await;
     assert_eq!(resp.ok()["tenant"]["subscription"]["status"], "EXPIRED");
+    assert_eq!(
+        resp.ok()["tenant"]["plan"]["slug"],
+        "free",
+        "paid trial entitlements end"
+    );
 }

@@ -1,4 +1,6 @@
 DROP INDEX IF EXISTS billing_subscriptions_customer;
+ALTER TABLE billing_subscriptions DROP COLUMN payment_updated_at;
+ALTER TABLE usage_reports DROP COLUMN event_at;
 ALTER TABLE usage_reports DROP CONSTRAINT usage_reports_status_check;
 ALTER TABLE usage_reports ADD CONSTRAINT usage_reports_status_check
     CHECK (status IN ('PENDING', 'REPORTED', 'FAILED'));

@@ -181,7 +181,7 @@ impl WebhookEventMutation {
     async fn replay_webhook_event(&self, ctx: &Context<'_>, id: ID) -> Result<WebhookEvent> {
         let row = webhook::reprocess(ctx.app(), id.as_str()).await?;
         let actor = ctx.req().actor();
-        let (rid, tenant) = (row.id.clone(), row.tenant_id);
+        let (rid, tenant, status) = (row.id.clone(), row.tenant_id, row.status.clone());
         ctx.req()
             .db
             .scoped(Scope::Platform("webhook_replay"), |c| {
@@ -195,7 +195,7 @@ impl WebhookEventMutation {
                             entity_id: rid,
                             action: "REPLAY",
                             before: serde_json::Value::Null,
-                            after: serde_json::json!({ "status": "PROCESSED" }),
+                            after: serde_json::json!({ "status": status }),
                             metadata: serde_json::json!({}),
                         },
                     )

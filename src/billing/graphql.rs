@@ -277,7 +277,7 @@ impl BillingMutation {
         let tenant_id = target_tenant(ctx, None)?;
         let cycle = billing_cycle.unwrap_or(BillingCycle::Monthly);
         if ctx.app().stripe.is_some() {
-            let url = service::checkout_stripe(
+            let (id, url) = service::checkout_stripe(
                 ctx.app(),
                 &ctx.req().actor(),
                 tenant_id,
@@ -287,7 +287,6 @@ impl BillingMutation {
                 &cancel_url,
             )
             .await?;
-            let id = url.rsplit('/').next().unwrap_or_default().to_owned();
             return Ok(CheckoutSession { id, url });
         }
         let (i, _, _) =

@@ -99,19 +99,38 @@ async fn subscription_row(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResul
         .await
 }
 
-/// The mirror fields of a state Stripe answered with, stamped `now` (newer than any event
-/// Stripe sent before it).
-fn mirror(s: &SubscriptionState, now: DateTime<Utc>) -> SubscriptionChanges {
-    SubscriptionChanges {
-        status: Some(super::webhook::map_status(&s.status).as_str().into()),
-        cancel_at_period_end: Some(s.cancel_at_period_end),
-        canceled_at: Some(s.canceled_at),
-        current_period_start: s.period_start.map(Some),
-        current_period_end: s.period_end.map(Some),
-        trial_end: Some(s.trial_end),
-        stripe_updated_at: Some(Some(now)),
-        ..Default::default()
-    }
+/// Mirrors the subscription Stripe answered our call with, at once (stamped now, so events
+/// Stripe sent before the call cannot undo it): plan, period, flags, status.
+async fn mirror_answer(
+    app: &App,
+    actor: &Actor,
+    tenant_id: Uuid,
+    action: &'static str,
+    state: SubscriptionState,
+) -> AppResult<SubscriptionRow> {
+    let scope = target_scope(actor, tenant_id, "billing")?;
+    let actor_c = actor.clone();
+    let after = app
+        .db
+        .scoped(scope, |c| {
+            async move {
+                let tenant = locked_tenant(c, tenant_id).await?;
+                let before = store::subscription_with_version(c, tenant_id)
+                    .await?
+                    .ok_or_else(|| AppError::not_found("subscription"))?;
+                let ended = state.status == "canceled";
+                // Whole seconds, like the `created` of the events Stripe sends after this call.
+                let at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 0);
+                super::webhook::apply_state(
+                    c, &actor_c, &tenant, &before, &state, ended, at, action,
+                )
+                .await
+            }
+            .scope_boxed()
+        })
+        .await?;
+    app.tenant_changed(tenant_id).await;
+    Ok(after)
 }
 
 async fn locked_tenant(c: &mut Conn, tenant_id: Uuid) -> AppResult<TenantRow> {
@@ -475,7 +494,7 @@ pub async fn checkout_stripe(
     cycle: BillingCycle,
     success_url: &str,
     cancel_url: &str,
-) -> AppResult<String> {
+) -> AppResult<(String, String)> {
     may_manage(actor)?;
     let Some(api) = app.stripe.as_ref() else {
         return Err(AppError::Billing("Stripe is not configured".into()));
@@ -510,7 +529,7 @@ pub async fn checkout_stripe(
         Some(c) => c,
         None => ensure_customer(app, &tenant).await?,
     };
-    let url = api
+    let session = api
         .checkout(
             tenant_id,
             &customer,
@@ -544,7 +563,7 @@ pub async fn checkout_stripe(
             .scope_boxed()
         })
         .await?;
-    Ok(url)
+    Ok(session)
 }
 
 /// The tenant's Stripe customer, created (idempotently, keyed by the tenant id) when the
@@ -737,10 +756,7 @@ pub async fn cancel(
         if let Some(sub_id) = row.stripe_subscription_id.clone() {
             check(&row)?;
             let state = api.cancel(&sub_id, at_period_end, Uuid::new_v4()).await?;
-            return change_subscription(app, actor, tenant_id, "CANCEL", move |_, now| {
-                Ok(mirror(&state, now))
-            })
-            .await;
+            return mirror_answer(app, actor, tenant_id, "CANCEL", state).await;
         }
     }
     change_subscription(app, actor, tenant_id, "CANCEL", move |s, now| {
@@ -777,10 +793,7 @@ pub async fn resume(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<Subs
         if let Some(sub_id) = row.stripe_subscription_id.clone() {
             check(&row)?;
             let state = api.resume(&sub_id, Uuid::new_v4()).await?;
-            return change_subscription(app, actor, tenant_id, "RESUME", move |_, now| {
-                Ok(mirror(&state, now))
-            })
-            .await;
+            return mirror_answer(app, actor, tenant_id, "RESUME", state).await;
         }
     }
     change_subscription(app, actor, tenant_id, "RESUME", move |s, _| {

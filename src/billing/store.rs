@@ -57,6 +57,7 @@ pub struct SubscriptionChanges {
     pub stripe_customer_id: Option<Option<String>>,
     pub stripe_subscription_id: Option<Option<String>>,
     pub stripe_updated_at: Option<Option<DateTime<Utc>>>,
+    pub payment_updated_at: Option<Option<DateTime<Utc>>>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -211,18 +212,40 @@ pub async fn upsert_invoice(conn: &mut Conn, w: &InvoiceWrite) -> QueryResult<In
         .await
 }
 
-/// The subscription (locked) with the Stripe event time of its stored state.
+/// A subscription row with the Stripe event times of its stored state and payment outcome.
+pub struct VersionedSubscription {
+    pub row: SubscriptionRow,
+    pub stripe_updated_at: Option<DateTime<Utc>>,
+    pub payment_updated_at: Option<DateTime<Utc>>,
+}
+
+/// The subscription (locked) with its Stripe event times.
 pub async fn subscription_with_version(
     conn: &mut Conn,
     tenant_id: Uuid,
-) -> QueryResult<Option<(SubscriptionRow, Option<DateTime<Utc>>)>> {
-    subs::table
+) -> QueryResult<Option<VersionedSubscription>> {
+    let row: Option<(
+        SubscriptionRow,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    )> = subs::table
         .find(tenant_id)
         .for_update()
-        .select((SubscriptionRow::as_select(), subs::stripe_updated_at))
+        .select((
+            SubscriptionRow::as_select(),
+            subs::stripe_updated_at,
+            subs::payment_updated_at,
+        ))
         .first(conn)
         .await
-        .optional()
+        .optional()?;
+    Ok(row.map(
+        |(row, stripe_updated_at, payment_updated_at)| VersionedSubscription {
+            row,
+            stripe_updated_at,
+            payment_updated_at,
+        },
+    ))
 }
 
 /// The tenant's unexpired PENDING intent, if any (one plan change at a time).

@@ -74,6 +74,8 @@ impl From<Subscription> for SubscriptionState {
 pub struct InvoiceState {
     pub id: String,
     pub customer: Option<String>,
+    /// The subscription the invoice bills, if any.
+    pub subscription: Option<String>,
     pub status: Option<String>,
     pub amount_due: i64,
     pub amount_paid: i64,
@@ -90,6 +92,11 @@ impl InvoiceState {
         Some(InvoiceState {
             id: i.id?.to_string(),
             customer: i.customer.map(|c| c.id().to_string()),
+            subscription: i.subscription.map(|s| s.id().to_string()).or_else(|| {
+                i.parent
+                    .and_then(|p| p.subscription_details)
+                    .map(|d| d.subscription.id().to_string())
+            }),
             status: i.status.map(|s| s.as_str().to_owned()),
             amount_due: i.amount_due,
             amount_paid: i.amount_paid,
@@ -259,7 +266,7 @@ impl StripeApi {
         Ok((amount, inv.currency.to_string()))
     }
 
-    /// A Checkout session for a new paid subscription; returns Stripe's URL.
+    /// A Checkout session for a new paid subscription; returns its id and Stripe's URL.
     #[allow(clippy::too_many_arguments)]
     pub async fn checkout(
         &self,
@@ -270,7 +277,7 @@ impl StripeApi {
         success_url: &str,
         cancel_url: &str,
         idempotency_key: Uuid,
-    ) -> AppResult<String> {
+    ) -> AppResult<(String, String)> {
         let meta = HashMap::from([
             ("tenant_id".to_owned(), tenant_id.to_string()),
             ("plan".to_owned(), plan_slug.to_owned()),
@@ -298,9 +305,10 @@ impl StripeApi {
             .send(&self.client)
             .await
             .map_err(billing_error)?;
-        s.url.ok_or_else(|| {
+        let url = s.url.ok_or_else(|| {
             AppError::Billing("Stripe returned a Checkout session without URL".into())
-        })
+        })?;
+        Ok((s.id.to_string(), url))
     }
 
     /// Cancels at period end (reversible with [`Self::resume`]) or at once.

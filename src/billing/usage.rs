@@ -2,8 +2,14 @@
 //! with limit 0 is a purely metered resource) is reported to Stripe as meter events named
 //! `tenantry_<resource>`, one row per (tenant, resource, period) in `usage_reports`.
 //!
-//! Idempotency: a report first records its target (the cumulative overage) and a
-//! deterministic identifier, then sends the difference to what Stripe has acknowledged.
+//! The overage of a period comes from the durable usage records (`used_after - limit_at`), so a
+//! period reset cannot lose what was used after the last report; records of the last two
+//! days are read, so the job may be down for up to two days without losing a period's end
+//! (Stripe accepts meter events up to 35 days old).
+//!
+//! Idempotency: a report first records its target (the cumulative overage), a deterministic
+//! identifier and the event time (the last usage of the target), then sends the difference to
+//! what Stripe has acknowledged.
 //! A failed or unanswered send is repeated with the same identifier, which Stripe
 //! deduplicates, until it is acknowledged; only then can a new target be recorded.
 
@@ -34,6 +40,8 @@ struct Pending {
     identifier: String,
     #[diesel(sql_type = Text)]
     customer: String,
+    #[diesel(sql_type = Timestamptz)]
+    event_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +52,7 @@ pub struct ReportSummary {
 
 /// Records new report targets and sends every pending report. In LOCAL mode nothing is
 /// recorded or sent.
-pub async fn report(app: &App, now: DateTime<Utc>) -> AppResult<ReportSummary> {
+pub async fn report(app: &App) -> AppResult<ReportSummary> {
     let Some(api) = app.stripe.as_ref() else {
         return Ok(ReportSummary::default());
     };
@@ -53,17 +61,25 @@ pub async fn report(app: &App, now: DateTime<Utc>) -> AppResult<ReportSummary> {
         .scoped(Scope::Platform("usage_report"), |c| {
             async move {
                 diesel::sql_query(
-                    "INSERT INTO usage_reports AS r (tenant_id, resource, period_start, quantity, identifier, status)
-                     SELECT q.tenant_id, q.resource, q.period_start, q.used - q.\"limit\",
-                            q.tenant_id || ':' || q.resource || ':' || extract(epoch FROM q.period_start)::bigint
-                                || ':' || (q.used - q.\"limit\"),
-                            'PENDING'
-                     FROM quotas q JOIN tenants t ON t.id = q.tenant_id
-                     WHERE q.enforcement = 'SOFT' AND q.used > q.\"limit\"
-                       AND t.stripe_customer_id IS NOT NULL AND t.deleted_at IS NULL
+                    "WITH o AS (
+                        SELECT u.tenant_id, u.resource, u.period_start,
+                               max(u.used_after - u.limit_at) AS overage, max(u.recorded_at) AS last_at
+                        FROM usage_records u
+                        JOIN quotas q ON q.tenant_id = u.tenant_id AND q.resource = u.resource
+                        JOIN tenants t ON t.id = u.tenant_id
+                        WHERE q.enforcement = 'SOFT' AND u.recorded_at > now() - interval '2 days'
+                          AND t.stripe_customer_id IS NOT NULL AND t.deleted_at IS NULL
+                        GROUP BY u.tenant_id, u.resource, u.period_start
+                        HAVING max(u.used_after - u.limit_at) > 0)
+                     INSERT INTO usage_reports AS r (tenant_id, resource, period_start, quantity, identifier, status, event_at)
+                     SELECT o.tenant_id, o.resource, o.period_start, o.overage,
+                            o.tenant_id || ':' || o.resource || ':' || extract(epoch FROM o.period_start)::bigint
+                                || ':' || o.overage,
+                            'PENDING', o.last_at
+                     FROM o
                      ON CONFLICT (tenant_id, resource, period_start) DO UPDATE
                         SET quantity = excluded.quantity, identifier = excluded.identifier,
-                            status = 'PENDING'
+                            status = 'PENDING', event_at = excluded.event_at
                         WHERE r.status = 'REPORTED' AND excluded.quantity > r.reported_quantity",
                 )
                 .execute(c)
@@ -71,7 +87,7 @@ pub async fn report(app: &App, now: DateTime<Utc>) -> AppResult<ReportSummary> {
                 Ok(diesel::sql_query(
                     "SELECT r.tenant_id, r.resource, r.period_start,
                             r.quantity - r.reported_quantity AS delta, r.identifier,
-                            t.stripe_customer_id AS customer
+                            t.stripe_customer_id AS customer, r.event_at
                      FROM usage_reports r JOIN tenants t ON t.id = r.tenant_id
                      WHERE r.status = 'PENDING' AND t.stripe_customer_id IS NOT NULL
                      ORDER BY r.created_at LIMIT 500",
@@ -86,7 +102,7 @@ pub async fn report(app: &App, now: DateTime<Utc>) -> AppResult<ReportSummary> {
     for p in pending {
         let name = format!("{METER_EVENT_PREFIX}{}", p.resource);
         let sent = api
-            .meter_event(&name, &p.customer, p.delta, &p.identifier, now)
+            .meter_event(&name, &p.customer, p.delta, &p.identifier, p.event_at)
             .await;
         let error = sent.as_ref().err().map(|e| e.to_string());
         match &error {

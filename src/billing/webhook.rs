@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::events::{self, EventRow, EventStatus};
-use super::model::{IntentStatus, InvoiceStatus, SubscriptionStatus};
+use super::model::{IntentStatus, InvoiceStatus, SubscriptionRow, SubscriptionStatus};
 use super::service::{apply_plan, downgrade_to_free, GRACE_PERIOD_DAYS, NONPAYMENT_SUSPEND_REASON};
 use super::store::{self, InvoiceWrite, SubscriptionChanges};
 use super::stripe::{ts, InvoiceState, SubscriptionState};
@@ -364,6 +364,18 @@ async fn apply(
             return Ok(Outcome::ignored(None, "unknown customer"));
         };
         let sub_id = object["subscription"].as_str().map(str::to_owned);
+        let current = store::subscription_with_version(c, tenant.id).await?;
+        let replaces_live = current.as_ref().is_some_and(|v| {
+            v.row.stripe_subscription_id.is_some()
+                && v.row.stripe_subscription_id != sub_id
+                && is_live(&v.row.status)
+        });
+        if replaces_live {
+            return Ok(Outcome::ignored(
+                Some(tenant.id),
+                "the tenant has another live subscription",
+            ));
+        }
         let changes = SubscriptionChanges {
             stripe_subscription_id: sub_id.clone().map(Some),
             stripe_customer_id: Some(Some(customer.to_owned())),
@@ -437,6 +449,11 @@ fn stale(stored: Option<DateTime<Utc>>, created: DateTime<Utc>) -> bool {
     stored.is_some_and(|s| s > created)
 }
 
+fn is_live(status: &str) -> bool {
+    status != SubscriptionStatus::Canceled.as_str()
+        && status != SubscriptionStatus::Expired.as_str()
+}
+
 async fn subscription_event(
     c: &mut Conn,
     actor: &Actor,
@@ -447,26 +464,24 @@ async fn subscription_event(
     let Some(tenant) = tenants::store::find_by_stripe_customer(c, &s.customer).await? else {
         return Ok(Outcome::ignored(None, "unknown customer"));
     };
-    let Some((before, stored_at)) = store::subscription_with_version(c, tenant.id).await? else {
+    let Some(before) = store::subscription_with_version(c, tenant.id).await? else {
         return Ok(Outcome::ignored(
             Some(tenant.id),
             "tenant has no subscription row",
         ));
     };
-    if stale(stored_at, created) {
+    if stale(before.stripe_updated_at, created) {
         return Ok(Outcome::ignored(
             Some(tenant.id),
             "older than the stored state",
         ));
     }
-    let live = |st: &str| {
-        st != SubscriptionStatus::Canceled.as_str() && st != SubscriptionStatus::Expired.as_str()
-    };
     if before
+        .row
         .stripe_subscription_id
         .as_ref()
         .is_some_and(|id| *id != s.id)
-        && live(&before.status)
+        && is_live(&before.row.status)
     {
         // The tenant runs on another subscription now; this one must not move its state.
         return Ok(Outcome::ignored(
@@ -474,11 +489,26 @@ async fn subscription_event(
             "event of a replaced subscription",
         ));
     }
-    let status = if deleted {
-        SubscriptionStatus::Canceled
-    } else {
-        map_status(&s.status)
-    };
+    let action = if deleted { "CANCEL" } else { "UPDATE" };
+    apply_state(c, actor, &tenant, &before, s, deleted, created, action).await?;
+    Ok(Outcome::processed(tenant.id))
+}
+
+/// Mirrors a subscription state Stripe reported at `at` (a webhook event, or the answer to
+/// our own cancel/resume call): the plan of its price (completing the intent named in its
+/// metadata), period, flags, and the status unless a newer payment outcome set it. Audited
+/// as `action`.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_state(
+    c: &mut Conn,
+    actor: &Actor,
+    tenant: &TenantRow,
+    before: &store::VersionedSubscription,
+    s: &SubscriptionState,
+    deleted: bool,
+    at: DateTime<Utc>,
+    action: &'static str,
+) -> AppResult<SubscriptionRow> {
     let now = Utc::now();
     // The plan follows the subscription's price (a plan change confirmed by Stripe).
     let price = match &s.price_id {
@@ -487,19 +517,28 @@ async fn subscription_event(
     };
     if let (Some(price), false) = (&price, deleted) {
         let cycle = BillingCycle::parse(&price.billing_cycle);
-        if price.plan_id != tenant.plan_id || before.billing_cycle != cycle.as_str() {
+        if price.plan_id != tenant.plan_id || before.row.billing_cycle != cycle.as_str() {
             let plan = plans::store::by_ids(c, &[price.plan_id])
                 .await?
                 .pop()
                 .ok_or_else(|| AppError::not_found("plan"))?;
-            apply_plan(c, actor, &tenant, &plan, cycle, now).await?;
+            apply_plan(c, actor, tenant, &plan, cycle, now).await?;
         }
-        complete_intent(c, &tenant, s, price.plan_id).await?;
+        complete_intent(c, tenant, s, price.plan_id).await?;
     }
+    let status = if deleted {
+        SubscriptionStatus::Canceled
+    } else if stale(before.payment_updated_at, at) {
+        // A newer payment outcome decided the status already.
+        SubscriptionStatus::parse(&before.row.status).unwrap_or(map_status(&s.status))
+    } else {
+        map_status(&s.status)
+    };
     let grace = match status {
-        SubscriptionStatus::PastDue => before
+        SubscriptionStatus::PastDue | SubscriptionStatus::Unpaid => before
+            .row
             .grace_period_end
-            .or(Some(created + Duration::days(GRACE_PERIOD_DAYS))),
+            .or(Some(at + Duration::days(GRACE_PERIOD_DAYS))),
         _ => None,
     };
     let changes = SubscriptionChanges {
@@ -512,33 +551,32 @@ async fn subscription_event(
         cancel_at_period_end: Some(s.cancel_at_period_end),
         canceled_at: Some(s.canceled_at.or(deleted.then_some(now))),
         grace_period_end: Some(grace),
-        stripe_updated_at: Some(Some(created)),
+        stripe_updated_at: Some(Some(at)),
         updated_at: Some(now),
         ..Default::default()
     };
     let mut after = store::update_subscription(c, tenant.id, &changes).await?;
     if deleted {
         // The subscription has ended (cancelled now, or at the end of its period).
-        after = downgrade_to_free(c, actor, &tenant, now)
+        after = downgrade_to_free(c, actor, tenant, now)
             .await?
             .unwrap_or(after);
     }
     if status == SubscriptionStatus::Active {
-        reactivate_after_payment(c, actor, &tenant).await?;
+        reactivate_after_payment(c, actor, tenant).await?;
     }
-    let view = |s: &super::model::SubscriptionRow| json!({ "status": s.status, "planId": s.plan_id, "cancelAtPeriodEnd": s.cancel_at_period_end, "gracePeriodEnd": s.grace_period_end });
-    let action = if deleted { "CANCEL" } else { "UPDATE" };
+    let view = |s: &SubscriptionRow| json!({ "status": s.status, "planId": s.plan_id, "cancelAtPeriodEnd": s.cancel_at_period_end, "gracePeriodEnd": s.grace_period_end });
     record(
         c,
         actor,
         tenant.id,
         "subscription",
         action,
-        view(&before),
+        view(&before.row),
         view(&after),
     )
     .await?;
-    Ok(Outcome::processed(tenant.id))
+    Ok(after)
 }
 
 /// The intent Stripe confirmed (named in the subscription's metadata) becomes COMPLETED,
@@ -560,7 +598,10 @@ async fn complete_intent(
         let Some(intent) = store::intent(c, tenant.id, intent_id).await? else {
             return Ok(());
         };
-        if intent.status != IntentStatus::Pending.as_str() || intent.to_plan_id != plan_id {
+        // PENDING, or FAILED by a timeout although Stripe applied the change: Stripe decides.
+        let open = intent.status == IntentStatus::Pending.as_str()
+            || intent.status == IntentStatus::Failed.as_str();
+        if !open || intent.to_plan_id != plan_id {
             return Ok(());
         }
         let done = store::advance_intent(
@@ -694,24 +735,31 @@ async fn invoice_event(
         )
         .await?;
     }
-    // Payment outcomes move the subscription, unless it holds a newer state already.
-    let Some((sub, stored_at)) = store::subscription_with_version(c, tenant.id).await? else {
+    // Payment outcomes move the subscription's status, unless a newer state or payment outcome
+    // holds already, and only for the tenant's current subscription.
+    let Some(before) = store::subscription_with_version(c, tenant.id).await? else {
         return Ok(Outcome::processed(tenant.id));
     };
-    if stale(stored_at, created) {
+    let other_subscription = match (&inv.subscription, &before.row.stripe_subscription_id) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    };
+    if stale(before.stripe_updated_at, created)
+        || stale(before.payment_updated_at, created)
+        || other_subscription
+    {
         return Ok(Outcome::processed(tenant.id));
     }
+    let sub = &before.row;
     let changes = match kind {
-        "invoice.payment_failed" if sub.status != SubscriptionStatus::Canceled.as_str() => {
-            Some(SubscriptionChanges {
-                status: Some(SubscriptionStatus::PastDue.as_str().into()),
-                grace_period_end: Some(Some(
-                    sub.grace_period_end
-                        .unwrap_or(created + Duration::days(GRACE_PERIOD_DAYS)),
-                )),
-                ..Default::default()
-            })
-        }
+        "invoice.payment_failed" if is_live(&sub.status) => Some(SubscriptionChanges {
+            status: Some(SubscriptionStatus::PastDue.as_str().into()),
+            grace_period_end: Some(Some(
+                sub.grace_period_end
+                    .unwrap_or(created + Duration::days(GRACE_PERIOD_DAYS)),
+            )),
+            ..Default::default()
+        }),
         "invoice.paid" | "invoice.payment_succeeded"
             if [
                 SubscriptionStatus::PastDue,
@@ -729,8 +777,20 @@ async fn invoice_event(
         }
         _ => None,
     };
+    let payment_outcome = matches!(
+        kind,
+        "invoice.payment_failed" | "invoice.paid" | "invoice.payment_succeeded"
+    );
+    if payment_outcome && changes.is_none() {
+        // No status change, but this outcome is now the newest one.
+        let stamp = SubscriptionChanges {
+            payment_updated_at: Some(Some(created)),
+            ..Default::default()
+        };
+        store::update_subscription(c, tenant.id, &stamp).await?;
+    }
     if let Some(mut ch) = changes {
-        ch.stripe_updated_at = Some(Some(created));
+        ch.payment_updated_at = Some(Some(created));
         ch.updated_at = Some(now);
         let after = store::update_subscription(c, tenant.id, &ch).await?;
         if after.status == SubscriptionStatus::Active.as_str() {

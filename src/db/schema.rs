@@ -34,6 +34,7 @@ diesel::table! {
         stripe_updated_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        payment_updated_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -272,6 +273,7 @@ diesel::table! {
         reported_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         reported_quantity -> Int8,
+        event_at -> Timestamptz,
     }
 }
 

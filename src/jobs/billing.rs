@@ -1,6 +1,7 @@
 //! The billing jobs' SQL: trial expiry, grace-period suspension and intent expiry run inside
 //! the job's transaction (platform scope) with one SYSTEM audit entry per change.
 
+use chrono::Utc;
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use serde_json::json;
@@ -8,9 +9,10 @@ use uuid::Uuid;
 
 use crate::audit;
 use crate::auth::Actor;
-use crate::billing::service::NONPAYMENT_SUSPEND_REASON;
+use crate::billing::service::{downgrade_to_free, NONPAYMENT_SUSPEND_REASON};
 use crate::db::Conn;
 use crate::error::AppResult;
+use crate::tenants;
 
 #[derive(diesel::QueryableByName)]
 struct Changed {
@@ -48,7 +50,8 @@ async fn audit_each(
     Ok(())
 }
 
-/// Trials without a Stripe subscription end as EXPIRED (Stripe runs its own trials).
+/// Trials without a Stripe subscription end as EXPIRED (Stripe runs its own trials), and the
+/// tenant falls back to the free plan: the trial's paid entitlements end with it.
 pub async fn trial_expiry(c: &mut Conn, actor: &Actor) -> AppResult<Vec<Uuid>> {
     let rows: Vec<Changed> = diesel::sql_query(
         "update billing_subscriptions set status = 'EXPIRED', updated_at = now()
@@ -67,15 +70,30 @@ pub async fn trial_expiry(c: &mut Conn, actor: &Actor) -> AppResult<Vec<Uuid>> {
         json!({ "status": "EXPIRED" }),
     )
     .await?;
+    for r in &rows {
+        if let Some(tenant) = tenants::store::find_for_update(c, r.tenant_id).await? {
+            downgrade_to_free(c, actor, &tenant, Utc::now()).await?;
+        }
+    }
     Ok(rows.into_iter().map(|r| r.tenant_id).collect())
 }
 
-/// PAST_DUE past the grace period: the tenant is suspended (a later payment lifts it).
+/// PAST_DUE (or UNPAID) past the grace period: the tenant is suspended (a later payment lifts
+/// it).
 pub async fn grace_suspension(c: &mut Conn, actor: &Actor) -> AppResult<Vec<Uuid>> {
+    // Lock the candidates first: a payment committing meanwhile is seen by the UPDATE, which
+    // re-reads the subscription with a fresh snapshot.
+    diesel::sql_query(
+        "select t.id from tenants t join billing_subscriptions s on s.tenant_id = t.id
+          where s.status in ('PAST_DUE', 'UNPAID') and s.grace_period_end < now() and t.status = 'ACTIVE'
+          for update of t, s",
+    )
+    .execute(c)
+    .await?;
     let rows: Vec<Changed> = diesel::sql_query(
         "update tenants t set status = 'SUSPENDED', suspended_at = now(), suspend_reason = $1, updated_at = now()
            from billing_subscriptions s
-          where s.tenant_id = t.id and s.status = 'PAST_DUE' and s.grace_period_end < now()
+          where s.tenant_id = t.id and s.status in ('PAST_DUE', 'UNPAID') and s.grace_period_end < now()
             and t.status = 'ACTIVE'
          returning t.id as tenant_id, t.id::text as entity_id",
     )

@@ -132,9 +132,13 @@ async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<u64> {
         }
         Job::IdempotencyExpiry => maintenance::idempotency_expiry(c).await,
         Job::AuditRetention => maintenance::audit_retention(c).await,
-        Job::TrialExpiry => billing::trial_expiry(c, &actor)
-            .await
-            .map(|v| v.len() as u64),
+        Job::TrialExpiry => {
+            let expired = billing::trial_expiry(c, &actor).await?;
+            for id in &expired {
+                app.tenant_changed(*id).await;
+            }
+            Ok(expired.len() as u64)
+        }
         Job::GraceSuspension => {
             let suspended = billing::grace_suspension(c, &actor).await?;
             for id in &suspended {
@@ -147,7 +151,7 @@ async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<u64> {
         // this job's lock; each unit is idempotent, so an interrupted run leaves nothing half
         // done.
         Job::UsageReporting => {
-            let s = crate::billing::usage::report(app, chrono::Utc::now()).await?;
+            let s = crate::billing::usage::report(app).await?;
             Ok(s.reported as u64)
         }
         Job::WebhookRetry => {
