@@ -127,3 +127,37 @@ async fn audit_logs_are_filtered_and_isolated() {
         .await;
     assert_eq!(resp.ok()["auditLogs"]["edges"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn growing_lists_count_their_total_for_the_callers_tenant_only() {
+    let app = TestApp::spawn().await;
+    let a = app.tenant().plan("professional").create().await;
+    let b = app.tenant().plan("professional").create().await;
+    for t in [&a, &b] {
+        app.gql(
+            Some(&t.admin),
+            "mutation { setFeature(key: \"custom_branding\", enabled: false) { key } }",
+            json!({}),
+        )
+        .await
+        .ok();
+    }
+    app.gql(
+        Some(&a.admin),
+        "mutation { clearFeatureOverride(key: \"custom_branding\") { key } }",
+        json!({}),
+    )
+    .await
+    .ok();
+    // A: CREATE + feature set + feature cleared; B: CREATE + feature set.
+    let q =
+        "{ auditLogs(first: 1) { totalCount pageInfo { hasNextPage } edges { node { action } } }
+               tenant { quotaAlerts(first: 1) { totalCount } invoices(first: 1) { totalCount } } }";
+    let resp = app.gql(Some(&a.admin), q, json!({})).await;
+    assert_eq!(resp.ok()["auditLogs"]["totalCount"], 3);
+    assert_eq!(resp.ok()["auditLogs"]["pageInfo"]["hasNextPage"], true);
+    assert_eq!(resp.ok()["tenant"]["quotaAlerts"]["totalCount"], 0);
+    assert_eq!(resp.ok()["tenant"]["invoices"]["totalCount"], 0);
+    let resp = app.gql(Some(&b.admin), q, json!({})).await;
+    assert_eq!(resp.ok()["auditLogs"]["totalCount"], 2);
+}

@@ -2,7 +2,7 @@
 //! see the tenant chosen by `X-Tenant-ID` or `filter.tenantId`, else everything. Gated by the
 //! `audit_logs` feature of the request's tenant.
 
-use async_graphql::connection::{Connection, EmptyFields};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, InputObject, Json, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use scoped_futures::ScopedFutureExt;
@@ -14,7 +14,7 @@ use crate::db::Scope;
 use crate::error::AppError;
 use crate::graphql::context::CtxExt;
 use crate::graphql::guards::{RequireFeature, RequireRole};
-use crate::graphql::pagination::{KeysetCursor, PageArgs};
+use crate::graphql::pagination::{wants_total, KeysetCursor, PageArgs, TotalCount};
 
 #[derive(SimpleObject)]
 pub struct AuditLog {
@@ -79,7 +79,7 @@ impl AuditQuery {
         first: Option<i32>,
         after: Option<String>,
         filter: Option<AuditLogFilter>,
-    ) -> Result<Connection<KeysetCursor, AuditLog>> {
+    ) -> Result<Connection<KeysetCursor, AuditLog, TotalCount>> {
         let page = PageArgs::parse(first, after.as_deref())?;
         let req = ctx.req();
         let actor = req.actor();
@@ -112,18 +112,26 @@ impl AuditQuery {
             from: f.from,
             to: f.to,
         };
-        let rows = req
+        let total = wants_total(ctx);
+        let (rows, total_count) = req
             .db
             .scoped(scope, |c| {
-                async move { Ok(store::list(c, &filter, page.after, page.limit()).await?) }
-                    .scope_boxed()
+                async move {
+                    let rows = store::list(c, &filter, page.after, page.limit()).await?;
+                    let n = match total {
+                        true => store::count(c, &filter).await?,
+                        false => 0,
+                    };
+                    Ok((rows, n))
+                }
+                .scope_boxed()
             })
             .await?;
         Ok(page.connection(
             rows,
             |r| (r.created_at, r.id),
             |rows| rows.into_iter().map(AuditLog::from).collect(),
-            EmptyFields,
+            TotalCount { total_count },
         ))
     }
 }

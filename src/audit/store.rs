@@ -92,12 +92,7 @@ pub struct AuditFilter {
 }
 
 /// Newest first, keyset on (created_at, id) descending.
-pub async fn list(
-    conn: &mut Conn,
-    f: &AuditFilter,
-    before: Option<(chrono::DateTime<chrono::Utc>, Uuid)>,
-    limit: i64,
-) -> QueryResult<Vec<AuditRow>> {
+fn filtered<'a>(f: &AuditFilter) -> audit_logs::BoxedQuery<'a, diesel::pg::Pg> {
     let mut q = audit_logs::table.into_boxed();
     if let Some(t) = f.tenant_id {
         q = q.filter(audit_logs::tenant_id.eq(t));
@@ -120,6 +115,20 @@ pub async fn list(
     if let Some(to) = f.to {
         q = q.filter(audit_logs::created_at.lt(to));
     }
+    q
+}
+
+pub async fn count(conn: &mut Conn, f: &AuditFilter) -> QueryResult<i64> {
+    filtered(f).count().get_result(conn).await
+}
+
+pub async fn list(
+    conn: &mut Conn,
+    f: &AuditFilter,
+    before: Option<(chrono::DateTime<chrono::Utc>, Uuid)>,
+    limit: i64,
+) -> QueryResult<Vec<AuditRow>> {
+    let mut q = filtered(f);
     if let Some((ts, id)) = before {
         q = q.filter(
             audit_logs::created_at

@@ -173,13 +173,7 @@ pub struct EventFilter {
     pub tenant_id: Option<Uuid>,
 }
 
-/// Newest first; `before` is the keyset cursor (received_at, id).
-pub async fn list(
-    conn: &mut Conn,
-    f: &EventFilter,
-    before: Option<(DateTime<Utc>, String)>,
-    limit: i64,
-) -> QueryResult<Vec<EventRow>> {
+fn filtered<'a>(f: &EventFilter) -> stripe_events::BoxedQuery<'a, diesel::pg::Pg> {
     let mut q = stripe_events::table.into_boxed();
     if let Some(s) = &f.status {
         q = q.filter(stripe_events::status.eq(s.clone()));
@@ -190,6 +184,21 @@ pub async fn list(
     if let Some(t) = f.tenant_id {
         q = q.filter(stripe_events::tenant_id.eq(t));
     }
+    q
+}
+
+pub async fn count(conn: &mut Conn, f: &EventFilter) -> QueryResult<i64> {
+    filtered(f).count().get_result(conn).await
+}
+
+/// Newest first; `before` is the keyset cursor (received_at, id).
+pub async fn list(
+    conn: &mut Conn,
+    f: &EventFilter,
+    before: Option<(DateTime<Utc>, String)>,
+    limit: i64,
+) -> QueryResult<Vec<EventRow>> {
+    let mut q = filtered(f);
     if let Some((ts, id)) = before {
         q = q.filter(
             stripe_events::received_at

@@ -17,7 +17,7 @@ use crate::db::Scope;
 use crate::error::AppError;
 use crate::graphql::context::CtxExt;
 use crate::graphql::guards::RequireRole;
-use crate::graphql::pagination::{DEFAULT_PAGE, MAX_PAGE};
+use crate::graphql::pagination::{wants_total, TotalCount, DEFAULT_PAGE, MAX_PAGE};
 use crate::graphql::target_tenant;
 use crate::tenants::service::target_scope;
 
@@ -96,7 +96,7 @@ impl WebhookEventQuery {
         first: Option<i32>,
         after: Option<String>,
         filter: Option<WebhookEventFilter>,
-    ) -> Result<Connection<String, WebhookEvent>> {
+    ) -> Result<Connection<String, WebhookEvent, TotalCount>> {
         let first = first.unwrap_or(DEFAULT_PAGE);
         if !(0..=MAX_PAGE).contains(&first) {
             return Err(AppError::bad_input(
@@ -120,17 +120,26 @@ impl WebhookEventQuery {
             tenant_id,
         };
         let has_after = before.is_some();
-        let mut rows = ctx
+        let total = wants_total(ctx);
+        let (mut rows, total_count) = ctx
             .req()
             .db
             .scoped(Scope::Platform("webhook_events"), |c| {
-                async move { Ok(events::list(c, &filter, before, first as i64 + 1).await?) }
-                    .scope_boxed()
+                async move {
+                    let rows = events::list(c, &filter, before, first as i64 + 1).await?;
+                    let n = match total {
+                        true => events::count(c, &filter).await?,
+                        false => 0,
+                    };
+                    Ok((rows, n))
+                }
+                .scope_boxed()
             })
             .await?;
         let has_next = rows.len() > first as usize;
         rows.truncate(first as usize);
-        let mut conn = Connection::new(has_after, has_next);
+        let mut conn =
+            Connection::with_additional_fields(has_after, has_next, TotalCount { total_count });
         conn.edges.extend(rows.into_iter().map(|r| {
             Edge::with_additional_fields(
                 encode(r.received_at, &r.id),

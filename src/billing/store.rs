@@ -113,6 +113,20 @@ pub async fn advance_intent(
     .optional()
 }
 
+pub async fn count_invoices(
+    conn: &mut Conn,
+    tenant_id: Uuid,
+    status: Option<&str>,
+) -> QueryResult<i64> {
+    let mut q = invoices::table
+        .filter(invoices::tenant_id.eq(tenant_id))
+        .into_boxed();
+    if let Some(s) = status {
+        q = q.filter(invoices::status.eq(s.to_owned()));
+    }
+    q.count().get_result(conn).await
+}
+
 pub async fn invoices_of(
     conn: &mut Conn,
     tenant_id: Uuid,

@@ -39,6 +39,18 @@ impl CursorType for KeysetCursor {
     }
 }
 
+/// A connection's `totalCount`. Resolvers count only when the query asks for it
+/// ([`wants_total`]); otherwise the field is not in the answer and 0 is never seen.
+#[derive(async_graphql::SimpleObject)]
+pub struct TotalCount {
+    pub total_count: i64,
+}
+
+/// Whether the current connection field selects `totalCount`.
+pub fn wants_total(ctx: &async_graphql::Context<'_>) -> bool {
+    ctx.look_ahead().field("totalCount").exists()
+}
+
 /// A validated page request.
 #[derive(Debug, Clone, Copy)]
 pub struct PageArgs {

@@ -104,6 +104,15 @@ pub struct AlertRow {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
+pub async fn count_alerts(conn: &mut Conn, tenant_id: Uuid) -> QueryResult<i64> {
+    use crate::db::schema::quota_alerts as qa;
+    qa::table
+        .filter(qa::tenant_id.eq(tenant_id))
+        .count()
+        .get_result(conn)
+        .await
+}
+
 /// A tenant's alerts, newest first, keyset on (created_at, id) descending.
 pub async fn alerts(
     conn: &mut Conn,

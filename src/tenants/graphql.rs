@@ -1,7 +1,7 @@
 //! GraphQL for tenants: `me`, `tenant`, `tenants`, `publicTenant` and the lifecycle mutations.
 //! Thin: parse arguments, call `service`, map rows to types. Nested fields use the loaders.
 
-use async_graphql::connection::{Connection, EmptyFields};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, InputObject, MaybeUndefined, Object, Result, SimpleObject, ID};
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ use crate::graphql::context::CtxExt;
 use crate::graphql::guards::RequireFeature;
 use crate::graphql::guards::RequireRole;
 use crate::graphql::loaders::SiblingBatch;
-use crate::graphql::pagination::{KeysetCursor, PageArgs, MAX_PAGE};
+use crate::graphql::pagination::{wants_total, KeysetCursor, PageArgs, TotalCount, MAX_PAGE};
 use crate::graphql::scalars::BigInt;
 use crate::plans::graphql::{Plan, PlanPage};
 use crate::plans::loader::PlanById;
@@ -194,10 +194,11 @@ impl Tenant {
         first: Option<i32>,
         after: Option<String>,
         status: Option<InvoiceStatus>,
-    ) -> Result<Connection<KeysetCursor, Invoice>> {
+    ) -> Result<Connection<KeysetCursor, Invoice, TotalCount>> {
         let page = PageArgs::parse(first, after.as_deref())?;
         let (tenant_id, status) = (self.row.id, status.map(|s| s.as_str()));
-        let rows = ctx
+        let total = wants_total(ctx);
+        let (rows, total_count) = ctx
             .req()
             .db
             .scoped(ctx.req().read_scope(), |c| {
@@ -210,7 +211,11 @@ impl Tenant {
                         page.limit(),
                     )
                     .await?;
-                    Ok(rows)
+                    let n = match total {
+                        true => crate::billing::store::count_invoices(c, tenant_id, status).await?,
+                        false => 0,
+                    };
+                    Ok((rows, n))
                 }
                 .scope_boxed()
             })
@@ -219,7 +224,7 @@ impl Tenant {
             rows,
             |r| (r.created_at, r.id),
             |rows| rows.into_iter().map(Invoice::from).collect(),
-            EmptyFields,
+            TotalCount { total_count },
         ))
     }
 
@@ -230,18 +235,22 @@ impl Tenant {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> Result<Connection<KeysetCursor, QuotaAlert>> {
+    ) -> Result<Connection<KeysetCursor, QuotaAlert, TotalCount>> {
         let page = PageArgs::parse(first, after.as_deref())?;
         let tenant_id = self.row.id;
-        let rows = ctx
+        let total = wants_total(ctx);
+        let (rows, total_count) = ctx
             .req()
             .db
             .scoped(ctx.req().read_scope(), |c| {
                 async move {
-                    Ok(
-                        crate::quotas::store::alerts(c, tenant_id, page.after, page.limit())
-                            .await?,
-                    )
+                    let rows = crate::quotas::store::alerts(c, tenant_id, page.after, page.limit())
+                        .await?;
+                    let n = match total {
+                        true => crate::quotas::store::count_alerts(c, tenant_id).await?,
+                        false => 0,
+                    };
+                    Ok((rows, n))
                 }
                 .scope_boxed()
             })
@@ -250,7 +259,7 @@ impl Tenant {
             rows,
             |a| (a.created_at, a.id),
             |rows| rows.into_iter().map(QuotaAlert::from).collect(),
-            EmptyFields,
+            TotalCount { total_count },
         ))
     }
 
