@@ -227,7 +227,10 @@ pub async fn upsert_invoice(conn: &mut Conn, w: &InvoiceWrite) -> QueryResult<In
 }
 
 /// A subscription row with the Stripe event times of its stored state and payment outcome.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = subs, check_for_backend(diesel::pg::Pg))]
 pub struct VersionedSubscription {
+    #[diesel(embed)]
     pub row: SubscriptionRow,
     pub stripe_updated_at: Option<DateTime<Utc>>,
     pub payment_updated_at: Option<DateTime<Utc>>,
@@ -238,28 +241,13 @@ pub async fn subscription_with_version(
     conn: &mut Conn,
     tenant_id: Uuid,
 ) -> QueryResult<Option<VersionedSubscription>> {
-    let row: Option<(
-        SubscriptionRow,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-    )> = subs::table
+    subs::table
         .find(tenant_id)
         .for_update()
-        .select((
-            SubscriptionRow::as_select(),
-            subs::stripe_updated_at,
-            subs::payment_updated_at,
-        ))
+        .select(VersionedSubscription::as_select())
         .first(conn)
         .await
-        .optional()?;
-    Ok(row.map(
-        |(row, stripe_updated_at, payment_updated_at)| VersionedSubscription {
-            row,
-            stripe_updated_at,
-            payment_updated_at,
-        },
-    ))
+        .optional()
 }
 
 /// The tenant's unexpired PENDING intent, if any (one plan change at a time).
