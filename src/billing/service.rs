@@ -238,6 +238,36 @@ pub async fn downgrade_to_free(
     Ok(store::subscriptions_of(c, &[tenant.id]).await?.pop())
 }
 
+/// A new PENDING intent (version 1, expiring after 24 h) from the tenant's plan to `to`;
+/// returns it with the plan it starts from.
+async fn open_intent(
+    c: &mut Conn,
+    actor: &Actor,
+    tenant: &TenantRow,
+    to: &PlanRow,
+    cycle: BillingCycle,
+    now: DateTime<Utc>,
+) -> AppResult<(IntentRow, PlanRow)> {
+    let from = plans::store::by_ids(c, &[tenant.plan_id])
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::not_found("plan"))?;
+    let row = IntentRow {
+        tenant_id: tenant.id,
+        id: Uuid::now_v7(),
+        from_plan_id: from.id,
+        to_plan_id: to.id,
+        billing_cycle: cycle.as_str().into(),
+        status: IntentStatus::Pending.as_str().into(),
+        version: 1,
+        error: None,
+        requested_by: actor.id.clone(),
+        expires_at: now + Duration::hours(INTENT_TTL_HOURS),
+        completed_at: None,
+    };
+    Ok((store::insert_intent(c, &row).await?, from))
+}
+
 /// `changePlan`: an intent, applied at once in LOCAL mode.
 pub async fn change_plan(
     app: &App,
@@ -269,28 +299,8 @@ pub async fn change_plan(
                         "the tenant is already on this plan",
                     ));
                 }
-                let from = plans::store::by_ids(c, &[tenant.plan_id])
-                    .await?
-                    .pop()
-                    .ok_or_else(|| AppError::not_found("plan"))?;
                 let now = Utc::now();
-                let intent = store::insert_intent(
-                    c,
-                    &IntentRow {
-                        tenant_id,
-                        id: Uuid::now_v7(),
-                        from_plan_id: from.id,
-                        to_plan_id: to.id,
-                        billing_cycle: cycle.as_str().into(),
-                        status: IntentStatus::Pending.as_str().into(),
-                        version: 1,
-                        error: None,
-                        requested_by: actor_c.id.clone(),
-                        expires_at: now + Duration::hours(INTENT_TTL_HOURS),
-                        completed_at: None,
-                    },
-                )
-                .await?;
+                let (intent, from) = open_intent(c, &actor_c, &tenant, &to, cycle, now).await?;
                 apply_plan(c, &actor_c, &tenant, &to, cycle, now).await?;
                 let done = store::advance_intent(
                     c,
@@ -389,27 +399,7 @@ async fn change_plan_stripe(
                     ));
                 }
                 let price_id = stripe_price(c, &to, &tenant.region, cycle).await?;
-                let from = plans::store::by_ids(c, &[tenant.plan_id])
-                    .await?
-                    .pop()
-                    .ok_or_else(|| AppError::not_found("plan"))?;
-                let intent = store::insert_intent(
-                    c,
-                    &IntentRow {
-                        tenant_id,
-                        id: Uuid::now_v7(),
-                        from_plan_id: from.id,
-                        to_plan_id: to.id,
-                        billing_cycle: cycle.as_str().into(),
-                        status: IntentStatus::Pending.as_str().into(),
-                        version: 1,
-                        error: None,
-                        requested_by: actor_c.id.clone(),
-                        expires_at: now + Duration::hours(INTENT_TTL_HOURS),
-                        completed_at: None,
-                    },
-                )
-                .await?;
+                let (intent, from) = open_intent(c, &actor_c, &tenant, &to, cycle, now).await?;
                 store::set_intent_subscription(c, tenant_id, intent.id, &subscription_id).await?;
                 audit::record(
                     c,
