@@ -137,6 +137,8 @@ impl App {
 pub struct HttpState {
     pub app: Arc<App>,
     pub schema: AppSchema,
+    /// Open WebSocket connections per tenant on this instance.
+    pub sockets: Arc<graphql::ws::Sockets>,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -144,7 +146,11 @@ pub fn router(app: Arc<App>) -> Router {
     let limits = &app.settings.graphql;
     let body_limit = limits.max_body_bytes;
     let timeout = app.settings.request_timeout;
-    let state = HttpState { app, schema };
+    let state = HttpState {
+        app,
+        schema,
+        sockets: Default::default(),
+    };
     Router::new()
         .route(
             "/graphql",

@@ -17,6 +17,20 @@ pub struct GraphqlLimits {
     pub max_body_bytes: usize,
     pub introspection: bool,
     pub graphiql: bool,
+    pub ws: WsLimits,
+}
+
+/// `/graphql/ws` limits beyond those every operation passes (see `graphql::admission`).
+#[derive(Debug, Clone)]
+pub struct WsLimits {
+    /// Seconds a socket may stay open without a successful `connection_init` (then 4408).
+    pub init_timeout: Duration,
+    /// Operations running at once on one socket (`WS_MAX_OPERATIONS`).
+    pub max_operations: usize,
+    /// Open sockets per tenant on one instance (`WS_MAX_SOCKETS_PER_TENANT`).
+    pub max_sockets_per_tenant: usize,
+    /// Messages waiting to be written to one socket before its streams wait (`WS_OUTBOUND_QUEUE`).
+    pub outbound_queue: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +252,13 @@ impl Settings {
                 max_body_bytes: parse("HTTP_MAX_BODY_BYTES", 256 * 1024)? as usize,
                 introspection,
                 graphiql: flag("GRAPHIQL_ENABLED", introspection)?,
+                ws: WsLimits {
+                    init_timeout: Duration::from_secs(parse("WS_INIT_TIMEOUT_SECS", 10)?.max(1)),
+                    max_operations: parse("WS_MAX_OPERATIONS", 20)?.max(1) as usize,
+                    max_sockets_per_tenant: parse("WS_MAX_SOCKETS_PER_TENANT", 100)?.max(1)
+                        as usize,
+                    outbound_queue: parse("WS_OUTBOUND_QUEUE", 64)?.clamp(1, 10_000) as usize,
+                },
             },
             environment,
         })

@@ -52,6 +52,23 @@ pub enum AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
+/// Every `extensions.code` the contract names (SPEC §5): the closed set metrics label with.
+pub const CODES: [&str; 13] = [
+    "UNAUTHENTICATED",
+    "FORBIDDEN",
+    "NOT_FOUND",
+    "BAD_USER_INPUT",
+    "CONFLICT",
+    "QUOTA_EXCEEDED",
+    "FEATURE_DISABLED",
+    "FEATURE_NOT_IN_PLAN",
+    "TENANT_SUSPENDED",
+    "RATE_LIMITED",
+    "BILLING_ERROR",
+    "SERVICE_UNAVAILABLE",
+    "INTERNAL",
+];
+
 impl AppError {
     pub fn bad_input(field: &'static str, message: impl Into<String>) -> Self {
         AppError::BadInput {
@@ -164,6 +181,19 @@ impl From<diesel::result::Error> for AppError {
     fn from(err: diesel::result::Error) -> Self {
         match err {
             diesel::result::Error::NotFound => AppError::NotFound("not found".into()),
+            // Text PostgreSQL cannot store (NUL, invalid UTF-8) is the caller's input, wherever
+            // it came in: the REST API, a header, a path segment.
+            diesel::result::Error::DatabaseError(_, ref info)
+                if info.message().contains("invalid byte sequence")
+                    || info
+                        .message()
+                        .contains("unsupported Unicode escape sequence") =>
+            {
+                AppError::BadInput {
+                    message: "text may not contain the NUL character (U+0000)".into(),
+                    field: None,
+                }
+            }
             other => AppError::internal(other),
         }
     }

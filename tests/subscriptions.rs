@@ -7,11 +7,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::ws::{connect, next_json};
 use common::TestApp;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 const RECORD: &str =
@@ -141,41 +141,6 @@ async fn racing_writers_produce_exactly_one_message_per_threshold() {
         t.id
     );
     assert_eq!(common::count(&mut db, &sql).await, 4);
-}
-
-/// A minimal protocol client for the cases a stock client hides.
-async fn connect(
-    app: &TestApp,
-    protocol: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let mut req = format!("ws://{}/graphql/ws", app.addr)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("sec-websocket-protocol", protocol.parse().unwrap());
-    tokio_tungstenite::connect_async(req)
-        .await
-        .expect("websocket")
-        .0
-}
-
-async fn next_json<S>(ws: &mut S) -> Option<Value>
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .ok()??
-        {
-            Ok(Message::Text(t)) => return serde_json::from_str(&t).ok(),
-            Ok(Message::Close(frame)) => {
-                return Some(json!({ "closed": frame.map(|f| u16::from(f.code)) }))
-            }
-            Ok(_) => continue,
-            Err(_) => return Some(json!({ "closed": null })),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,6 +89,9 @@ pub enum ActorType {
     Webhook,
     System,
     Service,
+    /// A caller without credentials. Never platform, never a tenant: it reads only what is
+    /// public (plans, a Host's public branding) and may not write.
+    Anonymous,
 }
 
 impl ActorType {
@@ -99,6 +102,7 @@ impl ActorType {
             ActorType::Webhook => "WEBHOOK",
             ActorType::System => "SYSTEM",
             ActorType::Service => "SERVICE",
+            ActorType::Anonymous => "ANONYMOUS",
         }
     }
 }
@@ -137,6 +141,7 @@ impl Actor {
     pub fn from_caller(caller: &Caller, request_id: Option<String>) -> Self {
         match caller {
             Caller::Anonymous => Actor {
+                kind: ActorType::Anonymous,
                 request_id,
                 ..Actor::system()
             },
@@ -158,6 +163,8 @@ impl Actor {
         }
     }
 
+    /// Platform actors (admins, the system, services, Stripe's webhook) reach every tenant
+    /// through the audited bypass. Anonymous callers and tenant users never do.
     pub fn is_platform(&self) -> bool {
         matches!(
             self.kind,
@@ -166,12 +173,13 @@ impl Actor {
     }
 
     /// The scope for reading or writing `tenant_id`'s rows: platform actors use the explicit
-    /// bypass, tenant users their own tenant only (RLS then hides any other tenant).
-    pub fn scope_for(&self, reason: &'static str, tenant_id: Uuid) -> Scope {
-        if self.is_platform() {
-            Scope::Platform(reason)
-        } else {
-            Scope::Tenant(self.tenant_id.unwrap_or(tenant_id))
+    /// bypass, tenant users their own tenant only (RLS then hides any other tenant), anyone
+    /// else no tenant at all (RLS hides every tenant-owned row).
+    pub fn scope_for(&self, reason: &'static str, _tenant_id: Uuid) -> Scope {
+        match (self.is_platform(), self.tenant_id) {
+            (true, _) => Scope::Platform(reason),
+            (false, Some(own)) => Scope::Tenant(own),
+            (false, None) => Scope::Anonymous,
         }
     }
 }
@@ -192,4 +200,21 @@ pub fn cross_tenant_denied(
         "cross-tenant access refused"
     );
     crate::error::AppError::not_found(what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_anonymous_caller_is_never_platform_and_reaches_no_tenant() {
+        let actor = Actor::from_caller(&Caller::Anonymous, Some("r".into()));
+        assert_eq!(actor.kind, ActorType::Anonymous);
+        assert!(!actor.is_platform());
+        assert!(matches!(
+            actor.scope_for("x", Uuid::new_v4()),
+            Scope::Anonymous
+        ));
+        assert!(Actor::system().is_platform());
+    }
 }

@@ -14,11 +14,11 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
+use super::admission::OpSlot;
 use super::context::RequestCtx;
 use super::loaders::DbLoader;
 use crate::app::HttpState;
-use crate::auth::resolve::{bearer, resolve, Resolved};
-use crate::auth::Role;
+use crate::auth::resolve::{bearer, resolve};
 use crate::db::RequestStats;
 use crate::error::AppError;
 use crate::http::ratelimit::Decision;
@@ -29,7 +29,7 @@ pub async fn get(State(st): State<HttpState>, req: axum::extract::Request) -> Re
     if let Some(resp) = graphiql(&st, &headers) {
         return resp;
     }
-    parse_and_execute(st, headers, req).await
+    parse_and_execute(st, headers, req, true).await
 }
 
 /// Reads the GraphQL request(s) from the HTTP request; an unreadable one answers a coded
@@ -38,9 +38,10 @@ async fn parse_and_execute(
     st: HttpState,
     headers: HeaderMap,
     req: axum::extract::Request,
+    read_only: bool,
 ) -> Response {
     match GraphQLBatchRequest::<GraphQLRejection>::from_request(req, &st).await {
-        Ok(batch) => execute(st, headers, batch.into_inner()).await,
+        Ok(batch) => execute(st, headers, batch.into_inner(), read_only).await,
         Err(GraphQLRejection(err)) => {
             let status = match err {
                 async_graphql::ParseRequestError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -83,7 +84,7 @@ fn graphiql(st: &HttpState, headers: &HeaderMap) -> Option<Response> {
 
 pub async fn post(State(st): State<HttpState>, req: axum::extract::Request) -> Response {
     let headers = req.headers().clone();
-    parse_and_execute(st, headers, req).await
+    parse_and_execute(st, headers, req, false).await
 }
 
 fn request_id(headers: &HeaderMap) -> String {
@@ -124,18 +125,12 @@ fn stamp_error(err: &mut ServerError, request_id: &str) {
     ext.set("requestId", request_id);
 }
 
-fn operation_label(name: Option<&str>) -> String {
-    match name {
-        Some(n) if !n.is_empty() => n
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(64)
-            .collect(),
-        _ => "anonymous".into(),
-    }
-}
-
-async fn execute(st: HttpState, headers: HeaderMap, batch: BatchRequest) -> Response {
+async fn execute(
+    st: HttpState,
+    headers: HeaderMap,
+    batch: BatchRequest,
+    read_only: bool,
+) -> Response {
     let started = Instant::now();
     let rid = request_id(&headers);
     let limits = &st.app.settings.graphql;
@@ -156,6 +151,7 @@ async fn execute(st: HttpState, headers: HeaderMap, batch: BatchRequest) -> Resp
             );
         }
     }
+    // Admission checks the size again for every way in; here it also gets its HTTP status.
     if let Some(big) = batch
         .iter()
         .find(|r| r.query.len() > limits.max_query_bytes)
@@ -195,23 +191,6 @@ async fn execute(st: HttpState, headers: HeaderMap, batch: BatchRequest) -> Resp
         Ok(r) => r,
         Err(e) => return error_response(e, &rid, StatusCode::OK),
     };
-    let limited = match rate_limit(&st, &resolved).await {
-        Ok(d) => d,
-        Err(e) => return error_response(e, &rid, StatusCode::OK),
-    };
-    if let Some(d) = limited.filter(|d| !d.allowed) {
-        metrics::counter!("tenantry_rate_limited_total").increment(1);
-        let err = AppError::RateLimited {
-            limit: d.limit as u64,
-            retry_after_secs: d.reset_secs,
-        };
-        let mut resp = error_response(err, &rid, StatusCode::TOO_MANY_REQUESTS);
-        rate_headers(&mut resp, &d);
-        if let Ok(v) = HeaderValue::from_str(&d.reset_secs.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return resp;
-    }
     let span = tracing::Span::current();
     if let Some(p) = resolved.caller.principal() {
         span.record("user_id", p.user_id.as_str());
@@ -219,11 +198,6 @@ async fn execute(st: HttpState, headers: HeaderMap, batch: BatchRequest) -> Resp
     if let Some(t) = &resolved.tenant {
         span.record("tenant_id", tracing::field::display(t.id));
     }
-    let ops: Vec<String> = batch
-        .iter()
-        .map(|r| operation_label(r.operation_name.as_deref()))
-        .collect();
-    span.record("operation", ops.join(",").as_str());
 
     let ctx = Arc::new(RequestCtx {
         request_id: rid.clone(),
@@ -233,76 +207,94 @@ async fn execute(st: HttpState, headers: HeaderMap, batch: BatchRequest) -> Resp
         db: db.clone(),
     });
     let loaders = Arc::new(DbLoader::new_loaders(app.clone(), db, ctx.read_scope()));
+    // One admission slot per operation: what admission decided comes back through it.
+    let new_slot = || {
+        Arc::new(if read_only {
+            OpSlot::read_only()
+        } else {
+            OpSlot::default()
+        })
+    };
+    let mut slots = Vec::new();
+    let batch = match batch {
+        BatchRequest::Single(r) => {
+            slots.push(new_slot());
+            BatchRequest::Single(r.data(slots[0].clone()))
+        }
+        BatchRequest::Batch(list) => BatchRequest::Batch(
+            list.into_iter()
+                .map(|r| {
+                    let slot = new_slot();
+                    slots.push(slot.clone());
+                    r.data(slot)
+                })
+                .collect(),
+        ),
+    };
     let batch = batch.data(ctx).data(loaders);
 
     let mut response = st.schema.execute_batch(batch).await;
-    let outcome = |r: &async_graphql::Response| -> String {
-        r.errors
-            .first()
-            .and_then(|e| {
-                e.extensions
-                    .as_ref()?
-                    .get("code")
-                    .map(|c| c.to_string().trim_matches('"').to_owned())
-            })
-            .unwrap_or_else(|| {
-                if r.errors.is_empty() {
-                    "ok".into()
-                } else {
-                    "BAD_USER_INPUT".into()
-                }
-            })
-    };
     let elapsed = started.elapsed().as_secs_f64();
-    let record = |r: &mut async_graphql::Response, op: &str| {
+    let mut responses: Vec<&mut async_graphql::Response> = match &mut response {
+        BatchResponse::Single(r) => vec![r],
+        BatchResponse::Batch(list) => list.iter_mut().collect(),
+    };
+    let labels: Vec<&str> = slots.iter().map(|s| s.label()).collect();
+    span.record("operation", labels.join(",").as_str());
+    for (r, op) in responses.iter_mut().zip(&labels) {
         stamp(r, &rid);
         let outcome = outcome(r);
-        metrics::counter!("tenantry_graphql_requests_total", "operation" => op.to_owned(), "outcome" => outcome.clone())
+        metrics::counter!("tenantry_graphql_requests_total", "operation" => op.to_string(), "outcome" => outcome)
             .increment(1);
-        metrics::histogram!("tenantry_graphql_request_duration_seconds", "operation" => op.to_owned(), "outcome" => outcome)
+        metrics::histogram!("tenantry_graphql_request_duration_seconds", "operation" => op.to_string(), "outcome" => outcome)
             .record(elapsed);
-    };
-    match &mut response {
-        BatchResponse::Single(r) => record(r, &ops[0]),
-        BatchResponse::Batch(list) => {
-            for (r, op) in list.iter_mut().zip(&ops) {
-                record(r, op);
-            }
-        }
     }
+    // The window after this request: the decision that left the least.
+    let decision = slots
+        .iter()
+        .filter_map(|s| s.decision())
+        .min_by_key(|d| (d.allowed, d.remaining));
+    let refused = decision.filter(|_| {
+        slots
+            .iter()
+            .all(|s| s.decision().is_some_and(|d| !d.allowed))
+    });
+
     let statements = stats.statements();
     metrics::histogram!("tenantry_sql_statements_per_request").record(statements as f64);
     let mut out = GraphQLResponse::from(response).into_response();
     if let Ok(v) = HeaderValue::from_str(&statements.to_string()) {
         out.headers_mut().insert("x-sql-statements", v);
     }
-    if let Some(d) = &limited {
+    if let Some(d) = &decision {
         rate_headers(&mut out, d);
+    }
+    // Every operation refused by the rate limit: the request as a whole is a 429.
+    if let Some(d) = refused {
+        *out.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(v) = HeaderValue::from_str(&d.reset_secs.to_string()) {
+            out.headers_mut().insert(header::RETRY_AFTER, v);
+        }
     }
     out
 }
 
-/// Tenant users are limited per tenant by plan; platform admins and anonymous callers are not.
-async fn rate_limit(st: &HttpState, resolved: &Resolved) -> Result<Option<Decision>, AppError> {
-    let app = &st.app;
-    if !app.settings.rate_limits_enabled {
-        return Ok(None);
-    }
-    let (Some(p), Some(t)) = (resolved.caller.principal(), &resolved.tenant) else {
-        return Ok(None);
+/// The outcome label of one response: `ok`, or the first error's code (a closed set).
+fn outcome(r: &async_graphql::Response) -> &'static str {
+    let Some(first) = r.errors.first() else {
+        return "ok";
     };
-    if p.role == Role::PlatformAdmin {
-        return Ok(None);
-    }
-    let plan = app.plans.by_id(&app.db, t.plan_id).await?;
-    let limit = app
-        .settings
-        .rate_limit_overrides
+    let code = first
+        .extensions
+        .as_ref()
+        .and_then(|e| e.get("code"))
+        .map(|c| c.to_string());
+    let code = code.as_deref().map(|c| c.trim_matches('"'));
+    crate::error::CODES
         .iter()
-        .find(|(slug, _)| *slug == plan.slug)
-        .map(|(_, n)| *n)
-        .unwrap_or(plan.rate_limit_per_minute.max(1) as u32);
-    Ok(Some(app.rate_limiter.check(t.id, limit).await))
+        .find(|known| Some(**known) == code)
+        .copied()
+        .unwrap_or("BAD_USER_INPUT")
 }
 
 fn rate_headers(resp: &mut Response, d: &Decision) {

@@ -1,70 +1,12 @@
-//! Query protections that async-graphql does not ship: a cap on field aliases (SPEC §5,
-//! default 30), checked right after parsing, before any resolver runs. Depth, complexity,
-//! query size, batch size and body size are applied in `graphql::build_schema` and the handler.
 //! When introspection is switched off, [`NoIntrospection`] refuses `__schema`/`__type` with a
-//! coded error instead of async-graphql's silent null.
+//! coded error instead of async-graphql's silent null. The other document limits (size,
+//! aliases, cost) are in [`super::admission`]; depth and complexity in `build_schema`.
 
 use std::sync::Arc;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{ServerError, ServerResult, Variables};
-
-pub struct AliasLimit(pub usize);
-
-impl ExtensionFactory for AliasLimit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(AliasLimitExtension(self.0))
-    }
-}
-
-struct AliasLimitExtension(usize);
-
-fn count_aliases(set: &SelectionSet) -> usize {
-    set.items
-        .iter()
-        .map(|sel| match &sel.node {
-            Selection::Field(f) => {
-                usize::from(f.node.alias.is_some()) + count_aliases(&f.node.selection_set.node)
-            }
-            Selection::InlineFragment(f) => count_aliases(&f.node.selection_set.node),
-            Selection::FragmentSpread(_) => 0,
-        })
-        .sum()
-}
-
-pub fn aliases_in(doc: &ExecutableDocument) -> usize {
-    let ops: usize = doc
-        .operations
-        .iter()
-        .map(|(_, op)| count_aliases(&op.node.selection_set.node))
-        .sum();
-    let frags: usize = doc
-        .fragments
-        .values()
-        .map(|f| count_aliases(&f.node.selection_set.node))
-        .sum();
-    ops + frags
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for AliasLimitExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        let n = aliases_in(&doc);
-        if n > self.0 {
-            let message = format!("query uses {n} aliases; at most {} are allowed", self.0);
-            return Err(coded(&message, "BAD_USER_INPUT"));
-        }
-        Ok(doc)
-    }
-}
 
 /// Refuses introspection (`__schema`, `__type`; `__typename` stays allowed) with a coded error.
 pub struct NoIntrospection;

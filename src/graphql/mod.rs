@@ -1,6 +1,7 @@
 //! Schema assembly: the merged roots, protections (depth, complexity, aliases, introspection)
 //! and APQ. Per-request data (context, loaders) is attached by [`http`], never here.
 
+pub mod admission;
 pub mod context;
 pub mod guards;
 pub mod http;
@@ -75,8 +76,9 @@ pub fn build_schema(app: Arc<App>) -> AppSchema {
         .limit_complexity(limits.max_complexity)
         .limit_recursive_depth(64)
         .limit_directives(16)
-        .extension(limits::AliasLimit(limits.max_aliases))
+        // APQ first: admission then sees the persisted query's text.
         .extension(ApolloPersistedQueries::new(LruCacheStorage::new(1024)))
+        .extension(admission::Admission)
         .data(app);
     if !limits.introspection {
         b = b

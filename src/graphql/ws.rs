@@ -1,10 +1,24 @@
 //! `GET /graphql/ws`: GraphQL over WebSocket (`graphql-transport-ws`, and the legacy
 //! `graphql-ws`). The JWT comes in the `connection_init` payload (`Authorization: Bearer ..`,
-//! or `authorization`/`token`) and is checked like an HTTP request's. When the token expires
-//! the server closes the socket (4403); a closed socket drops its subscriptions and with them
-//! every broadcast receiver they held.
+//! or `authorization`/`token`) and is checked like an HTTP request's. Every operation on the
+//! socket (subscriptions, and queries and mutations, which clients such as graphql-ws send
+//! here too) passes the same admission as HTTP (`graphql::admission`: size, NUL, aliases,
+//! depth, complexity, rate cost). On top, per socket:
+//!
+//! - a message may be at most `HTTP_MAX_BODY_BYTES` (larger frames close the socket);
+//! - `connection_init` must succeed within `WS_INIT_TIMEOUT_SECS` (else close 4408);
+//! - at most `WS_MAX_OPERATIONS` operations run at once; one more is answered with a
+//!   `RATE_LIMITED` error for its id, and a reused id is answered `BAD_USER_INPUT`;
+//! - at most `WS_MAX_SOCKETS_PER_TENANT` sockets per tenant on this instance (close 4429);
+//! - outgoing messages wait in a queue of `WS_OUTBOUND_QUEUE`; a client that does not read
+//!   stalls its own streams, not the server's memory;
+//! - the socket closes with 4403 when the token expires.
+//!
+//! Refusals of `connection_init` close with a 44xx code and a reason that starts with the
+//! contract's error code (`UNAUTHENTICATED: ...`).
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_graphql::Data;
@@ -14,22 +28,67 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use super::context::RequestCtx;
 use super::loaders::DbLoader;
-use crate::app::{App, HttpState};
+use crate::app::HttpState;
 use crate::auth::resolve::resolve;
 use crate::db::RequestStats;
 use crate::error::AppError;
+
+/// Open sockets per tenant on this instance.
+#[derive(Default)]
+pub struct Sockets(Mutex<HashMap<Uuid, usize>>);
+
+/// One counted socket; the count drops with it.
+pub struct SocketSlot {
+    sockets: Arc<Sockets>,
+    tenant_id: Uuid,
+}
+
+impl Sockets {
+    fn acquire(self: &Arc<Self>, tenant_id: Uuid, max: usize) -> Option<SocketSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(tenant_id).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SocketSlot {
+            sockets: self.clone(),
+            tenant_id,
+        })
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut open = self.sockets.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.tenant_id) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.tenant_id);
+            }
+        }
+    }
+}
 
 pub async fn handler(
     State(st): State<HttpState>,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let max = st.app.settings.graphql.max_body_bytes;
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(max)
+        .max_frame_size(max)
+        // Small buffers: thousands of idle sockets must not cost 128 KiB each.
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| serve(st, protocol, socket))
 }
 
@@ -44,14 +103,31 @@ fn token_from(payload: &serde_json::Value) -> Option<String> {
     })
 }
 
+/// The close code for a refused `connection_init`, from the reason's leading error code.
+fn close_code(reason: &str) -> u16 {
+    match reason.split(':').next().unwrap_or_default() {
+        "UNAUTHENTICATED" => 4401,
+        "FORBIDDEN" | "NOT_FOUND" | "TENANT_SUSPENDED" => 4403,
+        "RATE_LIMITED" => 4429,
+        "SERVICE_UNAVAILABLE" | "INTERNAL" => 1011,
+        _ => 4400,
+    }
+}
+
 /// Authenticates `connection_init` and builds the connection's context.
 async fn init(
-    app: Arc<App>,
+    st: HttpState,
     payload: serde_json::Value,
     expiry: watch::Sender<Option<i64>>,
 ) -> async_graphql::Result<Data> {
-    let token = token_from(&payload)
-        .ok_or_else(|| AppError::Unauthenticated("connection_init needs a token".into()))?;
+    let coded =
+        |e: AppError| async_graphql::Error::new(format!("{}: {}", e.code(), e.public_message()));
+    let app = st.app.clone();
+    let token = token_from(&payload).ok_or_else(|| {
+        coded(AppError::Unauthenticated(
+            "connection_init needs a token".into(),
+        ))
+    })?;
     let db = app.db.for_request(Arc::new(RequestStats::default()));
     let resolved = resolve(
         &app.jwt,
@@ -61,55 +137,194 @@ async fn init(
         Some(&token),
         &HeaderMap::new(),
     )
-    .await?;
+    .await
+    .map_err(coded)?;
+    let mut data = Data::default();
+    if let (Some(t), false) = (&resolved.tenant, resolved.caller.is_platform_admin()) {
+        let max = app.settings.graphql.ws.max_sockets_per_tenant;
+        let slot = st.sockets.acquire(t.id, max).ok_or_else(|| {
+            metrics::counter!("tenantry_rate_limited_total").increment(1);
+            coded(AppError::RateLimited {
+                limit: max as u64,
+                retry_after_secs: 60,
+            })
+        })?;
+        data.insert(Arc::new(slot));
+    }
     if let Some(p) = resolved.caller.principal() {
         let _ = expiry.send(Some(p.expires_at));
     }
     let ctx = Arc::new(RequestCtx {
-        request_id: uuid::Uuid::new_v4().to_string(),
+        request_id: Uuid::new_v4().to_string(),
         caller: resolved.caller,
         tenant: resolved.tenant,
         public_tenant: None,
         db: db.clone(),
     });
     let loaders = Arc::new(DbLoader::new_loaders(app.clone(), db, ctx.read_scope()));
-    let mut data = Data::default();
     data.insert(ctx);
     data.insert(loaders);
     Ok(data)
 }
 
+/// The operations running on one socket, by id: what the per-socket cap counts.
+struct Running {
+    ids: Mutex<HashSet<String>>,
+    max: usize,
+    legacy: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+}
+
+impl Running {
+    fn envelope(text: &str) -> Option<Envelope> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// A client message: `None` to pass it on, or the answer that refuses it.
+    fn inbound(&self, text: &str) -> Option<Vec<String>> {
+        let env = Self::envelope(text)?;
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        match (env.kind.as_str(), env.id) {
+            ("subscribe" | "start", Some(id)) => {
+                let refusal = if ids.contains(&id) {
+                    Some(AppError::bad_input(
+                        "id",
+                        format!("an operation with id {id:?} is already running"),
+                    ))
+                } else if ids.len() >= self.max {
+                    metrics::counter!("tenantry_rate_limited_total").increment(1);
+                    Some(AppError::RateLimited {
+                        limit: self.max as u64,
+                        retry_after_secs: 1,
+                    })
+                } else {
+                    None
+                };
+                match refusal {
+                    Some(err) => Some(self.refusal(&id, err)),
+                    None => {
+                        ids.insert(id);
+                        None
+                    }
+                }
+            }
+            ("complete" | "stop", Some(id)) => {
+                ids.remove(&id);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// A server message: an operation that completed no longer counts.
+    fn outbound(&self, text: &str) {
+        if !text.starts_with(r#"{"type":"complete""#) {
+            return;
+        }
+        if let Some(Envelope { id: Some(id), .. }) = Self::envelope(text) {
+            self.ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        }
+    }
+
+    /// An error result then `complete` for `id`, as the library answers any failed operation.
+    fn refusal(&self, id: &str, err: AppError) -> Vec<String> {
+        let mut error = serde_json::Map::new();
+        error.insert("message".into(), json!(err.public_message()));
+        let mut ext = err.extra();
+        ext.insert("code".into(), json!(err.code()));
+        error.insert("extensions".into(), serde_json::Value::Object(ext));
+        let kind = if self.legacy { "data" } else { "next" };
+        vec![
+            json!({ "type": kind, "id": id, "payload": { "data": null, "errors": [error] } })
+                .to_string(),
+            json!({ "type": "complete", "id": id }).to_string(),
+        ]
+    }
+}
+
 async fn serve(st: HttpState, protocol: GraphQLProtocol, socket: WebSocket) {
+    let limits = st.app.settings.graphql.ws.clone();
+    let legacy = socket
+        .protocol()
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"graphql-ws"));
+    let running = Arc::new(Running {
+        ids: Mutex::new(HashSet::new()),
+        max: limits.max_operations,
+        legacy,
+    });
     let (mut ws_sink, ws_stream) = socket.split();
-    let (out_tx, mut out_rx) = futures_channel::mpsc::unbounded::<Message>();
+    let (out_tx, mut out_rx) = futures_channel::mpsc::channel::<Message>(limits.outbound_queue);
     let (expiry_tx, mut expiry_rx) = watch::channel::<Option<i64>>(None);
-    let app = st.app.clone();
-    let graphql = GraphQLWebSocket::new_with_pair(out_tx, ws_stream, st.schema.clone(), protocol)
-        .on_connection_init(move |payload| init(app, payload, expiry_tx))
+
+    // Client messages pass the per-socket cap; refused ones are answered here directly.
+    let mut refusals = out_tx.clone();
+    let gate = running.clone();
+    let inbound = ws_stream.filter(move |msg| {
+        let pass = match msg {
+            Ok(Message::Text(text)) => match gate.inbound(text.as_str()) {
+                None => true,
+                Some(answers) => {
+                    for a in answers {
+                        // A client that does not read its answers loses the refusal, not memory.
+                        let _ = refusals.try_send(Message::Text(a.into()));
+                    }
+                    false
+                }
+            },
+            _ => true,
+        };
+        std::future::ready(pass)
+    });
+
+    let state = st.clone();
+    let graphql = GraphQLWebSocket::new_with_pair(out_tx, inbound, st.schema.clone(), protocol)
+        .on_connection_init(move |payload| init(state, payload, expiry_tx))
         .keepalive_timeout(Duration::from_secs(60))
         .serve();
 
-    let expired = async move {
-        let Ok(exp) = expiry_rx
-            .wait_for(|e| e.is_some())
-            .await
-            .map(|e| e.unwrap_or_default())
-        else {
-            return std::future::pending().await;
+    // Closes the socket when init does not succeed in time, and when the token expires.
+    let deadline = async move {
+        let init = async { expiry_rx.wait_for(|e| e.is_some()).await.map(|e| *e) };
+        let exp = match tokio::time::timeout(limits.init_timeout, init).await {
+            Err(_) => return (4408, "connection initialisation timeout"),
+            Ok(Err(_)) => return std::future::pending().await,
+            Ok(Ok(e)) => e.unwrap_or_default(),
         };
         let left = (exp - chrono::Utc::now().timestamp()).max(0) as u64;
         tokio::time::sleep(Duration::from_secs(left)).await;
+        (4403, "token expired")
     };
     let forward = async {
-        tokio::pin!(expired);
+        tokio::pin!(deadline);
         loop {
             tokio::select! {
                 msg = out_rx.next() => match msg {
-                    Some(m) => if ws_sink.send(m).await.is_err() { break },
+                    Some(Message::Close(Some(frame))) if frame.code == 1002 => {
+                        // A refused connection_init: its reason starts with the error code.
+                        let code = close_code(frame.reason.as_str());
+                        let close = CloseFrame { code, reason: frame.reason };
+                        let _ = ws_sink.send(Message::Close(Some(close))).await;
+                        break;
+                    }
+                    Some(m) => {
+                        if let Message::Text(t) = &m {
+                            running.outbound(t.as_str());
+                        }
+                        if ws_sink.send(m).await.is_err() { break }
+                    }
                     None => break,
                 },
-                _ = &mut expired => {
-                    let close = CloseFrame { code: 4403, reason: "token expired".into() };
+                (code, reason) = &mut deadline => {
+                    let close = CloseFrame { code, reason: reason.into() };
                     let _ = ws_sink.send(Message::Close(Some(close))).await;
                     break;
                 }
@@ -118,9 +333,54 @@ async fn serve(st: HttpState, protocol: GraphQLProtocol, socket: WebSocket) {
         let _ = ws_sink.close().await;
     };
     metrics::gauge!("tenantry_websocket_connections").increment(1.0);
+    tokio::pin!(forward);
     tokio::select! {
-        _ = graphql => {}
-        _ = forward => {}
+        // The protocol ended (a refused init, a terminate): deliver what it queued last, such
+        // as the close frame, before the socket goes.
+        _ = graphql => {
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut forward).await;
+        }
+        _ = &mut forward => {}
     }
     metrics::gauge!("tenantry_websocket_connections").decrement(1.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(max: usize) -> Running {
+        Running {
+            ids: Mutex::new(HashSet::new()),
+            max,
+            legacy: false,
+        }
+    }
+
+    #[test]
+    fn the_operation_cap_counts_running_ids() {
+        let r = running(2);
+        let sub = |id: &str| format!(r#"{{"type":"subscribe","id":"{id}","payload":{{}}}}"#);
+        assert!(r.inbound(&sub("1")).is_none());
+        let dup = r.inbound(&sub("1")).expect("a reused id is refused");
+        assert!(dup[0].contains("BAD_USER_INPUT"));
+        assert!(r.inbound(&sub("2")).is_none());
+        let over = r.inbound(&sub("3")).expect("a third operation is refused");
+        assert!(over[0].contains("RATE_LIMITED") && over[1].contains("complete"));
+        r.outbound(r#"{"type":"complete","id":"1"}"#);
+        assert!(
+            r.inbound(&sub("3")).is_none(),
+            "a completed operation frees its place"
+        );
+        assert!(r.inbound(r#"{"type":"complete","id":"2"}"#).is_none());
+        assert!(r.inbound(&sub("4")).is_none());
+    }
+
+    #[test]
+    fn init_refusals_close_with_the_code_of_their_error() {
+        assert_eq!(close_code("UNAUTHENTICATED: bad token"), 4401);
+        assert_eq!(close_code("RATE_LIMITED: rate limit exceeded"), 4429);
+        assert_eq!(close_code("NOT_FOUND: tenant not found"), 4403);
+        assert_eq!(close_code("whatever"), 4400);
+    }
 }

@@ -1,5 +1,7 @@
 //! Per-tenant rate limits on `/graphql` (SPEC §4): a sliding window of one minute, the limit
-//! from the tenant's plan (or `RATE_LIMIT_<PLAN>`). With Redis the window is a sorted set
+//! from the tenant's plan (or `RATE_LIMIT_<PLAN>`). A check charges a cost in units (one per
+//! operation, one per mutation root field: see `graphql::admission`); a charge that does not
+//! fit in what is left of the window is refused whole and charges nothing. With Redis the window is a sorted set
 //! updated by one atomic Lua script (clock: Redis `TIME`, so instances agree); without Redis
 //! it is in-process. If Redis fails, requests are let through and counted
 //! (`tenantry_rate_limit_errors_total`): an outage of the limiter must not become an outage
@@ -19,17 +21,20 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
+local cost = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local count = redis.call('ZCARD', KEYS[1])
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local reset = now + window
 if oldest[2] then reset = tonumber(oldest[2]) + window end
-if count < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
+if count + cost <= limit then
+  for i = 1, cost do
+    redis.call('ZADD', KEYS[1], now, ARGV[3] .. ':' .. i)
+  end
   redis.call('PEXPIRE', KEYS[1], window)
-  return {1, limit - count - 1, reset - now}
+  return {1, limit - count - cost, reset - now}
 end
-return {0, 0, reset - now}
+return {0, math.max(limit - count, 0), reset - now}
 "#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,21 +61,25 @@ impl RateLimiter {
         }
     }
 
-    pub async fn check(&self, tenant_id: Uuid, limit: u32) -> Decision {
+    /// Charges `cost` units (at least one) to `tenant_id`'s window of `limit` units a minute.
+    pub async fn check(&self, tenant_id: Uuid, limit: u32, cost: u32) -> Decision {
+        let cost = cost.max(1);
         match &self.redis {
-            Some((pool, prefix)) => match self.check_redis(pool, prefix, tenant_id, limit).await {
-                Some(d) => d,
-                None => {
-                    metrics::counter!("tenantry_rate_limit_errors_total").increment(1);
-                    Decision {
-                        allowed: true,
-                        limit,
-                        remaining: limit,
-                        reset_secs: WINDOW_MS / 1000,
+            Some((pool, prefix)) => {
+                match self.check_redis(pool, prefix, tenant_id, limit, cost).await {
+                    Some(d) => d,
+                    None => {
+                        metrics::counter!("tenantry_rate_limit_errors_total").increment(1);
+                        Decision {
+                            allowed: true,
+                            limit,
+                            remaining: limit,
+                            reset_secs: WINDOW_MS / 1000,
+                        }
                     }
                 }
-            },
-            None => self.check_local(tenant_id, limit),
+            }
+            None => self.check_local(tenant_id, limit, cost),
         }
     }
 
@@ -80,6 +89,7 @@ impl RateLimiter {
         prefix: &str,
         tenant_id: Uuid,
         limit: u32,
+        cost: u32,
     ) -> Option<Decision> {
         let call = async {
             let mut conn = pool.get().await.ok()?;
@@ -90,6 +100,7 @@ impl RateLimiter {
                 .arg(WINDOW_MS)
                 .arg(limit)
                 .arg(member)
+                .arg(cost)
                 .invoke_async(&mut *conn)
                 .await
                 .ok()?;
@@ -106,7 +117,7 @@ impl RateLimiter {
             .flatten()
     }
 
-    fn check_local(&self, tenant_id: Uuid, limit: u32) -> Decision {
+    fn check_local(&self, tenant_id: Uuid, limit: u32, cost: u32) -> Decision {
         let now = std::time::Instant::now();
         let window = Duration::from_millis(WINDOW_MS);
         let mut map = self.local.lock().unwrap_or_else(|p| p.into_inner());
@@ -122,8 +133,9 @@ impl RateLimiter {
                 .map_or(window, |t| window.saturating_sub(now.duration_since(*t)))
                 .as_millis() as u64
         };
-        if (log.len() as u32) < limit {
-            log.push_back(now);
+        let used = log.len() as u64;
+        if used + u64::from(cost) <= u64::from(limit) {
+            log.extend(std::iter::repeat_n(now, cost as usize));
             Decision {
                 allowed: true,
                 limit,
@@ -134,7 +146,7 @@ impl RateLimiter {
             Decision {
                 allowed: false,
                 limit,
-                remaining: 0,
+                remaining: (u64::from(limit).saturating_sub(used)) as u32,
                 reset_secs: reset(log).div_ceil(1000).max(1),
             }
         }
@@ -150,13 +162,25 @@ mod tests {
         let rl = RateLimiter::new(None, "t:");
         let t = Uuid::new_v4();
         for i in 0..3 {
-            let d = rl.check_local(t, 3);
+            let d = rl.check_local(t, 3, 1);
             assert!(d.allowed);
             assert_eq!(d.remaining, 2 - i);
         }
-        let d = rl.check_local(t, 3);
+        let d = rl.check_local(t, 3, 1);
         assert!(!d.allowed);
         assert!(d.reset_secs >= 1 && d.reset_secs <= 60);
-        assert!(rl.check_local(Uuid::new_v4(), 3).allowed, "per tenant");
+        assert!(rl.check_local(Uuid::new_v4(), 3, 1).allowed, "per tenant");
+    }
+
+    #[test]
+    fn a_charge_that_does_not_fit_is_refused_whole() {
+        let rl = RateLimiter::new(None, "t:");
+        let t = Uuid::new_v4();
+        assert_eq!(rl.check_local(t, 10, 7).remaining, 3);
+        let d = rl.check_local(t, 10, 4);
+        assert!(!d.allowed);
+        assert_eq!(d.remaining, 3, "a refused charge takes nothing");
+        assert!(rl.check_local(t, 10, 3).allowed);
+        assert!(!rl.check_local(Uuid::new_v4(), 10, 11).allowed);
     }
 }

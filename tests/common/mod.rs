@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod stripe;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -321,7 +322,7 @@ impl TestApp {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        Gql::from(req.send().await.expect("request")).await
+        Gql::from_response(req.send().await.expect("request")).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
@@ -355,7 +356,7 @@ pub struct Gql {
 }
 
 impl Gql {
-    async fn from(resp: reqwest::Response) -> Gql {
+    pub async fn from_response(resp: reqwest::Response) -> Gql {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
@@ -544,7 +545,7 @@ impl ServerProcess {
             .send()
             .await
             .expect("request");
-        Gql::from(resp).await
+        Gql::from_response(resp).await
     }
 
     pub fn kill(&mut self) {
