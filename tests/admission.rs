@@ -356,3 +356,35 @@ async fn anonymous_callers_cannot_grow_the_metrics() {
     assert!(body.contains("operation=\"query.plans\""), "{body}");
     assert!(!body.contains("x199"), "client names never become labels");
 }
+
+/// graphql-js's `getIntrospectionQuery()`, printed by the stock `graphql` package.
+fn standard_introspection_query() -> String {
+    let out = std::process::Command::new("node")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/introspection.mjs"))
+        .output()
+        .expect("node is installed (scripts/test.sh installs tests/node)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standard_introspection_query_answers_on_every_way_in() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant().plan("free").create().await;
+    let query = standard_introspection_query();
+    let resp = app.gql(Some(&t.member), &query, json!({})).await;
+    let schema = &resp.ok()["__schema"];
+    assert!(schema["types"].as_array().unwrap().len() > 20);
+    let mut sock = ws::open(&app, &t.member).await;
+    let answer = ws::execute(&mut sock, "i", &query, json!({})).await;
+    assert!(answer.get("errors").is_none(), "{answer}");
+    // Deeper `ofType` chains than any real type needs are still refused.
+    let mut chain = String::from("name");
+    for _ in 0..14 {
+        chain = format!("ofType {{ {chain} }}");
+    }
+    let deep = format!("{{ __schema {{ types {{ fields {{ type {{ {chain} }} }} }} }} }}");
+    app.gql(Some(&t.member), &deep, json!({}))
+        .await
+        .err("BAD_USER_INPUT");
+}

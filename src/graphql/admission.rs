@@ -6,12 +6,15 @@
 //! - strings with NUL (U+0000) are refused (PostgreSQL cannot store them) before parsing;
 //! - query size is capped (`GRAPHQL_MAX_QUERY_BYTES`) also where no HTTP handler checked it;
 //! - aliases are counted with every fragment spread expanded (`GRAPHQL_MAX_ALIASES`);
+//! - depth is capped (`GRAPHQL_MAX_DEPTH`) without counting introspection's `ofType` chain,
+//!   which is capped on its own at the same number, so the standard introspection query of
+//!   graphql-js (GraphiQL, codegen, schemathesis) passes while nesting stays bounded;
 //! - `GET` may not run mutations;
 //! - the per-plan rate limit is charged per operation, and a mutation costs one unit per root
 //!   field (a mutation of 30 aliased `recordUsage` calls costs 30);
 //! - the operation gets a metrics label from a closed set (`query.tenant`, `mutation.other`, ...).
 //!
-//! Depth and complexity are async-graphql's own validation rules, set in `build_schema`.
+//! Complexity is async-graphql's own validation rule, set in `build_schema`.
 //! The HTTP handler reads each operation's [`OpSlot`] afterwards for its status code,
 //! `X-RateLimit-*` headers and metrics.
 
@@ -134,6 +137,19 @@ impl Extension for AdmissionExtension {
                     format!(
                         "query uses {n} aliases (fragments counted where spread); at most {} are allowed",
                         l.max_aliases
+                    ),
+                )));
+            }
+        }
+        if let Some(l) = limits {
+            let (depth, of_type) = depth_of(&doc);
+            if depth > l.max_depth || of_type > l.max_depth {
+                return Err(refuse(AppError::bad_input(
+                    "query",
+                    format!(
+                        "query is nested too deep: depth {}; at most {} are allowed",
+                        depth.max(of_type),
+                        l.max_depth
                     ),
                 )));
             }
@@ -302,6 +318,64 @@ pub fn aliases_in(doc: &ExecutableDocument) -> usize {
     total
 }
 
+/// The deepest path of any operation: (fields on it other than `ofType`, `ofType` fields on
+/// it). Fragments are measured once each (memoised); a cycle measures zero.
+fn depth_of(doc: &ExecutableDocument) -> (usize, usize) {
+    struct Depth<'d> {
+        doc: &'d ExecutableDocument,
+        memo: HashMap<&'d str, (usize, usize)>,
+        visiting: Vec<&'d str>,
+    }
+    impl<'d> Depth<'d> {
+        fn set(&mut self, set: &'d SelectionSet) -> (usize, usize) {
+            let mut deepest = (0, 0);
+            for sel in &set.items {
+                let (d, o) = match &sel.node {
+                    Selection::Field(f) => {
+                        let (d, o) = self.set(&f.node.selection_set.node);
+                        if f.node.name.node == "ofType" {
+                            (d, o + 1)
+                        } else {
+                            (d + 1, o)
+                        }
+                    }
+                    Selection::InlineFragment(f) => self.set(&f.node.selection_set.node),
+                    Selection::FragmentSpread(s) => self.fragment(s.node.fragment_name.node.as_str()),
+                };
+                deepest = (deepest.0.max(d), deepest.1.max(o));
+            }
+            deepest
+        }
+
+        fn fragment(&mut self, name: &'d str) -> (usize, usize) {
+            if let Some(m) = self.memo.get(name) {
+                return *m;
+            }
+            let doc = self.doc;
+            let Some((key, frag)) = doc.fragments.get_key_value(name) else {
+                return (0, 0);
+            };
+            if self.visiting.contains(&key.as_str()) {
+                return (0, 0);
+            }
+            self.visiting.push(key.as_str());
+            let m = self.set(&frag.node.selection_set.node);
+            self.visiting.pop();
+            self.memo.insert(key.as_str(), m);
+            m
+        }
+    }
+    let mut depth = Depth {
+        doc,
+        memo: HashMap::new(),
+        visiting: Vec::new(),
+    };
+    doc.operations.iter().fold((0, 0), |acc, (_, op)| {
+        let (d, o) = depth.set(&op.node.selection_set.node);
+        (acc.0.max(d), acc.1.max(o))
+    })
+}
+
 /// Root fields an operation runs (fragments expanded; `__typename` is free).
 fn root_fields(doc: &ExecutableDocument, set: &SelectionSet) -> u32 {
     let mut ex = Expander {
@@ -390,6 +464,13 @@ mod tests {
         }
         q.push_str("fragment F40 on Query { a: me { role } }");
         assert!(aliases_in(&doc(&q)) > 30);
+    }
+
+    #[test]
+    fn depth_skips_the_of_type_chain_and_counts_fragments() {
+        let q = "{ __schema { types { ...T } } } fragment T on __Type { fields { type { ofType { ofType { name } } } } }";
+        assert_eq!(depth_of(&doc(q)), (5, 2));
+        assert_eq!(depth_of(&doc("{ me { tenant { plan { slug } } } }")), (4, 0));
     }
 
     #[test]

@@ -508,17 +508,34 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub async fn start(env: &HashMap<String, String>) -> ServerProcess {
-        let port = free_port();
-        let mut env = env.clone();
-        env.insert("BIND_ADDR".into(), format!("127.0.0.1:{port}"));
         let quiet = std::env::var("TEST_LOG").is_err();
-        let child = binary(&["serve"], &env)
-            .stdout(std::process::Stdio::null())
-            .stderr(if quiet {
+        Self::start_with_stderr(
+            env,
+            if quiet {
                 std::process::Stdio::null()
             } else {
                 std::process::Stdio::inherit()
-            })
+            },
+        )
+        .await
+    }
+
+    /// Like [`ServerProcess::start`], with the server's log written to `log`.
+    pub async fn start_logged(env: &HashMap<String, String>, log: &std::path::Path) -> ServerProcess {
+        let file = std::fs::File::create(log).expect("log file");
+        Self::start_with_stderr(env, file.into()).await
+    }
+
+    async fn start_with_stderr(
+        env: &HashMap<String, String>,
+        stderr: std::process::Stdio,
+    ) -> ServerProcess {
+        let port = free_port();
+        let mut env = env.clone();
+        env.insert("BIND_ADDR".into(), format!("127.0.0.1:{port}"));
+        let child = binary(&["serve"], &env)
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start tenantry serve");
         let server = ServerProcess {
@@ -546,6 +563,17 @@ impl ServerProcess {
             .await
             .expect("request");
         Gql::from_response(resp).await
+    }
+
+    /// Resident memory of the process in KiB (Linux `/proc`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS")
     }
 
     pub fn kill(&mut self) {
