@@ -1122,7 +1122,12 @@ async fn a_subscription_ended_by_stripe_ends_overrides_of_features_outside_the_p
 
     let mut gone = fake.subscription(&sub_id);
     gone["status"] = json!("canceled");
-    let ended = event("evt_ended", "customer.subscription.deleted", now() + 1, gone);
+    let ended = event(
+        "evt_ended",
+        "customer.subscription.deleted",
+        now() + 1,
+        gone,
+    );
     assert_eq!(deliver(&app.base, &ended, SECRET).await.0, 200);
 
     let resp = app
@@ -1141,7 +1146,14 @@ async fn a_subscription_ended_by_stripe_ends_overrides_of_features_outside_the_p
         .err("FEATURE_DISABLED");
     let mut c = app.db.superuser().await;
     assert_eq!(
-        count(&mut c, &format!("select count(*) as n from tenant_features where tenant_id = '{}' and enabled", t.id)).await,
+        count(
+            &mut c,
+            &format!(
+                "select count(*) as n from tenant_features where tenant_id = '{}' and enabled",
+                t.id
+            )
+        )
+        .await,
         0
     );
     assert_eq!(

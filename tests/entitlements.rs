@@ -12,7 +12,8 @@ use tenantry::jobs::{self, Job};
 const SET: &str = "mutation($t: ID, $k: String!, $on: Boolean!) {
   setFeature(tenantId: $t, key: $k, enabled: $on) { key enabled source } }";
 const CLEAR: &str = "mutation($t: ID, $k: String!) { clearFeatureOverride(tenantId: $t, key: $k) { key enabled source } }";
-const FEATURE: &str = "query($k: String!) { tenant { plan { slug } feature(key: $k) { enabled source } } }";
+const FEATURE: &str =
+    "query($k: String!) { tenant { plan { slug } feature(key: $k) { enabled source } } }";
 const AUDIT_LOGS: &str = "{ auditLogs(first: 1) { totalCount } }";
 
 /// A professional tenant whose admin keeps `audit_logs` on through an OVERRIDE (and switches
@@ -20,7 +21,11 @@ const AUDIT_LOGS: &str = "{ auditLogs(first: 1) { totalCount } }";
 async fn with_overrides(app: &TestApp) -> TestTenant {
     let t = app.tenant().plan("professional").create().await;
     let resp = app
-        .gql(Some(&t.admin), SET, json!({ "k": "audit_logs", "on": true }))
+        .gql(
+            Some(&t.admin),
+            SET,
+            json!({ "k": "audit_logs", "on": true }),
+        )
         .await;
     assert_eq!(
         resp.ok()["setFeature"],
@@ -50,9 +55,13 @@ async fn assert_entitlements_follow_free(app: &TestApp, t: &TestTenant) {
         .await
         .err("FEATURE_DISABLED");
     // And it cannot be switched back on.
-    app.gql(Some(&t.admin), SET, json!({ "k": "audit_logs", "on": true }))
-        .await
-        .err("FEATURE_NOT_IN_PLAN");
+    app.gql(
+        Some(&t.admin),
+        SET,
+        json!({ "k": "audit_logs", "on": true }),
+    )
+    .await
+    .err("FEATURE_NOT_IN_PLAN");
     let mut c = app.db.superuser().await;
     let id = t.id;
     assert_eq!(
@@ -179,12 +188,20 @@ async fn a_tenant_admin_never_undoes_a_platform_override() {
     let before = count(&mut c, &audits).await;
 
     // The tenant admin can neither switch it back on nor clear it.
-    app.gql(Some(&t.admin), SET, json!({ "k": "audit_logs", "on": true }))
-        .await
-        .err("FORBIDDEN");
-    app.gql(Some(&t.admin), SET, json!({ "k": "audit_logs", "on": false }))
-        .await
-        .err("FORBIDDEN");
+    app.gql(
+        Some(&t.admin),
+        SET,
+        json!({ "k": "audit_logs", "on": true }),
+    )
+    .await
+    .err("FORBIDDEN");
+    app.gql(
+        Some(&t.admin),
+        SET,
+        json!({ "k": "audit_logs", "on": false }),
+    )
+    .await
+    .err("FORBIDDEN");
     app.gql(Some(&t.admin), CLEAR, json!({ "k": "audit_logs" }))
         .await
         .err("FORBIDDEN");
@@ -240,7 +257,11 @@ async fn a_tenant_admin_never_undoes_a_platform_override() {
         resp.ok()["clearFeatureOverride"],
         json!({ "key": "audit_logs", "enabled": true, "source": "PLAN" })
     );
-    app.gql(Some(&t.admin), SET, json!({ "k": "audit_logs", "on": false }))
-        .await
-        .ok();
+    app.gql(
+        Some(&t.admin),
+        SET,
+        json!({ "k": "audit_logs", "on": false }),
+    )
+    .await
+    .ok();
 }

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 const TOKEN: &str = "svc-token-for-usage-bounds";
 const RECORD: &str = "mutation($r: String!, $a: BigInt!, $k: String) {
   recordUsage(resource: $r, amount: $a, idempotencyKey: $k) { used limit overage duplicate } }";
-const SET_QUOTA: &str = "mutation($t: ID!, $i: SetQuotaInput!) { setQuota(tenantId: $t, input: $i) { resource } }";
+const SET_QUOTA: &str =
+    "mutation($t: ID!, $i: SetQuotaInput!) { setQuota(tenantId: $t, input: $i) { resource } }";
 
 async fn spawn(extra: &[(&str, &str)]) -> TestApp {
     let extra: Vec<(String, String)> = extra
@@ -79,7 +80,12 @@ async fn one_call_carries_at_most_usage_max_amount() {
                 "{e}"
             );
         }
-        let (status, body) = rest(&app, &t, json!({ "resource": "api_calls", "amount": amount })).await;
+        let (status, body) = rest(
+            &app,
+            &t,
+            json!({ "resource": "api_calls", "amount": amount }),
+        )
+        .await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (400, Some("BAD_USER_INPUT"))
@@ -115,15 +121,22 @@ async fn members_stay_within_soft_limits_by_default() {
     record(t.member.clone(), 8).await.ok();
     let resp = record(t.member.clone(), 3).await;
     let ext = &resp.err("QUOTA_EXCEEDED")["extensions"];
-    assert_eq!((ext["limit"].as_i64(), ext["used"].as_i64()), (Some(10), Some(8)));
+    assert_eq!(
+        (ext["limit"].as_i64(), ext["used"].as_i64()),
+        (Some(10), Some(8))
+    );
     assert_eq!(stored(&app, &t, "api_calls").await, (8, 1));
-    let check = "query($a: BigInt!) { checkQuota(resource: \"api_calls\", amount: $a) { allowed } }";
+    let check =
+        "query($a: BigInt!) { checkQuota(resource: \"api_calls\", amount: $a) { allowed } }";
     let resp = app.gql(Some(&t.member), check, json!({ "a": 3 })).await;
     assert_eq!(resp.ok()["checkQuota"]["allowed"], false);
     let resp = app.gql(Some(&t.admin), check, json!({ "a": 3 })).await;
     assert_eq!(resp.ok()["checkQuota"]["allowed"], true);
     // Up to the limit is fine; past it only for admins and services.
-    assert_eq!(record(t.member.clone(), 2).await.ok()["recordUsage"]["used"], 10);
+    assert_eq!(
+        record(t.member.clone(), 2).await.ok()["recordUsage"]["used"],
+        10
+    );
     record(t.member.clone(), 1).await.err("QUOTA_EXCEEDED");
     let resp = record(t.admin.clone(), 3).await;
     assert_eq!(resp.ok()["recordUsage"]["overage"], 3);
@@ -137,24 +150,16 @@ async fn member_soft_policy_deny_and_allow() {
     let app = spawn(&[("USAGE_MEMBER_SOFT_POLICY", "deny")]).await;
     let t = app.tenant().plan("starter").create().await;
     soft_quota(&app, &t, 10).await;
-    app.gql(
-        Some(&t.member),
-        RECORD,
-        json!({ "r": "api_calls", "a": 1 }),
-    )
-    .await
-    .err("FORBIDDEN");
+    app.gql(Some(&t.member), RECORD, json!({ "r": "api_calls", "a": 1 }))
+        .await
+        .err("FORBIDDEN");
     app.gql(Some(&t.member), RECORD, json!({ "r": "users", "a": 1 }))
         .await
         .err("FORBIDDEN");
     assert_eq!(stored(&app, &t, "api_calls").await, (0, 0));
-    app.gql(
-        Some(&t.admin),
-        RECORD,
-        json!({ "r": "api_calls", "a": 12 }),
-    )
-    .await
-    .ok();
+    app.gql(Some(&t.admin), RECORD, json!({ "r": "api_calls", "a": 12 }))
+        .await
+        .ok();
     assert_eq!(stored(&app, &t, "api_calls").await, (12, 1));
     drop(app);
 
@@ -177,11 +182,7 @@ async fn the_plan_overage_ceiling_holds_exactly_under_concurrency() {
     let mut c = app.db.superuser().await;
     count(&mut c, "with u as (update plans set overage_limit_percent = 50 where slug = 'professional' returning 1) select count(*) as n from u").await;
     let resp = app
-        .gql(
-            None,
-            "{ plans { slug overageLimitPercent } }",
-            json!({}),
-        )
+        .gql(None, "{ plans { slug overageLimitPercent } }", json!({}))
         .await;
     let plans = resp.ok()["plans"].as_array().unwrap().clone();
     assert!(plans.contains(&json!({ "slug": "professional", "overageLimitPercent": 50 })));
@@ -225,11 +226,7 @@ async fn the_plan_overage_ceiling_holds_exactly_under_concurrency() {
     assert_eq!((ok, refused), (150, 170));
     assert_eq!(stored(&app, &t, "api_calls").await, (150, 150));
     let resp = app
-        .gql(
-            Some(&t.admin),
-            RECORD,
-            json!({ "r": "api_calls", "a": 1 }),
-        )
+        .gql(Some(&t.admin), RECORD, json!({ "r": "api_calls", "a": 1 }))
         .await;
     resp.err("QUOTA_EXCEEDED");
 }

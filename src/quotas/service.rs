@@ -157,7 +157,11 @@ pub async fn check(
     }
     let scope = target_scope(actor, tenant_id, "quota_read")?;
     let plan_id = live_tenant(app, tenant_id, false).await?;
-    let overage_percent = app.plans.by_id(&app.db, plan_id).await?.overage_limit_percent;
+    let overage_percent = app
+        .plans
+        .by_id(&app.db, plan_id)
+        .await?
+        .overage_limit_percent;
     let soft_overage = soft_overage(app, actor).unwrap_or(false);
     let resource_c = resource.to_owned();
     let row = app
