@@ -33,6 +33,43 @@ pub struct WsLimits {
     pub outbound_queue: usize,
 }
 
+/// What a tenant's callers may write at most (usage per call, configuration size).
+#[derive(Debug, Clone)]
+pub struct TenantBounds {
+    /// `USAGE_MAX_AMOUNT`: the largest amount one usage increment may carry.
+    pub usage_max_amount: i64,
+    /// `USAGE_MEMBER_SOFT_POLICY`: what a tenant member may do with a SOFT quota.
+    pub usage_member_soft_policy: MemberSoftPolicy,
+    /// `CONFIG_MAX_ENTRIES`: configuration entries per tenant.
+    pub config_max_entries: i64,
+    /// `CONFIG_MAX_BYTES`: sum of a tenant's stored configuration value sizes.
+    pub config_max_bytes: i64,
+}
+
+/// How a `tenant_member`'s usage meets a SOFT quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberSoftPolicy {
+    /// Members may record usage up to the limit, never into overage (the default).
+    WithinLimit,
+    /// Members may run into overage like admins (up to the plan's overage ceiling).
+    Allow,
+    /// Members may not record usage at all.
+    Deny,
+}
+
+impl MemberSoftPolicy {
+    fn parse(v: Option<&str>) -> anyhow::Result<Self> {
+        match v.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("within_limit") => Ok(MemberSoftPolicy::WithinLimit),
+            Some("allow") => Ok(MemberSoftPolicy::Allow),
+            Some("deny") => Ok(MemberSoftPolicy::Deny),
+            Some(other) => {
+                bail!("USAGE_MEMBER_SOFT_POLICY must be within_limit, allow or deny, got {other:?}")
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: String,
@@ -70,6 +107,7 @@ pub struct Settings {
     /// Requests per minute by plan slug, overriding the plan's own number (`RATE_LIMIT_<PLAN>`).
     pub rate_limit_overrides: Vec<(String, u32)>,
     pub graphql: GraphqlLimits,
+    pub bounds: TenantBounds,
 }
 
 /// One catalogue price's Stripe id: (plan slug, region, billing cycle, price id).
@@ -198,6 +236,27 @@ impl Settings {
             other => other.map(|v| v.replace("\\n", "\n")),
         };
 
+        let ranged = |k: &str, default: u64, min: u64, max: u64| -> anyhow::Result<i64> {
+            let v = parse(k, default)?;
+            if !(min..=max).contains(&v) {
+                bail!("{k} must be between {min} and {max}, got {v}");
+            }
+            Ok(v as i64)
+        };
+        let bounds = TenantBounds {
+            usage_max_amount: ranged(
+                "USAGE_MAX_AMOUNT",
+                1_000_000_000,
+                1,
+                crate::quotas::metering::MAX_AMOUNT as u64,
+            )?,
+            usage_member_soft_policy: MemberSoftPolicy::parse(
+                var("USAGE_MEMBER_SOFT_POLICY").as_deref(),
+            )?,
+            config_max_entries: ranged("CONFIG_MAX_ENTRIES", 200, 1, 1_000_000)?,
+            config_max_bytes: ranged("CONFIG_MAX_BYTES", 262_144, 1, 1 << 34)?,
+        };
+
         let introspection = flag("GRAPHQL_INTROSPECTION", !production)?;
         Ok(Settings {
             database_url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
@@ -261,6 +320,7 @@ impl Settings {
                 },
             },
             environment,
+            bounds,
         })
     }
 
@@ -344,6 +404,36 @@ mod tests {
         assert_eq!(s.graphql.max_batch, 10);
         assert!(s.rate_limits_enabled);
         assert!(!s.billing_live());
+        assert_eq!(s.bounds.usage_max_amount, 1_000_000_000);
+        assert_eq!(
+            s.bounds.usage_member_soft_policy,
+            MemberSoftPolicy::WithinLimit
+        );
+        assert_eq!(s.bounds.config_max_entries, 200);
+        assert_eq!(s.bounds.config_max_bytes, 262_144);
+    }
+
+    #[test]
+    fn tenant_bounds_are_validated() {
+        let s = settings(&[
+            ("USAGE_MAX_AMOUNT", "500"),
+            ("USAGE_MEMBER_SOFT_POLICY", "DENY"),
+            ("CONFIG_MAX_ENTRIES", "3"),
+            ("CONFIG_MAX_BYTES", "4096"),
+        ])
+        .unwrap();
+        assert_eq!(s.bounds.usage_max_amount, 500);
+        assert_eq!(s.bounds.usage_member_soft_policy, MemberSoftPolicy::Deny);
+        for (k, v) in [
+            ("USAGE_MAX_AMOUNT", "0"),
+            ("USAGE_MAX_AMOUNT", "-5"),
+            ("USAGE_MEMBER_SOFT_POLICY", "sometimes"),
+            ("CONFIG_MAX_ENTRIES", "0"),
+            ("CONFIG_MAX_BYTES", "lots"),
+        ] {
+            let err = settings(&[(k, v)]).unwrap_err().to_string();
+            assert!(err.contains(k), "{k}={v}: {err}");
+        }
     }
 
     #[test]

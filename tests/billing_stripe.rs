@@ -903,7 +903,8 @@ async fn soft_overage_is_reported_to_stripe_once() {
     count(&mut c, &format!("with u as (update quotas set \"limit\" = 5 where tenant_id = '{}' and resource = '{resource}' returning 1) select count(*) as n from u", t.id)).await;
     let record =
         format!("mutation {{ recordUsage(resource: \"{resource}\", amount: 8) {{ used }} }}");
-    app.gql(Some(&t.member), &record, json!({})).await.ok();
+    // Tenant admins may run a SOFT quota into overage (members only up to its limit).
+    app.gql(Some(&t.admin), &record, json!({})).await.ok();
 
     let report = tenantry::billing::usage::report(&app.app).await.unwrap();
     assert_eq!(report.reported, 1);
@@ -931,7 +932,7 @@ async fn soft_overage_is_reported_to_stripe_once() {
     // More overage while Stripe is down: the same pending report is resent once it is back.
     let record =
         format!("mutation {{ recordUsage(resource: \"{resource}\", amount: 2) {{ used }} }}");
-    app.gql(Some(&t.member), &record, json!({})).await.ok();
+    app.gql(Some(&t.admin), &record, json!({})).await.ok();
     fake.fail_with(500, "down");
     let r = tenantry::billing::usage::report(&app.app).await.unwrap();
     assert_eq!(r.failed, 1);
@@ -1100,4 +1101,63 @@ async fn a_confirmation_overtaken_by_a_later_state_is_not_lost() {
         .gql(Some(&t.member), q, json!({ "id": intent_id }))
         .await;
     assert_eq!(resp.ok()["tenant"]["subscription"]["status"], "ACTIVE");
+}
+
+/// Entitlements follow the plan on the webhook path too: a tenant admin's override of a
+/// professional feature ends with the subscription (Stripe's `customer.subscription.deleted`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_ended_by_stripe_ends_overrides_of_features_outside_the_plan() {
+    let (app, fake) = live().await;
+    let (t, _customer, sub_id) = subscribed(&app, &fake, "professional").await;
+    let resp = app
+        .gql(
+            Some(&t.admin),
+            "mutation { setFeature(key: \"audit_logs\", enabled: true) { source } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(resp.ok()["setFeature"]["source"], "OVERRIDE");
+    let logs = "{ auditLogs(first: 1) { totalCount } }";
+    app.gql(Some(&t.admin), logs, json!({})).await.ok();
+
+    let mut gone = fake.subscription(&sub_id);
+    gone["status"] = json!("canceled");
+    let ended = event(
+        "evt_ended",
+        "customer.subscription.deleted",
+        now() + 1,
+        gone,
+    );
+    assert_eq!(deliver(&app.base, &ended, SECRET).await.0, 200);
+
+    let resp = app
+        .gql(
+            Some(&t.admin),
+            "{ tenant { plan { slug } feature(key: \"audit_logs\") { enabled source } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        resp.ok()["tenant"],
+        json!({ "plan": { "slug": "free" }, "feature": { "enabled": false, "source": "DEFAULT" } })
+    );
+    app.gql(Some(&t.admin), logs, json!({}))
+        .await
+        .err("FEATURE_DISABLED");
+    let mut c = app.db.superuser().await;
+    assert_eq!(
+        count(
+            &mut c,
+            &format!(
+                "select count(*) as n from tenant_features where tenant_id = '{}' and enabled",
+                t.id
+            )
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&mut c, &format!("select count(*) as n from audit_logs where tenant_id = '{}' and entity_type = 'tenant' and action = 'UPDATE' and actor_type = 'WEBHOOK' and metadata->'removedOverrides' = '[\"audit_logs\"]'::jsonb", t.id)).await,
+        1
+    );
 }

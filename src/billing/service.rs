@@ -148,7 +148,11 @@ async fn active_plan(c: &mut Conn, slug: &str) -> AppResult<PlanRow> {
 }
 
 /// Switches `tenant` to `plan`: the tenant row, its quotas' limits (usage kept unless the
-/// reset period changes), the subscription mirror, and audit entries. Features follow the plan.
+/// reset period changes), the subscription mirror, and audit entries. Features follow the plan:
+/// overrides enabling what the new plan lacks are removed. Every path that changes a tenant's
+/// plan (LOCAL `changePlan`, Stripe events and our own Stripe answers, cancellation, trial
+/// expiry, maintenance overrides) comes through here; callers run `App::tenant_changed` after
+/// commit so every instance drops its cached features.
 pub async fn apply_plan(
     c: &mut Conn,
     actor: &Actor,
@@ -203,6 +207,7 @@ pub async fn apply_plan(
         ..Default::default()
     };
     store::update_subscription(c, tenant.id, &changes).await?;
+    crate::features::service::reconcile_with_plan(c, actor, tenant.id, plan).await?;
     audit::record(
         c,
         actor,
@@ -807,7 +812,8 @@ async fn change_subscription(
 ) -> AppResult<SubscriptionRow> {
     let scope = target_scope(actor, tenant_id, "billing")?;
     let actor_c = actor.clone();
-    app.db
+    let after = app
+        .db
         .scoped(scope, |c| {
             async move {
                 let tenant = locked_tenant(c, tenant_id).await?;
@@ -842,7 +848,10 @@ async fn change_subscription(
             }
             .scope_boxed()
         })
-        .await
+        .await?;
+    // A cancellation may have moved the tenant to the free plan.
+    app.tenant_changed(tenant_id).await;
+    Ok(after)
 }
 
 /// Platform admins' manual override of a subscription's state, for support incidents. Only in
@@ -878,10 +887,11 @@ pub async fn maintenance_override(
         ));
     }
     let actor_c = actor.clone();
-    app.db
+    let after = app
+        .db
         .scoped(crate::db::Scope::Platform("maintenance_override"), |c| {
             async move {
-                locked_tenant(c, tenant_id).await?;
+                let tenant = locked_tenant(c, tenant_id).await?;
                 let before = store::subscription_for_update(c, tenant_id)
                     .await?
                     .ok_or_else(|| AppError::not_found("subscription"))?;
@@ -891,7 +901,14 @@ pub async fn maintenance_override(
                     updated_at: Some(now),
                     ..Default::default()
                 };
-                let after = store::update_subscription(c, tenant_id, &changes).await?;
+                let mut after = store::update_subscription(c, tenant_id, &changes).await?;
+                // An ended subscription ends its paid plan, whoever ended it.
+                let ended = |s: &str| {
+                    s == SubscriptionStatus::Canceled.as_str() || s == SubscriptionStatus::Expired.as_str()
+                };
+                if ended(&after.status) && !ended(&before.status) {
+                    after = downgrade_to_free(c, &actor_c, &tenant, now).await?.unwrap_or(after);
+                }
                 audit::record(
                     c,
                     &actor_c,
@@ -910,5 +927,7 @@ pub async fn maintenance_override(
             }
             .scope_boxed()
         })
-        .await
+        .await?;
+    app.tenant_changed(tenant_id).await;
+    Ok(after)
 }

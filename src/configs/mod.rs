@@ -3,6 +3,7 @@
 //! data in `config_defaults`, overridden by the tenant's own entries). Encrypted values are
 //! AES-256-GCM at rest, masked for tenant members.
 
+pub mod bounds;
 pub mod crypto;
 pub mod graphql;
 pub mod loader;

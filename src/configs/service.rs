@@ -385,6 +385,7 @@ pub async fn set(app: &App, actor: &Actor, input: SetConfig) -> AppResult<Config
     }
     let scope = target_scope(actor, input.tenant_id, "config_write")?;
     let actor_c = actor.clone();
+    let bounds = app.settings.bounds.clone();
     let row = app
         .db
         .scoped(scope, |c| {
@@ -411,6 +412,7 @@ pub async fn set(app: &App, actor: &Actor, input: SetConfig) -> AppResult<Config
                     ));
                 }
                 let before = store::find(c, tenant.id, &input.category, &input.key).await?;
+                let totals_before = store::totals(c, tenant.id).await?;
                 let (value, encrypted_value) = match secret.filter(|_| input.encrypted) {
                     Some(k) => {
                         let plain = serde_json::to_vec(&input.value).map_err(AppError::internal)?;
@@ -432,6 +434,10 @@ pub async fn set(app: &App, actor: &Actor, input: SetConfig) -> AppResult<Config
                     },
                 )
                 .await?;
+                // Measured after the write (the tenant row is locked, so concurrent writers
+                // queue): an updated key counts with its new size only. Refusing rolls back.
+                let totals_after = store::totals(c, tenant.id).await?;
+                super::bounds::check(&bounds, totals_before, totals_after)?;
                 audit::record(
                     c,
                     &actor_c,

@@ -101,3 +101,24 @@ pub async fn delete(
         .get_results(conn)
         .await
 }
+
+#[derive(QueryableByName, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub entries: i64,
+    /// Stored size: the JSON text of plain values, the ciphertext of encrypted ones.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub bytes: i64,
+}
+
+/// A tenant's configuration entries and the sum of their stored value sizes.
+pub async fn totals(conn: &mut Conn, tenant_id: Uuid) -> QueryResult<Totals> {
+    diesel::sql_query(
+        "select count(*)::bigint as entries,
+                coalesce(sum(coalesce(octet_length(value::text), 0) + coalesce(octet_length(encrypted_value), 0)), 0)::bigint as bytes
+           from configs where tenant_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(tenant_id)
+    .get_result(conn)
+    .await
+}

@@ -155,6 +155,7 @@ diesel::table! {
         is_active -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        overage_limit_percent -> Int4,
     }
 }
 
@@ -214,6 +215,7 @@ diesel::table! {
         set_by -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        set_by_type -> Nullable<Text>,
     }
 }
 

@@ -22,6 +22,20 @@ pub struct FeatureOverride {
     pub feature_key: String,
     pub enabled: bool,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The actor type (`USER`, `ADMIN`, `SYSTEM`, ...) that set it; `None` for overrides older
+    /// than the column whose audit trail did not say.
+    pub set_by_type: Option<String>,
+}
+
+impl FeatureOverride {
+    /// Set by a platform actor (admin, system, webhook, service): tenant admins may not
+    /// change or clear it.
+    pub fn set_by_platform(&self) -> bool {
+        matches!(
+            self.set_by_type.as_deref(),
+            Some("ADMIN" | "SYSTEM" | "WEBHOOK" | "SERVICE")
+        )
+    }
 }
 
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +130,7 @@ mod tests {
             feature_key: k.into(),
             enabled,
             expires_at: exp,
+            set_by_type: None,
         };
         let got = evaluate(
             &defs,

@@ -8,19 +8,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use moka::future::Cache;
 use scoped_futures::ScopedFutureExt;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::model::{EffectiveFeature, FeatureInputs};
+use super::model::{EffectiveFeature, FeatureInputs, FeatureOverride};
 use super::store;
 use crate::app::App;
 use crate::audit;
 use crate::auth::{Actor, Role};
 use crate::bus::Event;
-use crate::db::schema::tenant_features;
 use crate::db::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
 use crate::plans;
@@ -208,6 +206,62 @@ async fn locked_inputs(
     Ok((tenant, inputs))
 }
 
+/// What a platform actor set (an admin's decision, a webhook's or job's effect) is theirs:
+/// a tenant admin may neither replace nor clear it.
+fn guard_provenance(actor: &Actor, existing: Option<&FeatureOverride>) -> AppResult<()> {
+    if !actor.is_platform() && existing.is_some_and(FeatureOverride::set_by_platform) {
+        return Err(AppError::forbidden(
+            "this feature override was set by a platform administrator; only a platform administrator can change it",
+        ));
+    }
+    Ok(())
+}
+
+/// Entitlements follow the plan: deletes the tenant's enabling overrides of features `plan_id`
+/// does not include (disabling ones only restrict, so they stay), with one audit entry, in the
+/// caller's transaction (the one that switches the plan). The caller invalidates the feature
+/// caches of every instance after commit (`App::tenant_changed`). Returns the removed keys.
+pub async fn reconcile_with_plan(
+    c: &mut Conn,
+    actor: &Actor,
+    tenant_id: Uuid,
+    plan: &crate::plans::model::PlanRow,
+) -> AppResult<Vec<String>> {
+    let included: Vec<String> = plans::store::features_of(c, &[plan.id])
+        .await?
+        .into_iter()
+        .map(|(_, key)| key)
+        .collect();
+    let removed = store::delete_enabling_except(c, tenant_id, &included).await?;
+    if removed.is_empty() {
+        return Ok(vec![]);
+    }
+    let keys: Vec<String> = removed.iter().map(|o| o.feature_key.clone()).collect();
+    let views: Vec<serde_json::Value> = removed
+        .iter()
+        .map(|o| json!({ "key": o.feature_key, "enabled": o.enabled, "expiresAt": o.expires_at, "setByType": o.set_by_type }))
+        .collect();
+    audit::record(
+        c,
+        actor,
+        audit::Change {
+            tenant_id: Some(tenant_id),
+            entity_type: "tenant",
+            entity_id: tenant_id.to_string(),
+            action: "UPDATE",
+            before: json!({ "featureOverrides": views }),
+            after: json!({ "featureOverrides": [] }),
+            metadata: json!({
+                "reason": "plan change: overrides enabling features outside the new plan removed",
+                "plan": plan.slug,
+                "removedOverrides": keys,
+            }),
+        },
+    )
+    .await?;
+    Ok(keys)
+}
+
 fn may_override(actor: &Actor) -> AppResult<()> {
     if actor.is_platform() || actor.role.is_some_and(|r| r.satisfies(Role::TenantAdmin)) {
         Ok(())
@@ -238,24 +292,18 @@ pub async fn set_override(
                     .iter()
                     .find(|o| o.feature_key == key_c)
                     .cloned();
-                diesel::insert_into(tenant_features::table)
-                    .values((
-                        tenant_features::tenant_id.eq(tenant_id),
-                        tenant_features::feature_key.eq(&key_c),
-                        tenant_features::enabled.eq(enabled),
-                        tenant_features::expires_at.eq(expires_at),
-                        tenant_features::set_by.eq(actor_c.id.as_deref()),
-                    ))
-                    .on_conflict((tenant_features::tenant_id, tenant_features::feature_key))
-                    .do_update()
-                    .set((
-                        tenant_features::enabled.eq(enabled),
-                        tenant_features::expires_at.eq(expires_at),
-                        tenant_features::set_by.eq(actor_c.id.as_deref()),
-                        tenant_features::updated_at.eq(Utc::now()),
-                    ))
-                    .execute(c)
-                    .await?;
+                guard_provenance(&actor_c, before.as_ref())?;
+                store::upsert_override(
+                    c,
+                    tenant_id,
+                    &key_c,
+                    enabled,
+                    expires_at,
+                    actor_c.id.as_deref(),
+                    actor_c.kind.as_str(),
+                    Utc::now(),
+                )
+                .await?;
                 audit::record(
                     c,
                     &actor_c,
@@ -296,15 +344,11 @@ pub async fn clear_override(
         .scoped(scope, |c| {
             async move {
                 let (tenant, inputs) = locked_inputs(c, &actor_c, tenant_id, &key_c).await?;
-                let removed = diesel::delete(
-                    tenant_features::table
-                        .filter(tenant_features::tenant_id.eq(tenant_id))
-                        .filter(tenant_features::feature_key.eq(&key_c)),
-                )
-                .execute(c)
-                .await?;
+                let existing = inputs.overrides.iter().find(|o| o.feature_key == key_c);
+                guard_provenance(&actor_c, existing)?;
+                let removed = store::delete_override(c, tenant_id, &key_c).await?;
                 if removed > 0 {
-                    let before = inputs.overrides.iter().find(|o| o.feature_key == key_c);
+                    let before = existing;
                     audit::record(
                         c,
                         &actor_c,

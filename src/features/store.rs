@@ -1,5 +1,6 @@
-//! Feature SQL.
+//! Feature SQL. Scope is applied by the caller's transaction.
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
@@ -25,4 +26,65 @@ pub async fn overrides_of(
         .select(FeatureOverride::as_select())
         .load(conn)
         .await
+}
+
+/// Inserts or replaces the override of `key`, stamped with who set it.
+#[allow(clippy::too_many_arguments)]
+pub async fn upsert_override(
+    conn: &mut Conn,
+    tenant_id: Uuid,
+    key: &str,
+    enabled: bool,
+    expires_at: Option<DateTime<Utc>>,
+    set_by: Option<&str>,
+    set_by_type: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::insert_into(tenant_features::table)
+        .values((
+            tenant_features::tenant_id.eq(tenant_id),
+            tenant_features::feature_key.eq(key),
+            tenant_features::enabled.eq(enabled),
+            tenant_features::expires_at.eq(expires_at),
+            tenant_features::set_by.eq(set_by),
+            tenant_features::set_by_type.eq(set_by_type),
+        ))
+        .on_conflict((tenant_features::tenant_id, tenant_features::feature_key))
+        .do_update()
+        .set((
+            tenant_features::enabled.eq(enabled),
+            tenant_features::expires_at.eq(expires_at),
+            tenant_features::set_by.eq(set_by),
+            tenant_features::set_by_type.eq(set_by_type),
+            tenant_features::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await
+}
+
+pub async fn delete_override(conn: &mut Conn, tenant_id: Uuid, key: &str) -> QueryResult<usize> {
+    diesel::delete(
+        tenant_features::table
+            .filter(tenant_features::tenant_id.eq(tenant_id))
+            .filter(tenant_features::feature_key.eq(key)),
+    )
+    .execute(conn)
+    .await
+}
+
+/// Deletes the tenant's enabling overrides of features not in `keep`; returns them.
+pub async fn delete_enabling_except(
+    conn: &mut Conn,
+    tenant_id: Uuid,
+    keep: &[String],
+) -> QueryResult<Vec<FeatureOverride>> {
+    diesel::delete(
+        tenant_features::table
+            .filter(tenant_features::tenant_id.eq(tenant_id))
+            .filter(tenant_features::enabled.eq(true))
+            .filter(diesel::dsl::not(tenant_features::feature_key.eq_any(keep))),
+    )
+    .returning(FeatureOverride::as_returning())
+    .get_results(conn)
+    .await
 }

@@ -107,6 +107,11 @@ impl Plan {
     async fn rate_limit_per_minute(&self) -> i32 {
         self.row.rate_limit_per_minute
     }
+    /// How far usage of a SOFT quota may go past its limit in one period, in percent of the
+    /// limit (100 = up to twice the limit); beyond it increments answer QUOTA_EXCEEDED.
+    async fn overage_limit_percent(&self) -> i32 {
+        self.row.overage_limit_percent
+    }
     async fn prices(&self, ctx: &Context<'_>) -> Result<Vec<PlanPrice>> {
         let rows = self
             .page

@@ -19,6 +19,8 @@ pub struct PlanRow {
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Ceiling of SOFT-quota overage in one period, in percent of the limit.
+    pub overage_limit_percent: i32,
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]

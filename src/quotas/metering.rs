@@ -5,7 +5,10 @@
 //!   crash; a caller that disconnects does not cancel the write: it lives in the writer task);
 //! - a HARD quota is checked and incremented by one conditional `UPDATE` holding the row lock,
 //!   so no interleaving can admit more than the limit;
-//! - idempotency keys are claimed by a unique index; a repeat returns the stored first answer;
+//! - a SOFT quota is capped the same way, at the limit plus the plan's overage ceiling
+//!   (`plans.overage_limit_percent`), or at the limit for callers not allowed into overage;
+//! - idempotency keys are claimed by a unique index; a repeat returns the stored first answer,
+//!   the same key on another resource is refused (BAD_USER_INPUT);
 //! - threshold crossings insert into `quota_alerts` under a unique key, so each fires once per
 //!   (tenant, resource, period, threshold), and are published after the commit.
 //!
@@ -38,6 +41,29 @@ pub struct UsageRequest {
     pub resource: String,
     pub amount: i64,
     pub idempotency_key: Option<String>,
+    /// May this increment take a SOFT quota past its limit (up to the plan's overage
+    /// ceiling)? False for tenant members under `USAGE_MEMBER_SOFT_POLICY=within_limit`.
+    pub soft_overage: bool,
+}
+
+/// The SQL of a quota's cap for one increment: `app_usage_cap` with the plan's overage
+/// ceiling. `$q` is the quota row's alias, `$overage` the bind of `soft_overage`.
+macro_rules! usage_cap_sql {
+    ($q:literal, $overage:literal) => {
+        concat!(
+            "app_usage_cap(", $q, ".\"limit\", ", $q, ".enforcement, ", $overage,
+            ", (select p.overage_limit_percent from tenants t join plans p on p.id = t.plan_id where t.id = ",
+            $q, ".tenant_id))"
+        )
+    };
+}
+
+/// The same idempotency key sent for another resource: refused, nothing recorded.
+fn key_reused(first_resource: &str) -> AppError {
+    AppError::bad_input(
+        "idempotencyKey",
+        format!("this idempotencyKey was already used for another resource ({first_resource:?})"),
+    )
 }
 
 /// The answer to an increment (stored with the record, so a repeated key gets it again).
@@ -268,6 +294,9 @@ struct Locked {
     alert_thresholds: Vec<i32>,
     #[diesel(sql_type = Text)]
     enforcement: String,
+    /// The most `used` may reach for a caller allowed into overage (`app_usage_cap`).
+    #[diesel(sql_type = BigInt)]
+    cap: i64,
 }
 
 #[derive(QueryableByName)]
@@ -314,6 +343,9 @@ async fn record_one(
 ) -> QueryResult<ItemResult> {
     if let Some(key) = &r.idempotency_key {
         if let Some(first) = prior_answer(conn, r, key).await? {
+            if first.resource != r.resource {
+                return Ok(Err(key_reused(&first.resource)));
+            }
             return Ok(Ok((first, vec![])));
         }
         // Another instance may claim the same key concurrently: a savepoint lets this item
@@ -328,9 +360,11 @@ async fn record_one(
             Ok(Ok((_, _, false))) => {
                 AnsiTransactionManager::rollback_transaction(conn).await?;
                 let first = prior_answer(conn, r, key).await?;
-                Ok(first
-                    .map(|f| (f, vec![]))
-                    .ok_or_else(|| AppError::conflict(Some("idempotencyKey"), "retry")))
+                Ok(match first {
+                    Some(f) if f.resource != r.resource => Err(key_reused(&f.resource)),
+                    Some(f) => Ok((f, vec![])),
+                    None => Err(AppError::conflict(Some("idempotencyKey"), "retry")),
+                })
             }
             Ok(Err(refused)) => {
                 AnsiTransactionManager::rollback_transaction(conn).await?;
@@ -354,20 +388,22 @@ async fn increment(
     now: DateTime<Utc>,
 ) -> QueryResult<AppResult<(UsageOutcome, Vec<AlertEvent>, bool)>> {
     // A new period starts from zero in the same statement; HARD refuses past the limit.
-    let row: Option<Locked> = diesel::sql_query(
+    let row: Option<Locked> = diesel::sql_query(concat!(
         r#"update quotas q set
                used = (case when q.period_start < app_period_start(q.reset_period, $4) then 0 else q.used end) + $3,
                period_start = greatest(q.period_start, app_period_start(q.reset_period, $4)),
                updated_at = $4
             where q.tenant_id = $1 and q.resource = $2
-              and (q.enforcement = 'SOFT'
-                   or (case when q.period_start < app_period_start(q.reset_period, $4) then 0 else q.used end) + $3 <= q."limit")
-            returning q.used, q."limit", q.period_start, q.alert_thresholds, q.enforcement"#,
-    )
+              and (case when q.period_start < app_period_start(q.reset_period, $4) then 0 else q.used end) + $3 <= "#,
+        usage_cap_sql!("q", "$5"),
+        r#"
+            returning q.used, q."limit", q.period_start, q.alert_thresholds, q.enforcement, 0::bigint as cap"#,
+    ))
     .bind::<SqlUuid, _>(r.tenant_id)
     .bind::<Text, _>(&r.resource)
     .bind::<BigInt, _>(r.amount)
     .bind::<Timestamptz, _>(now)
+    .bind::<diesel::sql_types::Bool, _>(r.soft_overage)
     .get_result(conn)
     .await
     .optional()?;
@@ -564,12 +600,14 @@ async fn record_group(
             );
         }
     }
-    let quota: Option<Locked> = diesel::sql_query(
-        r#"select (case when period_start < app_period_start(reset_period, $3) then 0 else used end) as used,
-                  "limit", greatest(period_start, app_period_start(reset_period, $3)) as period_start,
-                  alert_thresholds, enforcement
-             from quotas where tenant_id = $1 and resource = $2 for update"#,
-    )
+    let quota: Option<Locked> = diesel::sql_query(concat!(
+        r#"select (case when q.period_start < app_period_start(q.reset_period, $3) then 0 else q.used end) as used,
+                  q."limit", greatest(q.period_start, app_period_start(q.reset_period, $3)) as period_start,
+                  q.alert_thresholds, q.enforcement, "#,
+        usage_cap_sql!("q", "true"),
+        r#" as cap
+             from quotas q where q.tenant_id = $1 and q.resource = $2 for update of q"#,
+    ))
     .bind::<SqlUuid, _>(tenant)
     .bind::<Text, _>(resource)
     .bind::<Timestamptz, _>(now)
@@ -598,11 +636,20 @@ async fn record_group(
     for &i in idx {
         let r = &requests[i];
         if let Some(first) = r.idempotency_key.as_ref().and_then(|k| answered.get(k)) {
-            out.push((i, Ok((first.clone(), vec![]))));
+            if first.resource != resource {
+                out.push((i, Err(key_reused(&first.resource))));
+            } else {
+                out.push((i, Ok((first.clone(), vec![]))));
+            }
             continue;
         }
         let after = used.saturating_add(r.amount);
-        if hard && after > q.limit {
+        let cap = if hard || !r.soft_overage {
+            q.limit
+        } else {
+            q.cap
+        };
+        if after > cap {
             let refused = AppError::QuotaExceeded {
                 resource: resource.to_owned(),
                 limit: q.limit,

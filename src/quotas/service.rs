@@ -66,18 +66,45 @@ use super::metering::{UsageOutcome, UsageRequest};
 use super::model::QuotaEnforcement;
 use crate::app::App;
 use crate::audit;
-use crate::auth::Actor;
+use crate::auth::{Actor, Role};
+use crate::config::MemberSoftPolicy;
 use crate::error::{AppError, AppResult};
 use crate::tenants::model::TenantStatus;
 use crate::tenants::service::target_scope;
 
-/// The tenant must exist, not be deleted, and (for writes) not be suspended.
-async fn live_tenant(app: &App, tenant_id: Uuid, write: bool) -> AppResult<()> {
+/// The tenant must exist, not be deleted, and (for writes) not be suspended. Returns its plan.
+async fn live_tenant(app: &App, tenant_id: Uuid, write: bool) -> AppResult<Uuid> {
     let tenant = app.tenant_cache.by_id(&app.db, tenant_id).await?;
-    match tenant.map(|t| t.status()) {
+    match tenant.as_ref().map(|t| t.status()) {
         None | Some(TenantStatus::Deleted) => Err(AppError::not_found("tenant")),
         Some(TenantStatus::Suspended) if write => Err(AppError::TenantSuspended),
-        Some(_) => Ok(()),
+        Some(_) => Ok(tenant.map(|t| t.plan_id).unwrap_or_default()),
+    }
+}
+
+/// The most a quota's usage may reach for a caller (the SQL twin is `app_usage_cap`).
+pub fn usage_cap(quota: &QuotaRow, soft_overage: bool, overage_limit_percent: i32) -> i64 {
+    if QuotaEnforcement::parse(&quota.enforcement) == QuotaEnforcement::Soft && soft_overage {
+        let cap = quota.limit as i128 * (100 + overage_limit_percent as i128) / 100;
+        cap.min(i64::MAX as i128) as i64
+    } else {
+        quota.limit
+    }
+}
+
+/// May this caller's increments take a SOFT quota into overage? Tenant admins, platform
+/// actors and the service token may (up to the plan's overage ceiling); tenant members as
+/// `USAGE_MEMBER_SOFT_POLICY` says (`within_limit` by default, `deny` = no usage at all).
+fn soft_overage(app: &App, actor: &Actor) -> AppResult<bool> {
+    if actor.is_platform() || actor.role != Some(Role::TenantMember) {
+        return Ok(true);
+    }
+    match app.settings.bounds.usage_member_soft_policy {
+        MemberSoftPolicy::Allow => Ok(true),
+        MemberSoftPolicy::WithinLimit => Ok(false),
+        MemberSoftPolicy::Deny => Err(AppError::forbidden(
+            "tenant members may not record usage (USAGE_MEMBER_SOFT_POLICY=deny)",
+        )),
     }
 }
 
@@ -91,21 +118,24 @@ pub async fn record_usage(
     idempotency_key: Option<String>,
 ) -> AppResult<UsageOutcome> {
     target_scope(actor, tenant_id, "usage")?;
-    super::metering::validate(&UsageRequest {
+    let soft_overage = soft_overage(app, actor)?;
+    let max = app.settings.bounds.usage_max_amount;
+    if amount <= 0 || amount > max {
+        return Err(AppError::bad_input(
+            "amount",
+            format!("amount must be a whole number from 1 to {max} (USAGE_MAX_AMOUNT)"),
+        ));
+    }
+    let req = UsageRequest {
         tenant_id,
-        resource: resource.clone(),
+        resource,
         amount,
-        idempotency_key: idempotency_key.clone(),
-    })?;
+        idempotency_key,
+        soft_overage,
+    };
+    super::metering::validate(&req)?;
     live_tenant(app, tenant_id, true).await?;
-    app.meter
-        .record(UsageRequest {
-            tenant_id,
-            resource,
-            amount,
-            idempotency_key,
-        })
-        .await
+    app.meter.record(req).await
 }
 
 #[derive(Debug, Clone)]
@@ -126,7 +156,13 @@ pub async fn check(
         return Err(AppError::bad_input("amount", "amount must not be negative"));
     }
     let scope = target_scope(actor, tenant_id, "quota_read")?;
-    live_tenant(app, tenant_id, false).await?;
+    let plan_id = live_tenant(app, tenant_id, false).await?;
+    let overage_percent = app
+        .plans
+        .by_id(&app.db, plan_id)
+        .await?
+        .overage_limit_percent;
+    let soft_overage = soft_overage(app, actor).unwrap_or(false);
     let resource_c = resource.to_owned();
     let row = app
         .db
@@ -136,11 +172,11 @@ pub async fn check(
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no quota for resource {resource:?}")))?
         .current(Clock::now());
-    let allowed = QuotaEnforcement::parse(&row.enforcement) == QuotaEnforcement::Soft
-        || row
-            .used
-            .checked_add(amount)
-            .is_some_and(|total| total <= row.limit);
+    let cap = usage_cap(&row, soft_overage, overage_percent);
+    let allowed = row
+        .used
+        .checked_add(amount)
+        .is_some_and(|total| total <= cap);
     metrics::counter!("tenantry_quota_checks_total", "allowed" => allowed.to_string()).increment(1);
     Ok(QuotaCheck {
         allowed,
