@@ -26,9 +26,10 @@ if [ -f tests/node/package.json ]; then
     fi
 fi
 
-# Stripe's own Python library cross-checks our webhook signatures (tests/stripe_python.rs).
-if ! python3 -c "import stripe" >/dev/null 2>&1; then
-    log "installing the stripe Python package for the signature cross-check"
+# Stripe's own Python library cross-checks our webhook signatures (tests/stripe_python.rs);
+# schemathesis fuzzes the whole schema (tests/fuzz.rs).
+if ! python3 -c "import stripe, schemathesis" >/dev/null 2>&1; then
+    log "installing the Python test tools (stripe, schemathesis)"
     python3 -m pip install --quiet --user --disable-pip-version-check -r tests/python/requirements.txt ||
         python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
