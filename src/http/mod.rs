@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 pub mod internal;
 pub mod ratelimit;
+pub mod request_id;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
