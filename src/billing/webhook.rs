@@ -108,7 +108,7 @@ pub fn verify(
     // `t` comes from the request: `now - t` overflows for t near i64::MIN/MAX (a panic in
     // debug builds, a wrapped "fresh" timestamp in release). No answer = outside tolerance.
     let age = now.checked_sub(t).and_then(i64::checked_abs);
-    if !age.is_some_and(|age| age <= TOLERANCE_SECS) {
+    if age.is_none_or(|age| age > TOLERANCE_SECS) {
         return Err(SignatureError::Stale);
     }
     let expected: Vec<String> = secrets.iter().map(|s| sign(s, t, body)).collect();
