@@ -86,7 +86,8 @@ impl App {
         let rate_limiter = RateLimiter::new(
             redis.as_ref().map(|(p, _)| p.clone()),
             &settings.redis_prefix,
-        );
+        )
+        .on_redis_error(settings.rate_limit_on_redis_error);
         let stripe = crate::billing::stripe::StripeApi::from_settings(&settings)?;
         let app = Arc::new(App {
             stripe,
@@ -113,6 +114,13 @@ impl App {
         self.features.invalidate(tenant_id).await;
         self.configs.invalidate(tenant_id).await;
         self.bus.publish(Event::TenantChanged { tenant_id }).await;
+    }
+
+    /// Drops every cached resolution, feature set and configuration of this instance.
+    pub fn drop_caches(&self) {
+        self.tenant_cache.invalidate_all();
+        self.features.invalidate_all();
+        self.configs.invalidate_all();
     }
 
     /// `PING` with a deadline, for `/ready`. `None` when Redis is not configured.
@@ -165,6 +173,7 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::map_request(http::request_id::sanitize))
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
                 .layer(PropagateRequestIdLayer::x_request_id())
@@ -181,13 +190,26 @@ pub fn router(app: Arc<App>) -> Router {
         )
 }
 
-/// Applies bus events to this instance's caches, for as long as the app lives.
+/// Applies bus events to this instance's caches, for as long as the app lives. A resync of
+/// the bus (Redis subscription lost, still down, or back) drops every cache entry: an
+/// invalidation published meanwhile by another instance may never arrive.
 async fn apply_events(app: std::sync::Weak<App>) {
-    let Some(mut rx) = app.upgrade().map(|a| a.bus.subscribe()) else {
+    let Some((mut rx, mut resyncs)) = app.upgrade().map(|a| (a.bus.subscribe(), a.bus.resyncs()))
+    else {
         return;
     };
     loop {
-        let event = rx.recv().await;
+        let event = tokio::select! {
+            event = rx.recv() => event,
+            changed = resyncs.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let Some(app) = app.upgrade() else { return };
+                app.drop_caches();
+                continue;
+            }
+        };
         let Some(app) = app.upgrade() else { return };
         match event {
             Ok(Event::TenantChanged { tenant_id }) => {
@@ -198,12 +220,9 @@ async fn apply_events(app: std::sync::Weak<App>) {
             Ok(Event::FeaturesChanged { tenant_id }) => app.features.invalidate(tenant_id).await,
             Ok(Event::ConfigChanged { tenant_id }) => app.configs.invalidate(tenant_id).await,
             Ok(Event::QuotaAlert(_)) => {}
+            Ok(Event::Resync) => app.drop_caches(),
             // Missed events: drop everything rather than serve stale entries.
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                app.tenant_cache.invalidate_all();
-                app.features.invalidate_all();
-                app.configs.invalidate_all();
-            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => app.drop_caches(),
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }

@@ -1,16 +1,37 @@
-//! Cross-instance events (cache invalidation now; quota alerts later). With Redis, one
-//! subscriber connection per process receives every event — its own included — and fans it
-//! out to local subscribers through a tokio broadcast channel; without Redis, events go
-//! straight to the local channel (single instance). Never one Redis connection per client.
+//! Cross-instance events (cache invalidation, quota alerts). With Redis, one subscriber
+//! connection per process receives every event — its own included — and fans it out to local
+//! subscribers through a tokio broadcast channel; without Redis, events go straight to the
+//! local channel (single instance). Never one Redis connection per client.
+//!
+//! Redis is optional at run time too: an outage must not become an outage of the API.
+//! - `publish` never waits on Redis: events go through a bounded queue to one publisher task
+//!   (order kept), which gives each `PUBLISH` [`PUBLISH_TIMEOUT`]; an event that cannot be
+//!   published is delivered locally and counted (`tenantry_bus_publish_failures_total`).
+//! - The subscriber reconnects with backoff (capped at [`MAX_BACKOFF`]) and resubscribes.
+//! - Events may be missed while it is disconnected, so it signals a *resync* (`resyncs()`)
+//!   when the connection is lost, after every failed reconnect attempt, and once more when
+//!   it is back: caches drop everything, and no instance serves stale entries for longer than
+//!   about one backoff step after a missed invalidation.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
 use crate::app::RedisPool;
+
+/// How long one `PUBLISH` may take before the event is delivered locally only.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_millis(250);
+/// After a failed `PUBLISH`, events skip Redis (local delivery) for this long.
+const PUBLISH_PAUSE: Duration = Duration::from_millis(500);
+/// Events waiting for the publisher task; beyond it they are delivered locally only.
+const PUBLISH_QUEUE: usize = 4096;
+/// Longest wait between two reconnect attempts of the subscriber.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -23,6 +44,9 @@ pub enum Event {
     ConfigChanged { tenant_id: Uuid },
     /// A quota threshold was crossed (the row is already committed).
     QuotaAlert(AlertEvent),
+    /// Some events reached only their own instance (Redis was down when they were
+    /// published): every instance drops its caches. Sent once Redis takes publishes again.
+    Resync,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -39,7 +63,12 @@ pub struct AlertEvent {
 
 pub struct Bus {
     local: broadcast::Sender<Event>,
-    redis: Option<(RedisPool, String)>,
+    /// The publisher task's queue; `None` without Redis.
+    outbox: Option<mpsc::Sender<Event>>,
+    /// Bumped whenever events may have been missed.
+    resync: watch::Sender<u64>,
+    /// Whether the subscriber is subscribed right now (always true without Redis).
+    subscribed: Arc<AtomicBool>,
 }
 
 impl Bus {
@@ -47,17 +76,26 @@ impl Bus {
     /// share a Redis server do not hear each other.
     pub fn new(redis: Option<(RedisPool, redis::Client)>, prefix: &str) -> Bus {
         let (local, _) = broadcast::channel(4096);
+        let (resync, _) = watch::channel(0);
         let channel = format!("{prefix}events");
-        if let Some((_, client)) = &redis {
+        let subscribed = Arc::new(AtomicBool::new(redis.is_none()));
+        let outbox = redis.map(|(pool, client)| {
             tokio::spawn(subscribe_forever(
-                client.clone(),
+                client,
                 channel.clone(),
                 local.clone(),
+                resync.clone(),
+                subscribed.clone(),
             ));
-        }
+            let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
+            tokio::spawn(publish_forever(pool, channel, rx, local.clone()));
+            tx
+        });
         Bus {
             local,
-            redis: redis.map(|(pool, _)| (pool, channel)),
+            outbox,
+            resync,
+            subscribed,
         }
     }
 
@@ -65,34 +103,111 @@ impl Bus {
         self.local.subscribe()
     }
 
-    /// Delivers `event` to every instance. If Redis cannot be reached it is delivered locally
-    /// and the failure is logged: other instances then rely on their cache TTLs.
+    /// Changes whenever this instance may have missed events (Redis subscription lost, still
+    /// down, or re-established): whoever caches what events invalidate drops everything.
+    pub fn resyncs(&self) -> watch::Receiver<u64> {
+        self.resync.subscribe()
+    }
+
+    /// Whether events from other instances reach this one right now.
+    pub fn is_subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// Delivers `event` to every instance, without waiting for Redis: it is queued for the
+    /// publisher task. When the queue is full (Redis stalled for long) it is delivered locally
+    /// and counted; other instances then rely on their resyncs.
     pub async fn publish(&self, event: Event) {
-        if let Some((pool, channel)) = &self.redis {
-            let payload = serde_json::to_string(&event).expect("events serialize");
+        let Some(outbox) = &self.outbox else {
+            metrics::counter!("tenantry_bus_published_total", "transport" => "local").increment(1);
+            let _ = self.local.send(event);
+            return;
+        };
+        if let Err(e) = outbox.try_send(event) {
+            let event = match e {
+                mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => ev,
+            };
+            deliver_locally(&self.local, event, "queue_full");
+        }
+    }
+}
+
+fn deliver_locally(local: &broadcast::Sender<Event>, event: Event, reason: &'static str) {
+    metrics::counter!("tenantry_bus_publish_failures_total", "reason" => reason).increment(1);
+    metrics::counter!("tenantry_bus_published_total", "transport" => "local").increment(1);
+    tracing::debug!(?event, reason, "event delivered on this instance only");
+    let _ = local.send(event);
+}
+
+/// Publishes queued events in order. A failure (or a `PUBLISH` slower than
+/// [`PUBLISH_TIMEOUT`]) pauses Redis publishing for [`PUBLISH_PAUSE`], so a backlog drains at
+/// once during an outage instead of waiting out one timeout per event. Whatever went out
+/// locally only is owed to the other instances: an [`Event::Resync`] is published as soon as
+/// Redis takes it (retried every [`PUBLISH_PAUSE`] even when no new event comes).
+async fn publish_forever(
+    pool: RedisPool,
+    channel: String,
+    mut rx: mpsc::Receiver<Event>,
+    local: broadcast::Sender<Event>,
+) {
+    let publish = |event: &Event| {
+        let payload = serde_json::to_string(event).expect("events serialize");
+        let (pool, channel) = (pool.clone(), channel.clone());
+        async move {
             let sent = async {
                 let mut conn = pool.get().await.ok()?;
                 redis::cmd("PUBLISH")
-                    .arg(channel)
+                    .arg(&channel)
                     .arg(&payload)
                     .query_async::<i64>(&mut *conn)
                     .await
                     .ok()
             };
-            if tokio::time::timeout(Duration::from_secs(2), sent)
-                .await
-                .ok()
-                .flatten()
-                .is_some()
-            {
-                metrics::counter!("tenantry_bus_published_total", "transport" => "redis")
-                    .increment(1);
-                return;
-            }
-            tracing::warn!(?event, "redis publish failed; delivering locally only");
+            matches!(
+                tokio::time::timeout(PUBLISH_TIMEOUT, sent).await,
+                Ok(Some(_))
+            )
         }
-        metrics::counter!("tenantry_bus_published_total", "transport" => "local").increment(1);
-        let _ = self.local.send(event);
+    };
+    let mut paused_until: Option<Instant> = None;
+    let mut owe_resync = false;
+    loop {
+        let event = if owe_resync {
+            tokio::select! {
+                event = rx.recv() => event,
+                _ = tokio::time::sleep(PUBLISH_PAUSE) => Some(Event::Resync),
+            }
+        } else {
+            rx.recv().await
+        };
+        let Some(event) = event else { return };
+        // `paused_until` is only ever set while a resync is owed.
+        let paused = paused_until.is_some_and(|t| Instant::now() < t);
+        if owe_resync && !paused {
+            if publish(&Event::Resync).await {
+                owe_resync = false;
+                tracing::info!("redis publish works again; other instances resync their caches");
+            } else {
+                paused_until = Some(Instant::now() + PUBLISH_PAUSE);
+            }
+        }
+        if event == Event::Resync {
+            continue;
+        }
+        if owe_resync {
+            deliver_locally(&local, event, "redis_down");
+            continue;
+        }
+        if publish(&event).await {
+            metrics::counter!("tenantry_bus_published_total", "transport" => "redis").increment(1);
+        } else {
+            tracing::warn!(
+                "redis publish failed; events reach this instance only until it is back"
+            );
+            paused_until = Some(Instant::now() + PUBLISH_PAUSE);
+            owe_resync = true;
+            deliver_locally(&local, event, "redis_error");
+        }
     }
 }
 
@@ -100,16 +215,32 @@ async fn subscribe_forever(
     client: redis::Client,
     channel: String,
     local: broadcast::Sender<Event>,
+    resync: watch::Sender<u64>,
+    subscribed: Arc<AtomicBool>,
 ) {
+    let signal = |why: &'static str| {
+        metrics::counter!("tenantry_bus_resyncs_total", "reason" => why).increment(1);
+        resync.send_modify(|n| *n += 1);
+    };
     let mut backoff = Duration::from_millis(100);
+    let mut first = true;
     loop {
-        match client.get_async_pubsub().await {
-            Ok(mut pubsub) => {
+        let connect = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub());
+        match connect.await {
+            Ok(Ok(mut pubsub)) => {
                 if let Err(e) = pubsub.subscribe(&channel).await {
                     tracing::warn!(error = %e, "redis subscribe failed");
                 } else {
                     backoff = Duration::from_millis(100);
-                    tracing::info!(%channel, "subscribed to the event bus");
+                    subscribed.store(true, Ordering::Relaxed);
+                    metrics::gauge!("tenantry_bus_subscribed").set(1.0);
+                    if first {
+                        tracing::info!(%channel, "subscribed to the event bus");
+                    } else {
+                        // Whatever was published while we were away is lost.
+                        tracing::info!(%channel, "resubscribed to the event bus");
+                        signal("resubscribed");
+                    }
                     let mut stream = pubsub.on_message();
                     while let Some(msg) = stream.next().await {
                         let Ok(payload) = msg.get_payload::<String>() else {
@@ -122,12 +253,18 @@ async fn subscribe_forever(
                             Err(e) => tracing::warn!(error = %e, "unreadable bus event"),
                         }
                     }
+                    subscribed.store(false, Ordering::Relaxed);
+                    metrics::gauge!("tenantry_bus_subscribed").set(0.0);
                     tracing::warn!("event bus connection lost; resubscribing");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "event bus: redis unreachable"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "event bus: redis unreachable"),
+            Err(_) => tracing::debug!("event bus: redis connect timed out"),
         }
+        // Not subscribed: invalidations from other instances may be missed right now.
+        first = false;
+        signal("disconnected");
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }

@@ -153,6 +153,10 @@ async fn tenant_id_of(settings: &Settings, key: &str) -> anyhow::Result<Uuid> {
 }
 
 async fn serve(settings: Settings, no_migrate: bool) -> anyhow::Result<()> {
+    // Before anything touches the database: a production start with example secrets stops here.
+    for warning in settings.check_serve()? {
+        tracing::warn!("{warning} (allowed because APP_ENV is not production)");
+    }
     if !no_migrate {
         let applied = roles::migrate(&settings.database_url, &settings.database_app_role).await?;
         tracing::info!(count = applied.len(), "migrations applied");

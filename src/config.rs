@@ -84,7 +84,12 @@ pub struct Settings {
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub service_token: Option<String>,
+    /// `None` in LOCAL billing mode (a key with `BILLING_MODE=local` is refused).
     pub stripe_secret_key: Option<String>,
+    /// `BILLING_MODE`: `stripe` (needs `STRIPE_SECRET_KEY`) or `local`.
+    pub billing_mode: BillingMode,
+    /// Whether `BILLING_MODE` was set (production refuses an implicit local mode).
+    pub billing_mode_explicit: bool,
     /// `STRIPE_WEBHOOK_SECRET`: one or more signing secrets, comma separated (rotation).
     pub stripe_webhook_secrets: Vec<String>,
     pub stripe_api_base: Option<String>,
@@ -99,6 +104,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub admin_maintenance_mode: bool,
     pub rate_limits_enabled: bool,
+    /// `RATE_LIMIT_ON_REDIS_ERROR`: what the rate limiter does when Redis fails.
+    pub rate_limit_on_redis_error: RedisErrorPolicy,
     pub environment: String,
     pub request_timeout: Duration,
     pub usage_writers: usize,
@@ -162,6 +169,49 @@ fn price_overrides(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Vec<P
     }
     Ok(out)
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BillingMode {
+    /// Stripe is the source of truth (`STRIPE_SECRET_KEY` required).
+    Stripe,
+    /// No Stripe calls; plan changes apply at once (`billingMode: LOCAL`).
+    Local,
+}
+
+/// `RATE_LIMIT_ON_REDIS_ERROR`: `open` lets requests through when the limiter's Redis fails
+/// (counted), `closed` refuses them with `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisErrorPolicy {
+    Open,
+    Closed,
+}
+
+/// Every secret shipped as an example in this repository (docker-compose.yml, .env.example,
+/// README, tests, benches, older versions of them). Anyone can read these, so `serve` refuses
+/// them with `APP_ENV=production`; a unit test checks the shipped files against this list.
+pub const SHIPPED_EXAMPLE_SECRETS: &[&str] = &[
+    // docker-compose.yml (before secrets became required)
+    "change-me",
+    "change-me-too",
+    // .env.example
+    "dev-secret-change-me",
+    "dev-service-token",
+    // tests and benches
+    "test-secret-0123456789",
+    "bench-secret",
+    "bench-token",
+];
+
+/// `CONFIG_ENCRYPTION_KEY` values shipped as examples (base64).
+pub const SHIPPED_EXAMPLE_KEYS: &[&str] = &[
+    // docker-compose.yml and .env.example
+    "ZGV2LWtleS1jaGFuZ2UtbWUtMzItYnl0ZXMtbG9uZyE=",
+    // tests
+    "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=",
+];
+
+/// Minimum length of an HS256 `JWT_SECRET` and of `SERVICE_TOKEN` in production.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -257,6 +307,40 @@ impl Settings {
             config_max_bytes: ranged("CONFIG_MAX_BYTES", 262_144, 1, 1 << 34)?,
         };
 
+        let stripe_secret_key = var("STRIPE_SECRET_KEY");
+        let billing_mode_explicit = var("BILLING_MODE").is_some();
+        let billing_mode = match var("BILLING_MODE")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None if stripe_secret_key.is_some() => BillingMode::Stripe,
+            None => BillingMode::Local,
+            Some("stripe") => BillingMode::Stripe,
+            Some("local") => BillingMode::Local,
+            Some(other) => bail!("BILLING_MODE must be stripe or local, got {other:?}"),
+        };
+        if billing_mode == BillingMode::Stripe && stripe_secret_key.is_none() {
+            bail!(
+                "BILLING_MODE=stripe needs STRIPE_SECRET_KEY (sk_live_... or sk_test_...); \
+                 set it, or set BILLING_MODE=local to run billing without Stripe"
+            );
+        }
+        if billing_mode == BillingMode::Local && stripe_secret_key.is_some() {
+            bail!(
+                "BILLING_MODE=local but STRIPE_SECRET_KEY is set: set BILLING_MODE=stripe to bill \
+                 through Stripe, or unset STRIPE_SECRET_KEY to run billing locally"
+            );
+        }
+
+        let rate_limit_on_redis_error = match var("RATE_LIMIT_ON_REDIS_ERROR")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("open") => RedisErrorPolicy::Open,
+            Some("closed") => RedisErrorPolicy::Closed,
+            Some(other) => bail!("RATE_LIMIT_ON_REDIS_ERROR must be open or closed, got {other:?}"),
+        };
+
         let introspection = flag("GRAPHQL_INTROSPECTION", !production)?;
         Ok(Settings {
             database_url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
@@ -271,7 +355,9 @@ impl Settings {
             jwt_issuer: var("JWT_ISSUER"),
             jwt_audience: var("JWT_AUDIENCE"),
             service_token: var("SERVICE_TOKEN"),
-            stripe_secret_key: var("STRIPE_SECRET_KEY"),
+            stripe_secret_key,
+            billing_mode,
+            billing_mode_explicit,
             stripe_webhook_secrets: var("STRIPE_WEBHOOK_SECRET")
                 .map(|v| {
                     v.split(',')
@@ -289,6 +375,7 @@ impl Settings {
             log_format,
             admin_maintenance_mode: flag("ADMIN_MAINTENANCE_MODE", false)?,
             rate_limits_enabled: flag("RATE_LIMITS_ENABLED", true)?,
+            rate_limit_on_redis_error,
             request_timeout: Duration::from_secs(parse("REQUEST_TIMEOUT_SECS", 30)?),
             usage_writers: parse("USAGE_WRITERS", 4)?.clamp(1, 64) as usize,
             jobs_interval_secs: parse("JOBS_INTERVAL_SECS", 60)?,
@@ -326,7 +413,81 @@ impl Settings {
 
     /// Local billing mode: no Stripe key, plan changes apply at once (SPEC §2).
     pub fn billing_live(&self) -> bool {
-        self.stripe_secret_key.is_some()
+        self.billing_mode == BillingMode::Stripe && self.stripe_secret_key.is_some()
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == "production"
+    }
+
+    /// What makes these settings unsafe to serve the public with: example secrets anyone can
+    /// read in this repository, secrets too short to resist guessing, billing that would
+    /// silently run without Stripe. Each line names the variable and how to fix it.
+    pub fn production_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let shipped = |v: &str| SHIPPED_EXAMPLE_SECRETS.contains(&v);
+        let generate = "generate one with `openssl rand -base64 48`";
+        if let Some(secret) = &self.jwt_secret {
+            if shipped(secret) {
+                problems.push(format!(
+                    "JWT_SECRET is an example shipped with Tenantry (anyone can sign tokens with it); {generate}"
+                ));
+            } else if secret.len() < MIN_SECRET_BYTES {
+                problems.push(format!(
+                    "JWT_SECRET is {} bytes; HS256 needs at least {MIN_SECRET_BYTES} random bytes: {generate}",
+                    secret.len()
+                ));
+            }
+        }
+        if let Some(token) = &self.service_token {
+            if shipped(token) {
+                problems.push(format!(
+                    "SERVICE_TOKEN is an example shipped with Tenantry (anyone can call /internal/... with it); {generate}"
+                ));
+            } else if token.len() < MIN_SECRET_BYTES {
+                problems.push(format!(
+                    "SERVICE_TOKEN is {} bytes; it needs at least {MIN_SECRET_BYTES}: {generate}",
+                    token.len()
+                ));
+            }
+        }
+        if let Some(key) = &self.config_encryption_key {
+            if SHIPPED_EXAMPLE_KEYS
+                .iter()
+                .any(|example| decode_key(example).is_ok_and(|k| &k == key))
+            {
+                problems.push(
+                    "CONFIG_ENCRYPTION_KEY is the example shipped with Tenantry (encrypted values \
+                     would be readable by anyone); generate one with `openssl rand -base64 32`"
+                        .into(),
+                );
+            }
+        }
+        if self.is_production()
+            && self.billing_mode == BillingMode::Local
+            && !self.billing_mode_explicit
+        {
+            problems.push(
+                "STRIPE_SECRET_KEY is not set, so billing would silently run in LOCAL mode (plan \
+                 changes free of charge); set STRIPE_SECRET_KEY, or BILLING_MODE=local if that \
+                 is intended"
+                    .into(),
+            );
+        }
+        problems
+    }
+
+    /// `serve`'s gate: with `APP_ENV=production` every problem refuses the start, all of them
+    /// named in one message; elsewhere they are returned for the caller to log as warnings.
+    pub fn check_serve(&self) -> anyhow::Result<Vec<String>> {
+        let problems = self.production_problems();
+        if self.is_production() && !problems.is_empty() {
+            bail!(
+                "refusing to serve with APP_ENV=production:\n  - {}\n(development: set APP_ENV=development)",
+                problems.join("\n  - ")
+            );
+        }
+        Ok(problems)
     }
 }
 
@@ -450,6 +611,191 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("32 bytes"), "{err}");
+    }
+
+    const STRONG: &str = "0123456789abcdef0123456789abcdef-strong";
+    const KEY: &str = "c3Ryb25nLWtleS0zMi1ieXRlcy1sb25nLXJhbmRvbSE=";
+
+    /// A production environment that passes, with one variable replaced (or removed: "").
+    fn production(with: (&str, &str)) -> anyhow::Result<Settings> {
+        let mut pairs = vec![
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", STRONG),
+            ("SERVICE_TOKEN", STRONG),
+            ("CONFIG_ENCRYPTION_KEY", KEY),
+            ("STRIPE_SECRET_KEY", "sk_live_x"),
+        ];
+        pairs.retain(|(k, _)| *k != with.0);
+        pairs.push(with);
+        settings(&pairs)
+    }
+
+    fn refusal(s: &Settings) -> String {
+        s.check_serve().expect_err("serve must refuse").to_string()
+    }
+
+    #[test]
+    fn production_refuses_shipped_and_short_secrets() {
+        assert!(production(("RUST_LOG", "info"))
+            .unwrap()
+            .check_serve()
+            .unwrap()
+            .is_empty());
+        for example in [
+            "dev-secret-change-me",
+            "change-me",
+            "test-secret-0123456789",
+        ] {
+            let err = refusal(&production(("JWT_SECRET", example)).unwrap());
+            assert!(err.contains("JWT_SECRET is an example"), "{err}");
+            assert!(err.contains("openssl rand"), "{err}");
+        }
+        let err = refusal(&production(("JWT_SECRET", "short-but-not-shipped")).unwrap());
+        assert!(err.contains("JWT_SECRET is 21 bytes"), "{err}");
+        for token in ["dev-service-token", "change-me-too"] {
+            let err = refusal(&production(("SERVICE_TOKEN", token)).unwrap());
+            assert!(err.contains("SERVICE_TOKEN is an example"), "{err}");
+        }
+        let err = refusal(&production(("SERVICE_TOKEN", "tiny")).unwrap());
+        assert!(err.contains("SERVICE_TOKEN is 4 bytes"), "{err}");
+        let err = refusal(
+            &production((
+                "CONFIG_ENCRYPTION_KEY",
+                "ZGV2LWtleS1jaGFuZ2UtbWUtMzItYnl0ZXMtbG9uZyE=",
+            ))
+            .unwrap(),
+        );
+        assert!(
+            err.contains("CONFIG_ENCRYPTION_KEY is the example"),
+            "{err}"
+        );
+        // Every problem is named at once.
+        let s = settings(&[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "change-me"),
+            ("SERVICE_TOKEN", "change-me-too"),
+        ])
+        .unwrap();
+        let err = refusal(&s);
+        for var in [
+            "JWT_SECRET",
+            "SERVICE_TOKEN",
+            "STRIPE_SECRET_KEY",
+            "BILLING_MODE=local",
+        ] {
+            assert!(err.contains(var), "{var} missing from: {err}");
+        }
+        // Outside production the same settings serve, with warnings.
+        let dev = settings(&[("JWT_SECRET", "change-me")]).unwrap();
+        assert_eq!(dev.check_serve().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn billing_mode_is_explicit_in_production() {
+        let err = refusal(&production(("STRIPE_SECRET_KEY", "")).unwrap());
+        assert!(
+            err.contains("STRIPE_SECRET_KEY is not set") && err.contains("BILLING_MODE=local"),
+            "{err}"
+        );
+        let s = settings(&[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", STRONG),
+            ("BILLING_MODE", "local"),
+        ])
+        .unwrap();
+        assert!(s.check_serve().unwrap().is_empty());
+        assert_eq!(s.billing_mode, BillingMode::Local);
+        // Defaults: stripe with a key, local without (outside production).
+        assert_eq!(
+            settings(&[("STRIPE_SECRET_KEY", "sk_test_x")])
+                .unwrap()
+                .billing_mode,
+            BillingMode::Stripe
+        );
+        assert_eq!(settings(&[]).unwrap().billing_mode, BillingMode::Local);
+        // A key with an explicit local mode is a contradiction, refused rather than guessed.
+        let err = settings(&[
+            ("STRIPE_SECRET_KEY", "sk_test_x"),
+            ("BILLING_MODE", "local"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("BILLING_MODE=local but STRIPE_SECRET_KEY is set"),
+            "{err}"
+        );
+        // stripe without a key is refused everywhere, at once.
+        for env in ["development", "production"] {
+            let err = settings(&[("APP_ENV", env), ("BILLING_MODE", "stripe")])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("BILLING_MODE=stripe needs STRIPE_SECRET_KEY"),
+                "{err}"
+            );
+        }
+        let err = settings(&[("BILLING_MODE", "free")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("BILLING_MODE must be stripe or local"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rate_limit_on_redis_error_is_open_unless_closed() {
+        assert_eq!(
+            settings(&[]).unwrap().rate_limit_on_redis_error,
+            RedisErrorPolicy::Open
+        );
+        assert_eq!(
+            settings(&[("RATE_LIMIT_ON_REDIS_ERROR", "Closed")])
+                .unwrap()
+                .rate_limit_on_redis_error,
+            RedisErrorPolicy::Closed
+        );
+        let err = settings(&[("RATE_LIMIT_ON_REDIS_ERROR", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RATE_LIMIT_ON_REDIS_ERROR"), "{err}");
+    }
+
+    /// The list of refused examples covers every secret the shipped files carry.
+    #[test]
+    fn every_shipped_example_secret_is_in_the_list() {
+        let files = [
+            ("docker-compose.yml", include_str!("../docker-compose.yml")),
+            (".env.example", include_str!("../.env.example")),
+            ("README.md", include_str!("../README.md")),
+        ];
+        for (file, text) in files {
+            for line in text.lines() {
+                let line = line.trim().trim_start_matches('#').trim();
+                for var in ["JWT_SECRET", "SERVICE_TOKEN", "CONFIG_ENCRYPTION_KEY"] {
+                    // `VAR=value` (dotenv) or `VAR: value` (compose), values without spaces.
+                    let Some(rest) = line
+                        .strip_prefix(&format!("{var}="))
+                        .or_else(|| line.strip_prefix(&format!("{var}: ")))
+                    else {
+                        continue;
+                    };
+                    let value = rest.split_whitespace().next().unwrap_or("");
+                    if value.is_empty() || value.starts_with('$') || value.starts_with('<') {
+                        continue; // `${VAR:?..}`, `$(openssl ..)` or a placeholder
+                    }
+                    let list: &[&str] = if var == "CONFIG_ENCRYPTION_KEY" {
+                        SHIPPED_EXAMPLE_KEYS
+                    } else {
+                        SHIPPED_EXAMPLE_SECRETS
+                    };
+                    assert!(
+                        list.contains(&value),
+                        "{file}: {var}={value} is not in the shipped examples list"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -360,10 +360,17 @@ async fn anonymous_callers_cannot_grow_the_metrics() {
 /// graphql-js's `getIntrospectionQuery()`, printed by the stock `graphql` package.
 fn standard_introspection_query() -> String {
     let out = std::process::Command::new("node")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/introspection.mjs"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/node/introspection.mjs"
+        ))
         .output()
         .expect("node is installed (scripts/test.sh installs tests/node)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 

@@ -95,3 +95,172 @@ async fn every_mutation_is_audited_and_failures_are_not() {
         "a failed mutation wrote an audit row"
     );
 }
+
+#[derive(diesel::QueryableByName)]
+struct Text {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    t: String,
+}
+
+const CREATE: &str = "mutation($input: CreateTenantInput!) { createTenant(input: $input) { id } }";
+
+/// The request id stored in the audit row of the tenant created by `resp`.
+async fn audited_request_id(app: &TestApp, resp: &common::Gql) -> String {
+    use diesel_async::RunQueryDsl;
+    let id = resp.ok()["createTenant"]["id"].as_str().unwrap().to_owned();
+    let mut db = app.db.superuser().await;
+    let row: Text = diesel::sql_query(
+        "select metadata->>'requestId' as t from audit_logs where entity_type = 'tenant' and action = 'CREATE' and entity_id = $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(id)
+    .get_result(&mut db)
+    .await
+    .unwrap();
+    row.t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_request_id_is_kept_only_when_it_looks_like_an_id() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token();
+    let huge = "a".repeat(10 * 1024);
+    let cases = [
+        ("10 KB", huge.as_str()),
+        ("control character", "id\twith-tab"),
+        ("bidi override", "evil\u{202e}gpj.exe"),
+        ("log line", "x\" level=error msg=forged"),
+        ("65 chars", &huge[..65]),
+    ];
+    for (what, rid) in cases {
+        let slug = format!("rid-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let resp = app
+            .gql_with(
+                Some(&admin),
+                &[("x-request-id", rid)],
+                CREATE,
+                json!({ "input": { "name": "R", "slug": slug } }),
+            )
+            .await;
+        let echoed = resp
+            .header("x-request-id")
+            .expect("x-request-id")
+            .to_owned();
+        assert!(
+            uuid::Uuid::parse_str(&echoed).is_ok(),
+            "{what}: the response carries {echoed:?}, not a fresh UUID"
+        );
+        assert_eq!(audited_request_id(&app, &resp).await, echoed, "{what}");
+    }
+    // A well-formed client id is kept end to end, errors included.
+    let rid = "svc:checkout.v2_req-0042";
+    let resp = app
+        .gql_with(
+            Some(&admin),
+            &[("x-request-id", rid)],
+            CREATE,
+            json!({ "input": { "name": "R", "slug": "rid-kept" } }),
+        )
+        .await;
+    assert_eq!(resp.header("x-request-id"), Some(rid));
+    assert_eq!(audited_request_id(&app, &resp).await, rid);
+    let resp = app
+        .gql_with(
+            None,
+            &[("x-request-id", &huge)],
+            "{ tenants { totalCount } }",
+            json!({}),
+        )
+        .await;
+    let echoed = resp.header("x-request-id").unwrap();
+    assert!(uuid::Uuid::parse_str(echoed).is_ok());
+    assert_eq!(resp.body["errors"][0]["extensions"]["requestId"], echoed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purged_tenants_audit_trail_outlives_it_until_retention() {
+    use diesel_async::SimpleAsyncConnection;
+    use tenantry::jobs::{run_once, Job, Outcome};
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token();
+    let t = app.tenant().plan("professional").create().await;
+    let other = app.tenant().create().await;
+    let tid = t.id;
+    app.gql(
+        Some(&t.admin),
+        "mutation { setConfig(input: { category: \"notifications\", key: \"email_enabled\", value: false }) { key } }",
+        json!({}),
+    )
+    .await
+    .ok();
+    app.gql(
+        Some(&admin),
+        "mutation($id: ID!) { deleteTenant(id: $id) { id } }",
+        json!({ "id": tid.to_string() }),
+    )
+    .await
+    .ok();
+    let mut db = app.db.superuser().await;
+    let trail = format!("select count(*) as n from audit_logs where tenant_id = '{tid}'");
+    let before = count(&mut db, &trail).await;
+    assert!(before >= 3, "create, config, delete: {before}");
+    db.batch_execute(&format!(
+        "update tenants set deleted_at = now() - interval '31 days' where id = '{tid}'"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        run_once(&app.app, Job::PurgeDeletedTenants).await.unwrap(),
+        Outcome::Done(1)
+    );
+    let gone = format!("select count(*) as n from tenants where id = '{tid}'");
+    assert_eq!(count(&mut db, &gone).await, 0);
+    // Every row is still there, plus the purge's own entry.
+    assert_eq!(count(&mut db, &trail).await, before + 1);
+    let purge = format!(
+        "select count(*) as n from audit_logs where tenant_id = '{tid}' and entity_id = '{tid}' and action = 'PURGE' and actor_type = 'SYSTEM'"
+    );
+    assert_eq!(count(&mut db, &purge).await, 1);
+
+    // Platform admins read it through the API.
+    let q = "query($t: ID) { auditLogs(first: 50, filter: { tenantId: $t }) { totalCount edges { node { action tenantId } } } }";
+    let resp = app
+        .gql(Some(&admin), q, json!({ "t": tid.to_string() }))
+        .await;
+    let logs = &resp.ok()["auditLogs"];
+    assert_eq!(logs["totalCount"].as_i64(), Some(before + 1));
+    let actions: Vec<&str> = logs["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.first(), Some(&"PURGE"), "{actions:?}");
+    assert!(
+        actions.contains(&"CREATE") && actions.contains(&"DELETE"),
+        "{actions:?}"
+    );
+
+    // RLS still holds on the orphaned rows: another tenant's scope sees none of them.
+    db.batch_execute(&format!(
+        "begin; set local role {}; select set_config('app.tenant_id', '{}', true)",
+        common::APP_ROLE,
+        other.id
+    ))
+    .await
+    .unwrap();
+    let seen = count(&mut db, &trail).await;
+    db.batch_execute("rollback").await.unwrap();
+    assert_eq!(seen, 0);
+
+    // Retention still ends the trail after two years.
+    db.batch_execute(&format!(
+        "update audit_logs set created_at = now() - interval '2 years 1 day' where tenant_id = '{tid}'"
+    ))
+    .await
+    .unwrap();
+    assert!(matches!(
+        run_once(&app.app, Job::AuditRetention).await.unwrap(),
+        Outcome::Done(n) if n as i64 > before
+    ));
+    assert_eq!(count(&mut db, &trail).await, 0);
+}

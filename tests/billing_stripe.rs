@@ -344,6 +344,11 @@ async fn bad_signatures_are_refused_and_nothing_is_stored() {
         unknown.as_str(),
         "",
         "t=abc,v1=00",
+        // Header-derived numbers at the edges of i64: refused like any bad signature (the
+        // tolerance arithmetic used to overflow and panic).
+        "t=-9223372036854775808,v1=00",
+        "t=9223372036854775807,v1=00",
+        "t=-9223372036854775809,v1=00",
     ] {
         let (status, body) = deliver_raw(&app.base, &ev.to_string(), header).await;
         assert_eq!(status, 400, "{header}: {body}");

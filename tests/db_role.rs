@@ -1,5 +1,6 @@
 //! The server never queries as a role that could bypass row level security, even though one
-//! DATABASE_URL (here: the postgres superuser) is all a user configures.
+//! DATABASE_URL (here: the postgres superuser) is all a user configures; and it refuses to
+//! serve production with example or weak secrets.
 
 mod common;
 
@@ -187,4 +188,60 @@ async fn migrate_creates_the_app_role_and_serve_uses_it() {
         .batch_execute(&format!("drop role if exists {role}"))
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_serve_refuses_example_secrets_before_touching_anything() {
+    // No database behind this URL: the refusal comes before any connection or migration.
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("APP_ENV".into(), "production".into()),
+        (
+            "DATABASE_URL".into(),
+            "postgres://postgres@127.0.0.1:1/none".into(),
+        ),
+        ("JWT_SECRET".into(), "dev-secret-change-me".into()),
+        ("SERVICE_TOKEN".into(), "short".into()),
+        (
+            "CONFIG_ENCRYPTION_KEY".into(),
+            "ZGV2LWtleS1jaGFuZ2UtbWUtMzItYnl0ZXMtbG9uZyE=".into(),
+        ),
+        ("BIND_ADDR".into(), format!("127.0.0.1:{}", free_port())),
+    ]);
+    let out = binary(&["serve"], &env)
+        .env_remove("STRIPE_SECRET_KEY")
+        .env_remove("BILLING_MODE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve started");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "refusing to serve with APP_ENV=production",
+        "JWT_SECRET is an example",
+        "SERVICE_TOKEN is 5 bytes",
+        "CONFIG_ENCRYPTION_KEY is the example",
+        "BILLING_MODE=local",
+        "openssl rand",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "stderr lacks {expected:?}: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("cannot connect"), "{stderr}");
+
+    // BILLING_MODE=stripe without a key is refused in development too.
+    env.insert("APP_ENV".into(), "development".into());
+    env.insert("BILLING_MODE".into(), "stripe".into());
+    let out = binary(&["serve"], &env)
+        .env_remove("STRIPE_SECRET_KEY")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("BILLING_MODE=stripe needs STRIPE_SECRET_KEY"),
+        "{stderr}"
+    );
 }

@@ -30,7 +30,13 @@ fn schemathesis(base: &str, token: Option<&str>, report: &std::path::Path) -> (b
         .args(["--max-examples", &cases, "--seed", "20261130"])
         .args(["--checks", "no_server_failure", "--continue-on-failure"])
         .args(["--generation-allow-x00", "true", "--request-timeout", "30"])
-        .args(["--workers", "2", "--no-color", "--suppress-health-check", "all"])
+        .args([
+            "--workers",
+            "2",
+            "--no-color",
+            "--suppress-health-check",
+            "all",
+        ])
         .args(["--report", "ndjson", "--report-dir"])
         .arg(report);
     if let Some(t) = token {

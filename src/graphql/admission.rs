@@ -340,7 +340,9 @@ fn depth_of(doc: &ExecutableDocument) -> (usize, usize) {
                         }
                     }
                     Selection::InlineFragment(f) => self.set(&f.node.selection_set.node),
-                    Selection::FragmentSpread(s) => self.fragment(s.node.fragment_name.node.as_str()),
+                    Selection::FragmentSpread(s) => {
+                        self.fragment(s.node.fragment_name.node.as_str())
+                    }
                 };
                 deepest = (deepest.0.max(d), deepest.1.max(o));
             }
@@ -470,7 +472,10 @@ mod tests {
     fn depth_skips_the_of_type_chain_and_counts_fragments() {
         let q = "{ __schema { types { ...T } } } fragment T on __Type { fields { type { ofType { ofType { name } } } } }";
         assert_eq!(depth_of(&doc(q)), (5, 2));
-        assert_eq!(depth_of(&doc("{ me { tenant { plan { slug } } } }")), (4, 0));
+        assert_eq!(
+            depth_of(&doc("{ me { tenant { plan { slug } } } }")),
+            (4, 0)
+        );
     }
 
     #[test]

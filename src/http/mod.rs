@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 pub mod internal;
 pub mod ratelimit;
+pub mod request_id;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
@@ -19,11 +20,16 @@ pub async fn health() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: 200 only when PostgreSQL (and Redis, when configured) answer; otherwise 503
-/// naming what is down. Checks run on every call, so recovery needs no restart.
+/// Readiness, for load balancers: 503 only when PostgreSQL does not answer (this instance
+/// cannot serve). Redis down is `"status": "degraded"` with 200: every instance shares the same
+/// Redis, so a 503 would pull them all out of rotation at once, while the API keeps working
+/// without it (see docs/decisions.md). `down` lists whatever does not answer either way.
+/// Checks run on every call, so recovery needs no restart.
 pub async fn ready(State(st): State<HttpState>) -> Response {
-    let timeout = Duration::from_secs(2);
-    let (pg, redis) = tokio::join!(st.app.db.ping(timeout), st.app.redis_ok(timeout));
+    let (pg, redis) = tokio::join!(
+        st.app.db.ping(Duration::from_secs(2)),
+        st.app.redis_ok(Duration::from_millis(500))
+    );
     let mut checks = serde_json::Map::new();
     let mut down = Vec::new();
     checks.insert("postgres".into(), json!(if pg { "ok" } else { "down" }));
@@ -36,13 +42,13 @@ pub async fn ready(State(st): State<HttpState>) -> Response {
             down.push("redis");
         }
     }
-    let status = if down.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    let (status, label) = match (pg, down.is_empty()) {
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (true, false) => (StatusCode::OK, "degraded"),
+        (true, true) => (StatusCode::OK, "ready"),
     };
     let body = json!({
-        "status": if down.is_empty() { "ready" } else { "unavailable" },
+        "status": label,
         "down": down,
         "checks": checks,
     });

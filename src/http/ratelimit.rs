@@ -3,9 +3,10 @@
 //! operation, one per mutation root field: see `graphql::admission`); a charge that does not
 //! fit in what is left of the window is refused whole and charges nothing. With Redis the window is a sorted set
 //! updated by one atomic Lua script (clock: Redis `TIME`, so instances agree); without Redis
-//! it is in-process. If Redis fails, requests are let through and counted
-//! (`tenantry_rate_limit_errors_total`): an outage of the limiter must not become an outage
-//! of the API.
+//! it is in-process. If Redis fails, the error is counted (`tenantry_rate_limit_errors_total`)
+//! and `RATE_LIMIT_ON_REDIS_ERROR` decides: `open` (default) lets requests through — an outage
+//! of the limiter must not become an outage of the API — and `closed` refuses them with a
+//! short `Retry-After` ([`CLOSED_RETRY_SECS`]) for deployments where unlimited traffic is worse.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -13,8 +14,12 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::app::RedisPool;
+use crate::config::RedisErrorPolicy;
 
 const WINDOW_MS: u64 = 60_000;
+
+/// `Retry-After` when Redis fails and the policy is `closed`.
+pub const CLOSED_RETRY_SECS: u64 = 5;
 
 const SLIDING_WINDOW: &str = r#"
 local t = redis.call('TIME')
@@ -50,6 +55,7 @@ pub struct RateLimiter {
     redis: Option<(RedisPool, String)>,
     script: redis::Script,
     local: std::sync::Mutex<HashMap<Uuid, VecDeque<std::time::Instant>>>,
+    on_redis_error: RedisErrorPolicy,
 }
 
 impl RateLimiter {
@@ -58,7 +64,14 @@ impl RateLimiter {
             redis: redis.map(|p| (p, format!("{prefix}ratelimit:"))),
             script: redis::Script::new(SLIDING_WINDOW),
             local: Default::default(),
+            on_redis_error: RedisErrorPolicy::Open,
         }
+    }
+
+    /// What a failing Redis means (`RATE_LIMIT_ON_REDIS_ERROR`); `Open` unless set.
+    pub fn on_redis_error(mut self, policy: RedisErrorPolicy) -> Self {
+        self.on_redis_error = policy;
+        self
     }
 
     /// Charges `cost` units (at least one) to `tenant_id`'s window of `limit` units a minute.
@@ -69,12 +82,17 @@ impl RateLimiter {
                 match self.check_redis(pool, prefix, tenant_id, limit, cost).await {
                     Some(d) => d,
                     None => {
-                        metrics::counter!("tenantry_rate_limit_errors_total").increment(1);
+                        let closed = self.on_redis_error == RedisErrorPolicy::Closed;
+                        metrics::counter!("tenantry_rate_limit_errors_total", "policy" => if closed { "closed" } else { "open" }).increment(1);
                         Decision {
-                            allowed: true,
+                            allowed: !closed,
                             limit,
-                            remaining: limit,
-                            reset_secs: WINDOW_MS / 1000,
+                            remaining: if closed { 0 } else { limit },
+                            reset_secs: if closed {
+                                CLOSED_RETRY_SECS
+                            } else {
+                                WINDOW_MS / 1000
+                            },
                         }
                     }
                 }

@@ -28,7 +28,9 @@ struct Purged {
 }
 
 /// Hard delete: every tenant-owned row goes with the tenant (foreign keys cascade, the
-/// `purge` test checks every table from the catalogue). The audit entry keeps only the id.
+/// `purge` test checks every table from the catalogue) — except the audit trail, which has no
+/// foreign key and is kept for its two years, ending with this job's own PURGE entry (only
+/// the id, no personal data).
 pub async fn purge_deleted_tenants(c: &mut Conn, actor: &Actor) -> AppResult<Vec<Uuid>> {
     let purged: Vec<Purged> = diesel::sql_query(format!(
         "delete from tenants where status = 'DELETED' and deleted_at < now() - interval '{RESTORE_WINDOW_DAYS} days'
@@ -41,7 +43,7 @@ pub async fn purge_deleted_tenants(c: &mut Conn, actor: &Actor) -> AppResult<Vec
             c,
             actor,
             audit::Change {
-                tenant_id: None,
+                tenant_id: Some(p.id),
                 entity_type: "tenant",
                 entity_id: p.id.to_string(),
                 action: "PURGE",

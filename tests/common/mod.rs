@@ -521,7 +521,10 @@ impl ServerProcess {
     }
 
     /// Like [`ServerProcess::start`], with the server's log written to `log`.
-    pub async fn start_logged(env: &HashMap<String, String>, log: &std::path::Path) -> ServerProcess {
+    pub async fn start_logged(
+        env: &HashMap<String, String>,
+        log: &std::path::Path,
+    ) -> ServerProcess {
         let file = std::fs::File::create(log).expect("log file");
         Self::start_with_stderr(env, file.into()).await
     }
