@@ -492,6 +492,28 @@ fn judge(answer: &Value, call: &Call, secrets: &[String]) -> Result<(), String> 
     Ok(())
 }
 
+/// What a call answered, for the summary: its error codes, or `null`/`data`.
+fn record_outcome(outcomes: &mut HashMap<String, BTreeSet<String>>, call: &Call, answer: &Value) {
+    let seen = outcomes.entry(call.field.clone()).or_default();
+    match answer["errors"].as_array() {
+        Some(errors) if !errors.is_empty() => {
+            for e in errors {
+                let code = e["extensions"]["code"].as_str().unwrap_or("<no code>");
+                seen.insert(code.to_string());
+            }
+        }
+        _ if answer.get("transport").is_some() => {
+            seen.insert("no answer".into());
+        }
+        _ if answer["data"].is_null() || answer["data"][call.name.as_str()].is_null() => {
+            seen.insert("null".into());
+        }
+        _ => {
+            seen.insert("data".into());
+        }
+    }
+}
+
 struct Offence {
     field: String,
     who: &'static str,
@@ -818,7 +840,9 @@ async fn every_id_taking_root_field_refuses_another_tenants_identifiers() {
         .buffer_unordered(HTTP_PARALLELISM)
         .collect()
         .await;
+    let mut outcomes: HashMap<String, BTreeSet<String>> = HashMap::new();
     for (who, call, body) in answers {
+        record_outcome(&mut outcomes, call, &body);
         if let Err(why) = judge(&body, call, &secrets) {
             offences.push(Offence {
                 field: call.field.clone(),
@@ -858,6 +882,7 @@ async fn every_id_taking_root_field_refuses_another_tenants_identifiers() {
         .collect();
     let ws_calls = ws_answers.len();
     for (who, call, answer) in ws_answers {
+        record_outcome(&mut outcomes, call, &answer);
         if let Err(why) = judge(&answer, call, &secrets) {
             offences.push(Offence {
                 field: call.field.clone(),
@@ -948,7 +973,14 @@ async fn every_id_taking_root_field_refuses_another_tenants_identifiers() {
         );
     }
     for (who, call, got) in sub_answers {
+        if got.is_empty() {
+            outcomes
+                .entry(call.field.clone())
+                .or_default()
+                .insert("no event".into());
+        }
         for answer in got {
+            record_outcome(&mut outcomes, call, &answer);
             if let Err(why) = judge(&answer, call, &secrets) {
                 offences.push(Offence {
                     field: call.field.clone(),
@@ -985,10 +1017,13 @@ async fn every_id_taking_root_field_refuses_another_tenants_identifiers() {
         known.len(),
         elapsed.as_secs_f64()
     );
-    eprintln!(
-        "fields: {}",
-        fields.iter().cloned().collect::<Vec<_>>().join(", ")
-    );
+    for field in &fields {
+        let seen = outcomes.get(field).cloned().unwrap_or_default();
+        eprintln!(
+            "  {field}: {}",
+            seen.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
 
     eprintln!(
         "no write: {} tables fingerprinted, changed: {changed:?}; audit entries about B: {audit_before} before, {audit_after} after",
