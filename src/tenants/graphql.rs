@@ -95,8 +95,22 @@ impl Tenant {
     async fn slug(&self) -> &str {
         &self.row.slug
     }
+    /// The verified custom domain: the only one the Host header resolves to this tenant.
     async fn domain(&self) -> Option<&str> {
         self.row.domain.as_deref()
+    }
+    /// A custom domain set by a tenant admin and not proven yet (null when none or expired):
+    /// publish `verificationToken` as a TXT record at `txtRecordName`, then call
+    /// `verifyTenantDomain`. Tenant admins and platform admins.
+    #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
+    async fn pending_domain(&self, ctx: &Context<'_>) -> Result<Option<PendingDomain>> {
+        let claim = super::domains::pending(&ctx.req().db, &ctx.req().actor(), self.row.id).await?;
+        Ok(claim.map(|c| PendingDomain {
+            txt_record_name: super::domains::txt_record_name(&c.domain),
+            domain: c.domain,
+            verification_token: c.token,
+            expires_at: c.expires_at,
+        }))
     }
     async fn status(&self) -> TenantStatus {
         self.row.status()
@@ -472,6 +486,18 @@ impl TenantQuery {
     }
 }
 
+/// A claim on a custom domain, waiting for its DNS proof.
+#[derive(SimpleObject)]
+pub struct PendingDomain {
+    pub domain: String,
+    /// The exact value of the TXT record to publish.
+    pub verification_token: String,
+    /// Where to publish it: `_tenantry-challenge.<domain>`.
+    pub txt_record_name: String,
+    /// After this the claim lapses and the domain must be set again.
+    pub expires_at: DateTime<Utc>,
+}
+
 #[derive(InputObject)]
 pub struct CreateTenantInput {
     pub name: String,
@@ -487,7 +513,9 @@ pub struct CreateTenantInput {
 #[derive(InputObject)]
 pub struct UpdateTenantInput {
     pub name: Option<String>,
-    /// A host name; null clears it.
+    /// A host name; null clears it (and any pending claim). Set by a platform admin it is
+    /// verified at once; set by a tenant admin it becomes `pendingDomain` until
+    /// `verifyTenantDomain` finds the DNS proof.
     pub domain: MaybeUndefined<String>,
     /// Replaces the tenant's settings object.
     pub settings: Option<async_graphql::Json<serde_json::Value>>,
@@ -535,6 +563,17 @@ impl TenantMutation {
         };
         Ok(Tenant::one(
             service::update(ctx.app(), &req.actor(), parse_id(&id)?, input).await?,
+        ))
+    }
+
+    /// Checks the DNS TXT record of the tenant's pending domain claim; when it holds the token,
+    /// the claimed domain becomes the tenant's verified `domain` (`BAD_USER_INPUT` while the
+    /// record is missing, `CONFLICT` when another tenant verified the domain first).
+    #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
+    async fn verify_tenant_domain(&self, ctx: &Context<'_>, id: ID) -> Result<Tenant> {
+        let req = ctx.req();
+        Ok(Tenant::one(
+            super::domains::verify(ctx.app(), &req.actor(), parse_id(&id)?).await?,
         ))
     }
 
