@@ -41,6 +41,10 @@ pub struct App {
     pub meter: Meter,
     pub plans: PlanCache,
     pub rate_limiter: RateLimiter,
+    /// `previewPlanChange` answers (they cost Stripe calls).
+    pub previews: crate::billing::preview_cache::PreviewCache,
+    /// DNS look-ups of custom-domain challenges.
+    pub domains: crate::tenants::domains::DnsVerifier,
     /// The Stripe client; `None` in LOCAL billing mode.
     pub stripe: Option<crate::billing::stripe::StripeApi>,
 }
@@ -89,7 +93,10 @@ impl App {
         )
         .on_redis_error(settings.rate_limit_on_redis_error);
         let stripe = crate::billing::stripe::StripeApi::from_settings(&settings)?;
+        let domains = crate::tenants::domains::DnsVerifier::new(settings.domain_verification_dns);
         let app = Arc::new(App {
+            domains,
+            previews: Default::default(),
             stripe,
             settings,
             db,
@@ -107,18 +114,28 @@ impl App {
         Ok(app)
     }
 
-    /// Called after every committed tenant change: drops cached resolutions here at once and
-    /// on every other instance through the bus.
+    /// Called after every committed tenant change: drops the tenant's cached resolutions here
+    /// at once and on every other instance through the bus.
     pub async fn tenant_changed(&self, tenant_id: Uuid) {
-        self.tenant_cache.invalidate_all();
+        self.tenant_keys_changed(tenant_id, Vec::new()).await;
+    }
+
+    /// Like [`App::tenant_changed`], naming the resolution keys (old and new slug and domain,
+    /// see `auth::resolve::keys_of`) whose cached answers, found or not found, are now wrong.
+    pub async fn tenant_keys_changed(&self, tenant_id: Uuid, keys: Vec<String>) {
+        self.tenant_cache.forget(tenant_id, &keys).await;
+        self.previews.invalidate_tenant(tenant_id);
         self.features.invalidate(tenant_id).await;
         self.configs.invalidate(tenant_id).await;
-        self.bus.publish(Event::TenantChanged { tenant_id }).await;
+        self.bus
+            .publish(Event::TenantChanged { tenant_id, keys })
+            .await;
     }
 
     /// Drops every cached resolution, feature set and configuration of this instance.
     pub fn drop_caches(&self) {
         self.tenant_cache.invalidate_all();
+        self.previews.invalidate_all();
         self.features.invalidate_all();
         self.configs.invalidate_all();
     }
@@ -212,8 +229,9 @@ async fn apply_events(app: std::sync::Weak<App>) {
         };
         let Some(app) = app.upgrade() else { return };
         match event {
-            Ok(Event::TenantChanged { tenant_id }) => {
-                app.tenant_cache.invalidate_all();
+            Ok(Event::TenantChanged { tenant_id, keys }) => {
+                app.tenant_cache.forget(tenant_id, &keys).await;
+                app.previews.invalidate_tenant(tenant_id);
                 app.features.invalidate(tenant_id).await;
                 app.configs.invalidate(tenant_id).await;
             }

@@ -36,8 +36,15 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
-    /// A tenant's row changed: drop cached resolutions.
-    TenantChanged { tenant_id: Uuid },
+    /// A tenant's row changed: drop its cached resolutions. `keys` are the resolution cache
+    /// keys it had or has (`slug:..`, `domain:..`, old and new), so negative entries for a
+    /// name that now resolves are dropped too. Absent in events of older versions (then only
+    /// the tenant's own entries are dropped); older versions ignore it.
+    TenantChanged {
+        tenant_id: Uuid,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keys: Vec<String>,
+    },
     /// A tenant's feature overrides changed.
     FeaturesChanged { tenant_id: Uuid },
     /// A tenant's configuration changed.
@@ -266,5 +273,36 @@ async fn subscribe_forever(
         signal("disconnected");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_changed_stays_compatible_with_older_instances() {
+        let id = Uuid::nil();
+        // An older instance's event (no keys) still reads.
+        let old: Event = serde_json::from_str(&format!(
+            r#"{{"kind":"tenant_changed","tenant_id":"{id}"}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            old,
+            Event::TenantChanged {
+                tenant_id: id,
+                keys: vec![]
+            }
+        );
+        // The new field is additive: same tag, same tenant_id.
+        let new = serde_json::to_value(Event::TenantChanged {
+            tenant_id: id,
+            keys: vec!["slug:a".into()],
+        })
+        .unwrap();
+        assert_eq!(new["kind"], "tenant_changed");
+        assert_eq!(new["tenant_id"], id.to_string());
+        assert_eq!(new["keys"][0], "slug:a");
     }
 }

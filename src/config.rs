@@ -115,6 +115,11 @@ pub struct Settings {
     pub rate_limit_overrides: Vec<(String, u32)>,
     pub graphql: GraphqlLimits,
     pub bounds: TenantBounds,
+    /// DNS server for custom-domain verification (`DOMAIN_VERIFICATION_DNS`, host:port);
+    /// `None` = the system resolver.
+    pub domain_verification_dns: Option<std::net::SocketAddr>,
+    /// Rows per table a tenant export may hold (`EXPORT_MAX_ROWS`, default 100,000).
+    pub export_max_rows: u64,
 }
 
 /// One catalogue price's Stripe id: (plan slug, region, billing cycle, price id).
@@ -379,6 +384,18 @@ impl Settings {
             request_timeout: Duration::from_secs(parse("REQUEST_TIMEOUT_SECS", 30)?),
             usage_writers: parse("USAGE_WRITERS", 4)?.clamp(1, 64) as usize,
             jobs_interval_secs: parse("JOBS_INTERVAL_SECS", 60)?,
+            domain_verification_dns: var("DOMAIN_VERIFICATION_DNS")
+                .map(|v| {
+                    use std::net::ToSocketAddrs;
+                    v.to_socket_addrs()
+                        .ok()
+                        .and_then(|mut a| a.next())
+                        .with_context(|| {
+                            format!("DOMAIN_VERIFICATION_DNS must be host:port, got {v:?}")
+                        })
+                })
+                .transpose()?,
+            export_max_rows: parse("EXPORT_MAX_ROWS", 100_000)?.max(1),
             rate_limit_overrides: {
                 let mut v = Vec::new();
                 for plan in ["free", "starter", "professional", "enterprise"] {

@@ -40,8 +40,15 @@ async fn trials_and_plan_changes_apply_at_once_in_local_mode() {
     .await
     .ok();
 
+    app.gql(
+        Some(&t.member),
+        "{ previewPlanChange(planSlug: \"professional\") { currency } }",
+        json!({}),
+    )
+    .await
+    .err("FORBIDDEN");
     let resp = app
-        .gql(Some(&t.member), "{ previewPlanChange(planSlug: \"professional\") { fromPlan { slug } toPlan { slug } prorationAmount currency featuresAdded featuresRemoved quotaChanges { resource from to } } }", json!({}))
+        .gql(Some(&t.admin), "{ previewPlanChange(planSlug: \"professional\") { fromPlan { slug } toPlan { slug } prorationAmount currency featuresAdded featuresRemoved quotaChanges { resource from to } } }", json!({}))
         .await;
     let p = &resp.ok()["previewPlanChange"];
     assert_eq!(p["toPlan"]["slug"], "professional");

@@ -201,17 +201,36 @@ async fn plan_change_goes_through_stripe_and_applies_on_the_webhook() {
     let _ = customer;
 
     // Stripe's invoice preview gives the proration (-1000 + 2500 in the fake's answer).
-    let resp = app
-        .gql(
-            Some(&t.member),
-            "{ previewPlanChange(planSlug: \"starter\") { prorationAmount currency } }",
-            json!({}),
-        )
-        .await;
+    let q = "{ previewPlanChange(planSlug: \"starter\") { prorationAmount currency } }";
+    let stripe_calls = || fake.requests().len();
+    let before = stripe_calls();
+    let resp = app.gql(Some(&t.admin), q, json!({})).await;
     assert_eq!(
         resp.ok()["previewPlanChange"],
         json!({ "prorationAmount": 1500, "currency": "usd" })
     );
+    let one_preview = stripe_calls() - before;
+    assert_eq!(
+        one_preview, 2,
+        "a preview reads the subscription and previews the invoice"
+    );
+    // The same preview again is answered from the cache: no Stripe call.
+    let resp = app.gql(Some(&t.admin), q, json!({})).await;
+    assert_eq!(resp.ok()["previewPlanChange"]["prorationAmount"], 1500);
+    assert_eq!(stripe_calls() - before, one_preview);
+    // Members may not make the server call Stripe at all.
+    app.gql(Some(&t.member), q, json!({}))
+        .await
+        .err("FORBIDDEN");
+    let yearly = "{ previewPlanChange(planSlug: \"starter\", billingCycle: YEARLY) { currency } }";
+    app.gql(Some(&t.member), yearly, json!({}))
+        .await
+        .err("FORBIDDEN");
+    assert_eq!(stripe_calls() - before, one_preview);
+    // Any change of the tenant (plan, subscription, status) drops its cached previews.
+    app.app.tenant_changed(t.id).await;
+    app.gql(Some(&t.admin), q, json!({})).await.ok();
+    assert_eq!(stripe_calls() - before, 2 * one_preview);
     let preview = fake.requests_to("POST", "/v1/invoices/create_preview");
     assert_eq!(
         preview[0].param("subscription_details[items][0][price]"),

@@ -220,3 +220,128 @@ async fn the_export_holds_every_table_of_the_tenant_and_nothing_else() {
     );
     assert_eq!(count(&mut db, &sql).await, 2);
 }
+
+const EXPORT: &str =
+    "mutation($id: ID!, $tables: [String!]) { exportTenantData(id: $id, tables: $tables) }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_admins_export_only_what_their_features_show() {
+    let app = TestApp::spawn().await;
+    let free = app.tenant().plan("free").create().await;
+    let pro = app.tenant().plan("professional").create().await;
+    let mut db = app.db.superuser().await;
+    fill_every_table(&mut db, free.id).await;
+    fill_every_table(&mut db, pro.id).await;
+    let gated = ["audit_logs", "usage_hourly", "usage_records"];
+
+    // Free plan: no audit log, no usage history for the tenant's admin.
+    let resp = app
+        .gql(
+            Some(&free.admin),
+            EXPORT,
+            json!({ "id": free.id.to_string() }),
+        )
+        .await;
+    let doc = &resp.ok()["exportTenantData"];
+    for t in gated {
+        assert!(
+            doc["tables"].get(t).is_none(),
+            "{t} exported to a free plan"
+        );
+        assert!(doc["omitted"][t].as_str().unwrap().contains("disabled"));
+    }
+    assert!(!doc["tables"]["quotas"].as_array().unwrap().is_empty());
+    // A platform admin exporting for GDPR gets everything.
+    let resp = app
+        .gql(
+            Some(&app.admin_token()),
+            EXPORT,
+            json!({ "id": free.id.to_string() }),
+        )
+        .await;
+    let doc = &resp.ok()["exportTenantData"];
+    for t in gated {
+        assert!(!doc["tables"][t].as_array().unwrap().is_empty(), "{t}");
+    }
+    assert_eq!(doc["omitted"], json!({}));
+
+    // Professional, with audit_logs switched off by the tenant: usage yes, audit log no.
+    app.gql(
+        Some(&pro.admin),
+        "mutation { setFeature(key: \"audit_logs\", enabled: false) { enabled } }",
+        json!({}),
+    )
+    .await
+    .ok();
+    let resp = app
+        .gql(
+            Some(&pro.admin),
+            EXPORT,
+            json!({ "id": pro.id.to_string() }),
+        )
+        .await;
+    let doc = &resp.ok()["exportTenantData"];
+    assert!(doc["tables"].get("audit_logs").is_none());
+    assert!(!doc["tables"]["usage_hourly"].as_array().unwrap().is_empty());
+    assert!(!doc["tables"]["usage_records"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_over_the_row_cap_is_refused_and_can_be_narrowed() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("EXPORT_MAX_ROWS".into(), "20".into());
+    })
+    .await;
+    let t = app.tenant().plan("professional").create().await;
+    let mut db = app.db.superuser().await;
+    db.batch_execute(&format!(
+        "insert into usage_hourly (tenant_id, resource, hour_start, amount)
+         select '{}', 'api_calls', date_trunc('hour', now()) - g * interval '1 hour', 1
+           from generate_series(0, 29) g",
+        t.id
+    ))
+    .await
+    .unwrap();
+    let resp = app
+        .gql(
+            Some(&app.admin_token()),
+            EXPORT,
+            json!({ "id": t.id.to_string() }),
+        )
+        .await;
+    let err = resp.err("BAD_USER_INPUT");
+    assert!(
+        err["message"].as_str().unwrap().contains("usage_hourly"),
+        "{err}"
+    );
+    let sql = format!(
+        "select count(*) as n from audit_logs where tenant_id = '{}' and action = 'EXPORT'",
+        t.id
+    );
+    assert_eq!(
+        count(&mut db, &sql).await,
+        0,
+        "a refused export writes nothing"
+    );
+
+    // Narrowed to small tables it works.
+    let resp = app
+        .gql(
+            Some(&app.admin_token()),
+            EXPORT,
+            json!({ "id": t.id.to_string(), "tables": ["billing_subscriptions"] }),
+        )
+        .await;
+    let doc = &resp.ok()["exportTenantData"];
+    assert_eq!(doc["tables"].as_object().unwrap().len(), 1);
+    app.gql(
+        Some(&app.admin_token()),
+        EXPORT,
+        json!({ "id": t.id.to_string(), "tables": ["tenants_secret"] }),
+    )
+    .await
+    .err("BAD_USER_INPUT");
+}

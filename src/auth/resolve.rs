@@ -1,9 +1,12 @@
 //! Tenant resolution (SPEC §3), highest priority first: the JWT's `tenant_id` claim, the
 //! `X-Tenant-ID` header (platform admins; a tenant user's header must equal the claim), then
 //! the Host header (`<slug>.<BASE_DOMAIN>` or a custom domain; public look-ups only).
-//! Results are cached in-process and invalidated on every tenant change (and, with Redis,
-//! on every instance: see `app::App::tenant_changed`).
+//! Results are cached in-process, misses too (briefly, bounded: an anonymous caller sending
+//! random Host headers must not cost one query each), and invalidated per tenant on every
+//! change, on every instance (see `app::App::tenant_changed`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -14,28 +17,81 @@ use uuid::Uuid;
 use super::{cross_tenant_denied, Actor, Caller, JwtVerifierRef, Role};
 use crate::db::{Db, Scope};
 use crate::error::{AppError, AppResult};
-use crate::tenants::model::{TenantRow, TenantStatus};
+use crate::tenants::model::{TenantDomain, TenantRow, TenantSlug, TenantStatus};
 use crate::tenants::store;
 
+/// How long a look-up that found no tenant is remembered: long enough that a flood of random
+/// Host headers costs one query per distinct name, short enough that nothing a missed
+/// invalidation could hide lasts.
+const MISS_TTL: Duration = Duration::from_secs(30);
+/// Bounded separately from the hits, so a flood of unknown names never evicts real tenants.
+const MISS_CAPACITY: u64 = 20_000;
+
+/// Resolved tenants by key (`id:<uuid>`, `slug:<slug>`, `domain:<host>`), and the keys known
+/// to name no tenant (the negative cache). Invalidation is per tenant: [`TenantCache::forget`].
 #[derive(Clone)]
 pub struct TenantCache {
-    cache: Cache<String, TenantRow>,
+    hits: Cache<String, TenantRow>,
+    misses: Cache<String, ()>,
+    /// Bumped by every invalidation: a look-up that started before one does not store its
+    /// (possibly stale) answer.
+    generation: Arc<AtomicU64>,
 }
 
 impl Default for TenantCache {
     fn default() -> Self {
         TenantCache {
-            cache: Cache::builder()
+            hits: Cache::builder()
                 .max_capacity(50_000)
                 .time_to_live(Duration::from_secs(60))
+                .support_invalidation_closures()
                 .build(),
+            misses: Cache::builder()
+                .max_capacity(MISS_CAPACITY)
+                .time_to_live(MISS_TTL)
+                .build(),
+            generation: Arc::new(AtomicU64::new(0)),
         }
     }
 }
 
+/// The cache keys a tenant row can be found under, besides its id (slug, verified domain).
+pub fn keys_of(row: &TenantRow) -> Vec<String> {
+    let mut keys = vec![format!("slug:{}", row.slug.to_ascii_lowercase())];
+    if let Some(d) = &row.domain {
+        keys.push(domain_key(d));
+    }
+    keys
+}
+
+pub fn domain_key(domain: &str) -> String {
+    format!("domain:{}", domain.to_ascii_lowercase())
+}
+
 impl TenantCache {
+    /// Drops everything (used only when this instance may have missed invalidation events).
     pub fn invalidate_all(&self) {
-        self.cache.invalidate_all();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.hits.invalidate_all();
+        self.misses.invalidate_all();
+    }
+
+    /// Drops what is cached about one tenant: its id entry, the given keys (its old and new
+    /// slug and domain — positive or negative entries alike, so a name that just became a
+    /// tenant resolves at once), and any other entry holding that tenant's row.
+    pub async fn forget(&self, tenant_id: Uuid, keys: &[String]) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let id_key = format!("id:{tenant_id}");
+        self.hits.invalidate(&id_key).await;
+        self.misses.invalidate(&id_key).await;
+        for key in keys {
+            self.hits.invalidate(key).await;
+            self.misses.invalidate(key).await;
+        }
+        // Callers that know only the id (jobs, billing) rely on this for slug/domain entries.
+        let _ = self
+            .hits
+            .invalidate_entries_if(move |_, row| row.id == tenant_id);
     }
 
     async fn cached(
@@ -43,14 +99,22 @@ impl TenantCache {
         key: String,
         load: impl std::future::Future<Output = AppResult<Option<TenantRow>>>,
     ) -> AppResult<Option<TenantRow>> {
-        if let Some(hit) = self.cache.get(&key).await {
+        if let Some(hit) = self.hits.get(&key).await {
             metrics::counter!("tenantry_cache_requests_total", "cache" => "tenant", "outcome" => "hit").increment(1);
             return Ok(Some(hit));
         }
+        if self.misses.contains_key(&key) {
+            metrics::counter!("tenantry_cache_requests_total", "cache" => "tenant", "outcome" => "negative_hit").increment(1);
+            return Ok(None);
+        }
         metrics::counter!("tenantry_cache_requests_total", "cache" => "tenant", "outcome" => "miss").increment(1);
+        let generation = self.generation.load(Ordering::SeqCst);
         let row = load.await?;
-        if let Some(row) = &row {
-            self.cache.insert(key, row.clone()).await;
+        if self.generation.load(Ordering::SeqCst) == generation {
+            match &row {
+                Some(row) => self.hits.insert(key, row.clone()).await,
+                None => self.misses.insert(key, ()).await,
+            }
         }
         Ok(row)
     }
@@ -67,11 +131,15 @@ impl TenantCache {
     }
 
     /// By UUID or slug: a platform look-up (resolution runs before any tenant scope exists).
+    /// A key that cannot be a slug names no tenant and costs no query.
     pub async fn by_id_or_slug(&self, db: &Db, key: &str) -> AppResult<Option<TenantRow>> {
         if let Ok(id) = Uuid::parse_str(key) {
             return self.by_id(db, id).await;
         }
-        let slug = key.to_ascii_lowercase();
+        let Ok(slug) = TenantSlug::parse(&key.to_ascii_lowercase()) else {
+            return Ok(None);
+        };
+        let slug = slug.into_inner();
         self.cached(
             format!("slug:{slug}"),
             db.scoped(Scope::Platform("tenant_resolution"), |c| {
@@ -81,10 +149,14 @@ impl TenantCache {
         .await
     }
 
+    /// By verified custom domain. A string that is not a host name costs no query.
     pub async fn by_domain(&self, db: &Db, domain: &str) -> AppResult<Option<TenantRow>> {
-        let domain = domain.to_ascii_lowercase();
+        let Ok(domain) = TenantDomain::parse(domain) else {
+            return Ok(None);
+        };
+        let domain = domain.into_inner();
         self.cached(
-            format!("domain:{domain}"),
+            domain_key(&domain),
             db.scoped(Scope::Platform("tenant_resolution"), |c| {
                 async move { Ok(store::find_by_domain(c, &domain).await?) }.scope_boxed()
             }),

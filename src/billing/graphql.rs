@@ -204,8 +204,9 @@ impl BillingQuery {
         service::mode(ctx.app())
     }
 
-    /// What switching the caller's tenant to `planSlug` would change and cost.
-    #[graphql(guard = "RequireRole(Role::TenantMember)")]
+    /// What switching the caller's tenant to `planSlug` would change and cost. Tenant admins
+    /// (and platform admins with a tenant scope); answers are cached for a minute.
+    #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
     async fn preview_plan_change(
         &self,
         ctx: &Context<'_>,
@@ -214,25 +215,31 @@ impl BillingQuery {
     ) -> Result<PlanChangePreview> {
         let tenant_id = target_tenant(ctx, None)?;
         let cycle = billing_cycle.unwrap_or(BillingCycle::Monthly);
-        let p =
-            service::preview(ctx.app(), &ctx.req().actor(), tenant_id, &plan_slug, cycle).await?;
+        let p = super::preview_cache::preview(
+            ctx.app(),
+            &ctx.req().actor(),
+            tenant_id,
+            &plan_slug,
+            cycle,
+        )
+        .await?;
         Ok(PlanChangePreview {
             from_plan: (&p.from).into(),
             to_plan: (&p.to).into(),
             billing_cycle: p.cycle,
             proration_amount: BigInt(p.proration_amount),
-            currency: p.currency,
+            currency: p.currency.clone(),
             quota_changes: p
                 .quota_changes
-                .into_iter()
+                .iter()
                 .map(|(resource, from, to)| QuotaChange {
-                    resource,
+                    resource: resource.clone(),
                     from: from.map(BigInt),
                     to: to.map(BigInt),
                 })
                 .collect(),
-            features_added: p.features_added,
-            features_removed: p.features_removed,
+            features_added: p.features_added.clone(),
+            features_removed: p.features_removed.clone(),
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod events;
 pub mod events_graphql;
 pub mod graphql;
 pub mod model;
+pub mod preview_cache;
 pub mod service;
 pub mod store;
 pub mod stripe;

@@ -206,6 +206,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    tenant_domain_claims (tenant_id) {
+        tenant_id -> Uuid,
+        domain -> Text,
+        token -> Text,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     tenant_features (tenant_id, feature_key) {
         tenant_id -> Uuid,
         feature_key -> Text,
@@ -284,6 +294,7 @@ diesel::joinable!(plan_features -> plans (plan_id));
 diesel::joinable!(plan_features -> feature_definitions (feature_key));
 diesel::joinable!(plan_prices -> plans (plan_id));
 diesel::joinable!(plan_quotas -> plans (plan_id));
+diesel::joinable!(tenant_domain_claims -> tenants (tenant_id));
 diesel::joinable!(tenant_features -> tenants (tenant_id));
 diesel::joinable!(tenants -> plans (plan_id));
 diesel::joinable!(quotas -> tenants (tenant_id));
@@ -304,6 +315,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     quota_alerts,
     quotas,
     stripe_events,
+    tenant_domain_claims,
     tenant_features,
     tenants,
     usage_hourly,

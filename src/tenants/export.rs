@@ -2,6 +2,13 @@
 //! come from the database catalogue (every table with a `tenant_id` column), so a table added
 //! later is exported without touching this code. Encrypted configuration values are decrypted
 //! for platform admins and masked for the tenant's own admins.
+//!
+//! Tenant admins get what their plan lets them see: the audit log only with the `audit_logs`
+//! feature, usage history (`usage_hourly`, `usage_records`) only with `advanced_analytics`;
+//! left-out tables are named under `omitted`. Platform admins exporting for a GDPR request get
+//! every table. Memory is bounded: the document is built table by table, and a table with more
+//! than `EXPORT_MAX_ROWS` rows of the tenant refuses the export (`BAD_USER_INPUT`) before any
+//! of its rows are read; `tables` narrows an export to some tables.
 
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
@@ -82,12 +89,42 @@ fn decode_bytea(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Platform admins export any tenant; tenant admins their own (members may not).
-pub async fn export(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<Value> {
+/// Tables behind a feature: exported to tenant admins only while the feature is enabled.
+const GATED: [(&str, &str); 3] = [
+    ("audit_logs", "audit_logs"),
+    ("usage_hourly", "advanced_analytics"),
+    ("usage_records", "advanced_analytics"),
+];
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Platform admins export any tenant; tenant admins their own (members may not). `only`
+/// narrows the export to those tables.
+pub async fn export(
+    app: &App,
+    actor: &Actor,
+    tenant_id: Uuid,
+    only: Option<Vec<String>>,
+) -> AppResult<Value> {
     if !actor.is_platform() && !actor.role.is_some_and(|r| r.satisfies(Role::TenantAdmin)) {
         return Err(AppError::forbidden("requires role tenant_admin"));
     }
     let scope = target_scope(actor, tenant_id, "tenant_export")?;
+    // Which gated tables this caller may not have (checked before anything is read).
+    let mut withheld: Vec<(&'static str, &'static str)> = Vec::new();
+    if !actor.is_platform() {
+        let tenant = crate::tenants::service::get(&app.db, actor, tenant_id).await?;
+        let flags =
+            crate::features::service::effective(app, &app.db, scope, tenant_id, tenant.plan_id)
+                .await?;
+        let enabled = |k: &str| flags.iter().any(|f| f.key == k && f.enabled);
+        withheld = GATED.into_iter().filter(|(_, f)| !enabled(f)).collect();
+    }
+    let max_rows = app.settings.export_max_rows as i64;
     let actor_c = actor.clone();
     let key = app.settings.config_encryption_key;
     app.db
@@ -105,7 +142,41 @@ pub async fn export(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<Valu
                     return Err(AppError::not_found("tenant"));
                 }
                 let mut tables = Map::new();
-                for table in tenant_tables(c).await? {
+                let mut omitted = Map::new();
+                let all = tenant_tables(c).await?;
+                if let Some(only) = &only {
+                    if let Some(unknown) = only.iter().find(|t| !all.contains(t)) {
+                        return Err(AppError::bad_input(
+                            "tables",
+                            format!("{unknown:?} is not a table of tenant data; known: {}", all.join(", ")),
+                        ));
+                    }
+                }
+                for table in all {
+                    if only.as_ref().is_some_and(|o| !o.contains(&table)) {
+                        continue;
+                    }
+                    if let Some((_, feature)) = withheld.iter().find(|(t, _)| *t == table) {
+                        omitted.insert(table, json!(format!("feature {feature} is disabled")));
+                        continue;
+                    }
+                    // Bounded: counts at most one row past the cap, reads nothing when over it.
+                    let over: Count = diesel::sql_query(format!(
+                        "select count(*) as n from (select 1 from \"{table}\" where tenant_id = $1 limit $2) t"
+                    ))
+                    .bind::<SqlUuid, _>(tenant_id)
+                    .bind::<diesel::sql_types::BigInt, _>(max_rows + 1)
+                    .get_result(c)
+                    .await?;
+                    if over.n > max_rows {
+                        return Err(AppError::bad_input(
+                            "tables",
+                            format!(
+                                "table {table} holds more than {max_rows} rows of this tenant (EXPORT_MAX_ROWS): \
+                                 export the other tables with `tables`, and ask an operator for a bulk export of {table}"
+                            ),
+                        ));
+                    }
                     let sql = format!(
                         "select coalesce(jsonb_agg(to_jsonb(t)), '[]'::jsonb) as rows from \"{table}\" t where tenant_id = $1"
                     );
@@ -125,7 +196,7 @@ pub async fn export(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<Valu
                         action: "EXPORT",
                         before: Value::Null,
                         after: Value::Null,
-                        metadata: json!({ "tables": tables.len() }),
+                        metadata: json!({ "tables": tables.len(), "omitted": omitted.keys().collect::<Vec<_>>() }),
                     },
                 )
                 .await?;
@@ -133,6 +204,7 @@ pub async fn export(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<Valu
                     "exportedAt": chrono::Utc::now(),
                     "tenant": tenant,
                     "tables": tables,
+                    "omitted": omitted,
                 }))
             }
             .scope_boxed()

@@ -95,8 +95,22 @@ impl Tenant {
     async fn slug(&self) -> &str {
         &self.row.slug
     }
+    /// The verified custom domain: the only one the Host header resolves to this tenant.
     async fn domain(&self) -> Option<&str> {
         self.row.domain.as_deref()
+    }
+    /// A custom domain set by a tenant admin and not proven yet (null when none or expired):
+    /// publish `verificationToken` as a TXT record at `txtRecordName`, then call
+    /// `verifyTenantDomain`. Tenant admins and platform admins.
+    #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
+    async fn pending_domain(&self, ctx: &Context<'_>) -> Result<Option<PendingDomain>> {
+        let claim = super::domains::pending(&ctx.req().db, &ctx.req().actor(), self.row.id).await?;
+        Ok(claim.map(|c| PendingDomain {
+            txt_record_name: super::domains::txt_record_name(&c.domain),
+            domain: c.domain,
+            verification_token: c.token,
+            expires_at: c.expires_at,
+        }))
     }
     async fn status(&self) -> TenantStatus {
         self.row.status()
@@ -472,6 +486,18 @@ impl TenantQuery {
     }
 }
 
+/// A claim on a custom domain, waiting for its DNS proof.
+#[derive(SimpleObject)]
+pub struct PendingDomain {
+    pub domain: String,
+    /// The exact value of the TXT record to publish.
+    pub verification_token: String,
+    /// Where to publish it: `_tenantry-challenge.<domain>`.
+    pub txt_record_name: String,
+    /// After this the claim lapses and the domain must be set again.
+    pub expires_at: DateTime<Utc>,
+}
+
 #[derive(InputObject)]
 pub struct CreateTenantInput {
     pub name: String,
@@ -487,7 +513,9 @@ pub struct CreateTenantInput {
 #[derive(InputObject)]
 pub struct UpdateTenantInput {
     pub name: Option<String>,
-    /// A host name; null clears it.
+    /// A host name; null clears it (and any pending claim). Set by a platform admin it is
+    /// verified at once; set by a tenant admin it becomes `pendingDomain` until
+    /// `verifyTenantDomain` finds the DNS proof.
     pub domain: MaybeUndefined<String>,
     /// Replaces the tenant's settings object.
     pub settings: Option<async_graphql::Json<serde_json::Value>>,
@@ -538,6 +566,17 @@ impl TenantMutation {
         ))
     }
 
+    /// Checks the DNS TXT record of the tenant's pending domain claim; when it holds the token,
+    /// the claimed domain becomes the tenant's verified `domain` (`BAD_USER_INPUT` while the
+    /// record is missing, `CONFLICT` when another tenant verified the domain first).
+    #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
+    async fn verify_tenant_domain(&self, ctx: &Context<'_>, id: ID) -> Result<Tenant> {
+        let req = ctx.req();
+        Ok(Tenant::one(
+            super::domains::verify(ctx.app(), &req.actor(), parse_id(&id)?).await?,
+        ))
+    }
+
     #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
     async fn suspend_tenant(&self, ctx: &Context<'_>, id: ID, reason: String) -> Result<Tenant> {
         let req = ctx.req();
@@ -563,17 +602,21 @@ impl TenantMutation {
         ))
     }
 
-    /// Everything the tenant owns, as one JSON document (GDPR export). Platform admins, or
-    /// the tenant's own admins (encrypted values masked for them).
+    /// Everything the tenant owns, as one JSON document (GDPR export). Platform admins get
+    /// every table; the tenant's own admins get encrypted values masked, and the audit log and
+    /// usage history only while `audit_logs` / `advanced_analytics` are enabled (left-out tables
+    /// are listed under `omitted`). `tables` narrows the export; a table of more than
+    /// `EXPORT_MAX_ROWS` rows answers `BAD_USER_INPUT`.
     #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
     async fn export_tenant_data(
         &self,
         ctx: &Context<'_>,
         id: ID,
+        tables: Option<Vec<String>>,
     ) -> Result<async_graphql::Json<serde_json::Value>> {
         let req = ctx.req();
         Ok(async_graphql::Json(
-            super::export::export(ctx.app(), &req.actor(), parse_id(&id)?).await?,
+            super::export::export(ctx.app(), &req.actor(), parse_id(&id)?, tables).await?,
         ))
     }
 

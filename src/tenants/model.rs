@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::db::schema::tenants;
+use crate::db::schema::{tenant_domain_claims, tenants};
 use crate::error::AppError;
 
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -31,6 +31,16 @@ impl TenantRow {
     pub fn status(&self) -> TenantStatus {
         TenantStatus::parse(&self.status)
     }
+}
+
+/// A tenant's claim on a custom domain, waiting for its DNS proof (see `tenants::domains`).
+#[derive(Queryable, Selectable, Insertable, Debug, Clone)]
+#[diesel(table_name = tenant_domain_claims, check_for_backend(diesel::pg::Pg))]
+pub struct DomainClaim {
+    pub tenant_id: Uuid,
+    pub domain: String,
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Insertable, Debug)]

@@ -7,10 +7,12 @@ use scoped_futures::ScopedFutureExt;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::domains::ClaimWrite;
 use super::model::{NewTenant, TenantDomain, TenantName, TenantRow, TenantSlug, TenantStatus};
 use super::store::{self, ListFilter, TenantChanges};
 use crate::app::App;
 use crate::audit;
+use crate::auth::resolve::keys_of;
 use crate::auth::{cross_tenant_denied, Actor, Role};
 use crate::db::{Db, Scope};
 use crate::error::{AppError, AppResult};
@@ -240,13 +242,13 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
             .scope_boxed()
         })
         .await?;
-    app.tenant_changed(tenant.id).await;
+    app.tenant_keys_changed(tenant.id, keys_of(&tenant)).await;
     Ok(tenant)
 }
 
 /// Locks the tenant, lets `decide` check the rule and produce the change, writes it with its
 /// audit entry, and invalidates caches everywhere. Every tenant change goes through here.
-async fn change(
+pub(super) async fn change(
     app: &App,
     actor: &Actor,
     id: Uuid,
@@ -254,18 +256,50 @@ async fn change(
     metadata: Value,
     decide: impl FnOnce(&TenantRow) -> AppResult<TenantChanges> + Send + 'static,
 ) -> AppResult<TenantRow> {
+    change_with_claim(app, actor, id, action, metadata, move |t| {
+        decide(t).map(|c| (c, None))
+    })
+    .await
+}
+
+/// [`change`], plus a write of the tenant's custom-domain claim in the same transaction.
+pub(super) async fn change_with_claim(
+    app: &App,
+    actor: &Actor,
+    id: Uuid,
+    action: &'static str,
+    mut metadata: Value,
+    decide: impl FnOnce(&TenantRow) -> AppResult<(TenantChanges, Option<ClaimWrite>)> + Send + 'static,
+) -> AppResult<TenantRow> {
     let scope = target_scope(actor, id, "tenant_change")?;
     let actor_c = actor.clone();
-    let row = app
+    let (before, row) = app
         .db
         .scoped(scope, |c| {
             async move {
                 let before = visible(&actor_c, store::find_for_update(c, id).await?)?;
-                let mut changes = decide(&before)?;
+                let (mut changes, claim) = decide(&before)?;
                 changes.updated_at = Some(Utc::now());
                 let after = store::update(c, id, &changes)
                     .await
                     .map_err(unique_violation)?;
+                match claim {
+                    Some(ClaimWrite::Put(claim)) => {
+                        metadata["pendingDomain"] = json!(claim.domain);
+                        store::put_claim(c, &claim).await?;
+                    }
+                    Some(ClaimWrite::Delete) => store::delete_claim(c, id).await?,
+                    Some(ClaimWrite::Consume(claim))
+                        if !store::consume_claim(c, &claim, Utc::now()).await? =>
+                    {
+                        return Err(AppError::conflict(
+                            Some("domain"),
+                            "the domain claim changed during verification; verify again",
+                        ));
+                    }
+                    Some(ClaimWrite::Consume(_)) => {}
+                    None => {}
+                }
                 audit::record(
                     c,
                     &actor_c,
@@ -280,12 +314,14 @@ async fn change(
                     },
                 )
                 .await?;
-                Ok(after)
+                Ok((before, after))
             }
             .scope_boxed()
         })
         .await?;
-    app.tenant_changed(id).await;
+    let mut keys = keys_of(&before);
+    keys.extend(keys_of(&row));
+    app.tenant_keys_changed(id, keys).await;
     Ok(row)
 }
 
@@ -297,7 +333,7 @@ pub fn ensure_writable(actor: &Actor, tenant: &TenantRow) -> AppResult<()> {
     Ok(())
 }
 
-fn not_deleted(t: &TenantRow) -> AppResult<()> {
+pub(super) fn not_deleted(t: &TenantRow) -> AppResult<()> {
     if t.status() == TenantStatus::Deleted {
         return Err(AppError::not_found("tenant"));
     }
@@ -328,16 +364,23 @@ pub async fn update(
     if let Some(s) = &input.settings {
         validate_settings(s)?;
     }
+    // Cross-tenant ids are refused before the domain rules look anything up.
+    target_scope(actor, id, "tenant_change")?;
+    let domain = match domain {
+        None => None,
+        Some(d) => Some(super::domains::decide(app, actor, id, d).await?),
+    };
     let actor_c = actor.clone();
-    change(app, actor, id, "UPDATE", json!({}), move |t| {
+    change_with_claim(app, actor, id, "UPDATE", json!({}), move |t| {
         not_deleted(t)?;
         ensure_writable(&actor_c, t)?;
-        Ok(TenantChanges {
+        let mut changes = TenantChanges {
             name,
-            domain,
             settings: input.settings,
             ..Default::default()
-        })
+        };
+        let claim = domain.map(|d| d.apply(id, &mut changes));
+        Ok((changes, claim))
     })
     .await
 }

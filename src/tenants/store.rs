@@ -5,8 +5,8 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::model::{NewTenant, TenantRow};
-use crate::db::schema::{plans, tenants};
+use super::model::{DomainClaim, NewTenant, TenantRow};
+use crate::db::schema::{plans, tenant_domain_claims, tenants};
 use crate::db::Conn;
 
 pub async fn find(conn: &mut Conn, id: Uuid) -> QueryResult<Option<TenantRow>> {
@@ -153,4 +153,61 @@ pub async fn find_by_stripe_customer(
         .first(conn)
         .await
         .optional()
+}
+
+/// The tenant's domain claim that has not expired at `now`.
+pub async fn live_claim(
+    conn: &mut Conn,
+    tenant_id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<DomainClaim>> {
+    tenant_domain_claims::table
+        .find(tenant_id)
+        .filter(tenant_domain_claims::expires_at.gt(now))
+        .select(DomainClaim::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Replaces the tenant's claim (one per tenant).
+pub async fn put_claim(conn: &mut Conn, claim: &DomainClaim) -> QueryResult<()> {
+    diesel::insert_into(tenant_domain_claims::table)
+        .values(claim)
+        .on_conflict(tenant_domain_claims::tenant_id)
+        .do_update()
+        .set((
+            tenant_domain_claims::domain.eq(&claim.domain),
+            tenant_domain_claims::token.eq(&claim.token),
+            tenant_domain_claims::expires_at.eq(claim.expires_at),
+            tenant_domain_claims::created_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+pub async fn delete_claim(conn: &mut Conn, tenant_id: Uuid) -> QueryResult<()> {
+    diesel::delete(tenant_domain_claims::table.find(tenant_id))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Deletes `claim` if it is still the tenant's live claim; `false` when it is not.
+pub async fn consume_claim(
+    conn: &mut Conn,
+    claim: &DomainClaim,
+    now: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let n = diesel::delete(
+        tenant_domain_claims::table
+            .find(claim.tenant_id)
+            .filter(tenant_domain_claims::domain.eq(&claim.domain))
+            .filter(tenant_domain_claims::token.eq(&claim.token))
+            .filter(tenant_domain_claims::expires_at.gt(now)),
+    )
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
 }

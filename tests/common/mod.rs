@@ -608,6 +608,7 @@ pub async fn fill_every_table(conn: &mut diesel_async::AsyncPgConnection, tenant
             select id, gen_random_uuid(), plan_id, plan_id, 'MONTHLY', now() + interval '1 day' from tenants where id = '{t}';
         insert into usage_reports (tenant_id, resource, period_start, quantity, identifier) values ('{t}', 'api_calls', now(), 1, 'r-{t}');
         insert into stripe_events (id, event_type, tenant_id, payload, event_created) values ('evt_{t}', 'invoice.paid', '{t}', '{{}}', now());
+        insert into tenant_domain_claims (tenant_id, domain, token, expires_at) values ('{t}', 'claim-{t}.example.com', 'token-{t}', now() + interval '1 day');
         "##
     ))
     .await
