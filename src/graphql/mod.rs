@@ -5,7 +5,6 @@ pub mod admission;
 pub mod context;
 pub mod guards;
 pub mod http;
-pub mod limits;
 pub mod loaders;
 pub mod pagination;
 pub mod scalars;
@@ -81,10 +80,7 @@ pub fn build_schema(app: Arc<App>) -> AppSchema {
         .extension(admission::Admission)
         .data(app);
     if !limits.introspection {
-        b = b
-            .disable_introspection()
-            .disable_suggestions()
-            .extension(limits::NoIntrospection);
+        b = b.disable_introspection().disable_suggestions();
     }
     b.finish()
 }

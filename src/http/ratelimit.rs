@@ -56,7 +56,14 @@ pub struct RateLimiter {
     script: redis::Script,
     local: std::sync::Mutex<HashMap<Uuid, VecDeque<std::time::Instant>>>,
     on_redis_error: RedisErrorPolicy,
+    /// After a Redis failure, Redis is not asked again until this instant (a circuit breaker):
+    /// during an outage requests get the policy's answer at once instead of each waiting out
+    /// the Redis timeout.
+    redis_retry_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long the limiter leaves Redis alone after a failure.
+const REDIS_BACKOFF: Duration = Duration::from_secs(1);
 
 impl RateLimiter {
     pub fn new(redis: Option<RedisPool>, prefix: &str) -> Self {
@@ -65,6 +72,7 @@ impl RateLimiter {
             script: redis::Script::new(SLIDING_WINDOW),
             local: Default::default(),
             on_redis_error: RedisErrorPolicy::Open,
+            redis_retry_at: Default::default(),
         }
     }
 
@@ -79,7 +87,24 @@ impl RateLimiter {
         let cost = cost.max(1);
         match &self.redis {
             Some((pool, prefix)) => {
-                match self.check_redis(pool, prefix, tenant_id, limit, cost).await {
+                let now = std::time::Instant::now();
+                let skip = self
+                    .redis_retry_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_some_and(|at| now < at);
+                let answer = if skip {
+                    None
+                } else {
+                    self.check_redis(pool, prefix, tenant_id, limit, cost).await
+                };
+                if answer.is_none() && !skip {
+                    *self
+                        .redis_retry_at
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(now + REDIS_BACKOFF);
+                }
+                match answer {
                     Some(d) => d,
                     None => {
                         let closed = self.on_redis_error == RedisErrorPolicy::Closed;

@@ -1,0 +1,250 @@
+//! One admission path for every GraphQL operation, whichever way it came in: `POST /graphql`
+//! (single or batched), `GET /graphql`, APQ (the persisted query is resolved before this runs)
+//! and each `subscribe` on `/graphql/ws`. It is a schema extension, so no entry point can
+//! execute an operation without passing it:
+//!
+//! - strings with NUL (U+0000) are refused (PostgreSQL cannot store them) before parsing;
+//! - query size is capped (`GRAPHQL_MAX_QUERY_BYTES`) also where no HTTP handler checked it;
+//! - aliases are counted with every fragment spread expanded (`GRAPHQL_MAX_ALIASES`);
+//! - depth is capped (`GRAPHQL_MAX_DEPTH`) without counting introspection's `ofType` chain,
+//!   which is capped on its own at the same number, so the standard introspection query of
+//!   graphql-js (GraphiQL, codegen, schemathesis) passes while nesting stays bounded;
+//! - `GET` may not run mutations;
+//! - introspection (`__schema`, `__type`), when switched off, is `FORBIDDEN`, not a silent null;
+//! - the per-plan rate limit is charged per operation, and a mutation costs one unit per root
+//!   field (a mutation of 30 aliased `recordUsage` calls costs 30);
+//! - the operation gets a metrics label from a closed set (`query.tenant`, `mutation.other`, ...).
+//!
+//! Complexity is async-graphql's own validation rule, set in `build_schema`. The document
+//! measurements themselves are pure functions in [`measure`].
+//! The HTTP handler reads each operation's [`OpSlot`] afterwards for its status code,
+//! `X-RateLimit-*` headers and metrics.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
+};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, SelectionSet};
+use async_graphql::registry::MetaType;
+use async_graphql::{Request, ServerError, ServerResult, Variables};
+
+mod measure;
+
+use super::context::RequestCtx;
+use crate::app::App;
+use crate::auth::Role;
+use crate::error::AppError;
+use crate::http::ratelimit::Decision;
+use measure::{aliases_in, depth_of, first_field, has_nul, introspects, operation, root_fields};
+
+/// What admission learned about one operation, for the entry point that submitted it.
+#[derive(Default)]
+pub struct OpSlot {
+    /// Set for `GET /graphql`: mutations are refused.
+    pub read_only: bool,
+    /// The metrics label: `<type>.<first root field>` or `<type>.other`; `invalid` if the
+    /// document never parsed.
+    pub label: OnceLock<String>,
+    /// The rate-limit decision charged for this operation (tenant users only).
+    pub decision: Mutex<Option<Decision>>,
+}
+
+impl OpSlot {
+    pub fn read_only() -> Self {
+        OpSlot {
+            read_only: true,
+            ..OpSlot::default()
+        }
+    }
+
+    pub fn label(&self) -> &str {
+        self.label.get().map(String::as_str).unwrap_or("invalid")
+    }
+
+    pub fn decision(&self) -> Option<Decision> {
+        *self.decision.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct Admission;
+
+impl ExtensionFactory for Admission {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(AdmissionExtension::default())
+    }
+}
+
+#[derive(Default)]
+struct AdmissionExtension {
+    /// The operation the request names, kept from `prepare_request` for `parse_query`.
+    operation_name: Mutex<Option<String>>,
+}
+
+fn refuse(err: AppError) -> ServerError {
+    let gql: async_graphql::Error = err.into();
+    let mut e = gql.into_server_error(Default::default());
+    e.locations.clear();
+    e
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for AdmissionExtension {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        *self
+            .operation_name
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = request.operation_name.clone();
+        next.run(ctx, request).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let app = ctx.data_opt::<Arc<App>>();
+        let limits = app.map(|a| &a.settings.graphql);
+        if let Some(l) = limits {
+            if query.len() > l.max_query_bytes {
+                return Err(refuse(AppError::bad_input(
+                    "query",
+                    format!(
+                        "query is {} bytes; at most {} are allowed",
+                        query.len(),
+                        l.max_query_bytes
+                    ),
+                )));
+            }
+        }
+        if has_nul(query, variables) {
+            return Err(refuse(AppError::bad_input(
+                "query",
+                "strings may not contain the NUL character (U+0000)",
+            )));
+        }
+        let doc = next.run(ctx, query, variables).await?;
+        if let Some(l) = limits {
+            if !l.introspection && introspects(&doc) {
+                // async-graphql would answer null without a word; say why, with a code.
+                return Err(refuse(AppError::forbidden(
+                    "introspection is disabled on this server",
+                )));
+            }
+            let n = aliases_in(&doc);
+            if n > l.max_aliases {
+                return Err(refuse(AppError::bad_input(
+                    "query",
+                    format!(
+                        "query uses {n} aliases (fragments counted where spread); at most {} are allowed",
+                        l.max_aliases
+                    ),
+                )));
+            }
+        }
+        if let Some(l) = limits {
+            let (depth, of_type) = depth_of(&doc);
+            if depth > l.max_depth || of_type > l.max_depth {
+                return Err(refuse(AppError::bad_input(
+                    "query",
+                    format!(
+                        "query is nested too deep: depth {}; at most {} are allowed",
+                        depth.max(of_type),
+                        l.max_depth
+                    ),
+                )));
+            }
+        }
+        let name = self
+            .operation_name
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some((ty, set)) = operation(&doc, name.as_deref()) else {
+            // No such operation: validation answers that, with nothing charged.
+            return Ok(doc);
+        };
+        let slot = ctx.data_opt::<Arc<OpSlot>>();
+        if let Some(slot) = slot {
+            let _ = slot.label.set(label(ctx, &doc, ty, set));
+            if slot.read_only && ty == OperationType::Mutation {
+                return Err(refuse(AppError::bad_input(
+                    "query",
+                    "mutations are not allowed over GET; use POST",
+                )));
+            }
+        }
+        let cost = match ty {
+            OperationType::Mutation => root_fields(&doc, set).max(1),
+            _ => 1,
+        };
+        if let (Some(app), Some(req)) = (app, ctx.data_opt::<Arc<RequestCtx>>()) {
+            if let Some(decision) = charge(app, req, cost).await.map_err(refuse)? {
+                if let Some(slot) = slot {
+                    *slot.decision.lock().unwrap_or_else(|p| p.into_inner()) = Some(decision);
+                }
+                if !decision.allowed {
+                    metrics::counter!("tenantry_rate_limited_total").increment(1);
+                    return Err(refuse(AppError::RateLimited {
+                        limit: decision.limit as u64,
+                        retry_after_secs: decision.reset_secs,
+                    }));
+                }
+            }
+        }
+        Ok(doc)
+    }
+}
+
+/// Charges `cost` units to the caller's tenant. Tenant users (and, later, their API keys) are
+/// limited per tenant by plan; platform admins and anonymous callers are not.
+pub async fn charge(app: &App, req: &RequestCtx, cost: u32) -> Result<Option<Decision>, AppError> {
+    if !app.settings.rate_limits_enabled {
+        return Ok(None);
+    }
+    let (Some(p), Some(t)) = (req.caller.principal(), &req.tenant) else {
+        return Ok(None);
+    };
+    if p.role == Role::PlatformAdmin {
+        return Ok(None);
+    }
+    let plan = app.plans.by_id(&app.db, t.plan_id).await?;
+    let limit = app
+        .settings
+        .rate_limit_overrides
+        .iter()
+        .find(|(slug, _)| *slug == plan.slug)
+        .map(|(_, n)| *n)
+        .unwrap_or(plan.rate_limit_per_minute.max(1) as u32);
+    Ok(Some(app.rate_limiter.check(t.id, limit, cost).await))
+}
+
+/// `<type>.<first root field>` when the field exists in the schema, else `<type>.other`:
+/// client-chosen names never become metric labels.
+fn label(
+    ctx: &ExtensionContext<'_>,
+    doc: &ExecutableDocument,
+    ty: OperationType,
+    set: &SelectionSet,
+) -> String {
+    let registry = &ctx.schema_env.registry;
+    let (kind, root) = match ty {
+        OperationType::Query => ("query", Some(registry.query_type.as_str())),
+        OperationType::Mutation => ("mutation", registry.mutation_type.as_deref()),
+        OperationType::Subscription => ("subscription", registry.subscription_type.as_deref()),
+    };
+    let field = first_field(doc, set, 0);
+    let known = match (field, root.and_then(|r| registry.types.get(r))) {
+        (Some(f @ ("__schema" | "__type" | "__typename")), _) => Some(f),
+        (Some(f), Some(MetaType::Object { fields, .. })) if fields.contains_key(f) => Some(f),
+        _ => None,
+    };
+    format!("{kind}.{}", known.unwrap_or("other"))
+}
