@@ -17,6 +17,8 @@ pub struct GraphqlLimits {
     pub max_body_bytes: usize,
     pub introspection: bool,
     pub graphiql: bool,
+    /// Bytes of persisted-query text kept for APQ (`APQ_CACHE_BYTES`).
+    pub apq_cache_bytes: u64,
     pub ws: WsLimits,
 }
 
@@ -395,13 +397,17 @@ impl Settings {
                         })
                 })
                 .transpose()?,
-            export_max_rows: parse("EXPORT_MAX_ROWS", 100_000)?.max(1),
+            export_max_rows: parse("EXPORT_MAX_ROWS", 100_000)?.clamp(1, 100_000_000),
             rate_limit_overrides: {
                 let mut v = Vec::new();
                 for plan in ["free", "starter", "professional", "enterprise"] {
                     let k = format!("RATE_LIMIT_{}", plan.to_ascii_uppercase());
                     if var(&k).is_some() {
-                        v.push((plan.to_owned(), parse(&k, 0)? as u32));
+                        let n = parse(&k, 0)?;
+                        if !(1..=1_000_000).contains(&n) {
+                            bail!("{k} must be between 1 and 1000000 requests a minute, got {n}");
+                        }
+                        v.push((plan.to_owned(), n as u32));
                     }
                 }
                 v
@@ -415,6 +421,7 @@ impl Settings {
                 max_body_bytes: parse("HTTP_MAX_BODY_BYTES", 256 * 1024)? as usize,
                 introspection,
                 graphiql: flag("GRAPHIQL_ENABLED", introspection)?,
+                apq_cache_bytes: parse("APQ_CACHE_BYTES", 4 * 1024 * 1024)?.clamp(1024, 1 << 32),
                 ws: WsLimits {
                     init_timeout: Duration::from_secs(parse("WS_INIT_TIMEOUT_SECS", 10)?.max(1)),
                     max_operations: parse("WS_MAX_OPERATIONS", 20)?.max(1) as usize,

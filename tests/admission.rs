@@ -186,7 +186,10 @@ async fn the_socket_caps_operations_sockets_messages_and_idle_handshakes() {
     let mut a = ws::open(&app, &t.admin).await;
     ws::send(&mut a, sub("s1")).await;
     ws::send(&mut a, sub("s2")).await;
-    ws::send(&mut a, sub("s3")).await;
+    // The third comes as a binary frame: the library reads those too, so the cap does.
+    a.send(Message::binary(sub("s3").to_string().into_bytes()))
+        .await
+        .unwrap();
     let refused = next_json(&mut a).await.expect("a refusal");
     assert_eq!(refused["id"], "s3", "{refused}");
     assert_eq!(
@@ -394,4 +397,88 @@ async fn the_standard_introspection_query_answers_on_every_way_in() {
     app.gql(Some(&t.member), &deep, json!({}))
         .await
         .err("BAD_USER_INPUT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persisted_queries_pass_the_same_limits_as_text() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant().plan("free").create().await;
+    let sha = |q: &str| -> String {
+        ring::digest::digest(&ring::digest::SHA256, q.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let apq = |hash: &str| json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+
+    // An unknown hash asks the client for the text (Apollo's protocol).
+    let resp = app
+        .post_json(
+            "/graphql",
+            Some(&t.member),
+            &[],
+            &json!({ "extensions": apq(&sha(ME)) }),
+        )
+        .await;
+    assert_eq!(
+        resp.err("BAD_USER_INPUT")["message"],
+        "PersistedQueryNotFound"
+    );
+
+    // A registration over the query size limit is refused and not stored, on the socket too.
+    let long = format!("{{ me {{ role }} }} #{}", "x".repeat(40 * 1024));
+    let mut sock = ws::open(&app, &t.member).await;
+    ws::send(
+        &mut sock,
+        json!({ "id": "big", "type": "subscribe", "payload": { "query": long, "extensions": apq(&sha(&long)) } }),
+    )
+    .await;
+    let answer = next_json(&mut sock).await.unwrap();
+    assert_eq!(
+        answer["payload"]["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{answer}"
+    );
+    next_json(&mut sock).await.unwrap();
+    let resp = app
+        .post_json(
+            "/graphql",
+            Some(&t.member),
+            &[],
+            &json!({ "extensions": apq(&sha(&long)) }),
+        )
+        .await;
+    assert_eq!(
+        resp.err("BAD_USER_INPUT")["message"],
+        "PersistedQueryNotFound"
+    );
+
+    // A stored query resolves to its text, so the document limits apply to the hash too.
+    let deep_fields: Vec<String> = (0..31).map(|i| format!("a{i}: me {{ role }}")).collect();
+    let aliased = format!("{{ {} }}", deep_fields.join(" "));
+    let resp = app
+        .post_json(
+            "/graphql",
+            Some(&t.member),
+            &[],
+            &json!({ "query": aliased, "extensions": apq(&sha(&aliased)) }),
+        )
+        .await;
+    resp.err("BAD_USER_INPUT");
+    let resp = app
+        .post_json(
+            "/graphql",
+            Some(&t.member),
+            &[],
+            &json!({ "extensions": apq(&sha(&aliased)) }),
+        )
+        .await;
+    assert!(
+        resp.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("aliases"),
+        "{}",
+        resp.body
+    );
 }

@@ -265,3 +265,32 @@ async fn a_tenant_admin_never_undoes_a_platform_override() {
     .await
     .ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_billing_cycle_change_on_the_same_plan_keeps_every_override() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant().plan("professional").create().await;
+    // An operator's grant beyond the plan, and the tenant's own switch.
+    app.gql(
+        Some(&app.admin_token()),
+        SET,
+        json!({ "t": t.id, "k": "sso_integration", "on": true }),
+    )
+    .await
+    .ok();
+    let resp = app
+        .gql(
+            Some(&t.admin),
+            "mutation { changePlan(planSlug: \"professional\", billingCycle: YEARLY) { status } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(resp.ok()["changePlan"]["status"], "COMPLETED");
+    let resp = app
+        .gql(Some(&t.admin), FEATURE, json!({ "k": "sso_integration" }))
+        .await;
+    assert_eq!(
+        resp.ok()["tenant"]["feature"],
+        json!({ "enabled": true, "source": "OVERRIDE" })
+    );
+}

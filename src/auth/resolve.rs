@@ -110,11 +110,17 @@ impl TenantCache {
         metrics::counter!("tenantry_cache_requests_total", "cache" => "tenant", "outcome" => "miss").increment(1);
         let generation = self.generation.load(Ordering::SeqCst);
         let row = load.await?;
-        if self.generation.load(Ordering::SeqCst) == generation {
-            match &row {
-                Some(row) => self.hits.insert(key, row.clone()).await,
-                None => self.misses.insert(key, ()).await,
-            }
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return Ok(row);
+        }
+        match &row {
+            Some(row) => self.hits.insert(key.clone(), row.clone()).await,
+            None => self.misses.insert(key.clone(), ()).await,
+        }
+        // An invalidation between the check and the insert: take the answer back out.
+        if self.generation.load(Ordering::SeqCst) != generation {
+            self.hits.invalidate(&key).await;
+            self.misses.invalidate(&key).await;
         }
         Ok(row)
     }

@@ -207,7 +207,10 @@ pub async fn apply_plan(
         ..Default::default()
     };
     store::update_subscription(c, tenant.id, &changes).await?;
-    crate::features::service::reconcile_with_plan(c, actor, tenant.id, plan).await?;
+    // A change of billing cycle alone keeps every override: entitlements follow the plan.
+    if plan.id != tenant.plan_id {
+        crate::features::service::reconcile_with_plan(c, actor, tenant.id, plan).await?;
+    }
     audit::record(
         c,
         actor,

@@ -12,9 +12,6 @@ pub mod ws;
 
 use std::sync::Arc;
 
-use async_graphql::extensions::apollo_persisted_queries::{
-    ApolloPersistedQueries, LruCacheStorage,
-};
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 use crate::app::App;
@@ -75,9 +72,8 @@ pub fn build_schema(app: Arc<App>) -> AppSchema {
         .limit_complexity(limits.max_complexity)
         .limit_recursive_depth(64)
         .limit_directives(16)
-        // APQ first: admission then sees the persisted query's text.
-        .extension(ApolloPersistedQueries::new(LruCacheStorage::new(1024)))
-        .extension(admission::Admission)
+        // Admission also serves APQ, so a persisted query passes every limit as text.
+        .extension(admission::Admission::new(limits.apq_cache_bytes))
         .data(app);
     if !limits.introspection {
         b = b.disable_introspection().disable_suggestions();

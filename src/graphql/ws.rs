@@ -11,7 +11,7 @@
 //!   `RATE_LIMITED` error for its id, and a reused id is answered `BAD_USER_INPUT`;
 //! - at most `WS_MAX_SOCKETS_PER_TENANT` sockets per tenant on this instance (close 4429);
 //! - outgoing messages wait in a queue of `WS_OUTBOUND_QUEUE`; a client that does not read
-//!   stalls its own streams, not the server's memory;
+//!   stalls its own streams, not the server's memory, and is dropped after 10 s;
 //! - the socket closes with 4403 when the token expires.
 //!
 //! Refusals of `connection_init` close with a 44xx code and a reason that starts with the
@@ -38,6 +38,9 @@ use crate::app::HttpState;
 use crate::auth::resolve::resolve;
 use crate::db::RequestStats;
 use crate::error::AppError;
+
+/// How long one message may take to leave before the socket is dropped as not reading.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Open sockets per tenant on this instance.
 #[derive(Default)]
@@ -269,17 +272,20 @@ async fn serve(st: HttpState, protocol: GraphQLProtocol, socket: WebSocket) {
     let mut refusals = out_tx.clone();
     let gate = running.clone();
     let inbound = ws_stream.filter(move |msg| {
-        let pass = match msg {
-            Ok(Message::Text(text)) => match gate.inbound(text.as_str()) {
-                None => true,
-                Some(answers) => {
-                    for a in answers {
-                        // A client that does not read its answers loses the refusal, not memory.
-                        let _ = refusals.try_send(Message::Text(a.into()));
-                    }
-                    false
+        // The library reads text and binary frames alike: both pass the gate.
+        let text = match msg {
+            Ok(Message::Text(text)) => Some(text.as_str()),
+            Ok(Message::Binary(bytes)) => std::str::from_utf8(bytes).ok(),
+            _ => None,
+        };
+        let pass = match text.map(|t| gate.inbound(t)) {
+            Some(Some(answers)) => {
+                for a in answers {
+                    // A client that does not read its answers loses the refusal, not memory.
+                    let _ = refusals.try_send(Message::Text(a.into()));
                 }
-            },
+                false
+            }
             _ => true,
         };
         std::future::ready(pass)
@@ -319,7 +325,12 @@ async fn serve(st: HttpState, protocol: GraphQLProtocol, socket: WebSocket) {
                         if let Message::Text(t) = &m {
                             running.outbound(t.as_str());
                         }
-                        if ws_sink.send(m).await.is_err() { break }
+                        // A client that stops reading is closed, not waited for: its queue
+                        // stays bounded and its token expiry still applies.
+                        match tokio::time::timeout(SEND_TIMEOUT, ws_sink.send(m)).await {
+                            Ok(Ok(())) => {}
+                            _ => break,
+                        }
                     }
                     None => break,
                 },

@@ -15,6 +15,8 @@ use diesel::sql_types::{BigInt, Bool};
 use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
 
+use uuid::Uuid;
+
 use crate::app::App;
 use crate::auth::Actor;
 use crate::db::{Conn, Scope};
@@ -102,14 +104,19 @@ pub async fn run_once(app: &App, job: Job) -> AppResult<Outcome> {
                         .get_result(c)
                         .await?;
                 if !got.locked {
-                    return Ok(Outcome::Skipped);
+                    return Ok((Outcome::Skipped, Vec::new()));
                 }
-                let n = run(app_ref, c, job).await?;
-                Ok(Outcome::Done(n))
+                let (n, changed) = run(app_ref, c, job).await?;
+                Ok((Outcome::Done(n), changed))
             }
             .scope_boxed()
         })
         .await?;
+    let (outcome, changed) = outcome;
+    // After commit: a cache refilled before it would keep the old row.
+    for id in changed {
+        app.tenant_changed(id).await;
+    }
     if let Outcome::Done(n) = &outcome {
         metrics::counter!("tenantry_job_runs_total", "job" => job.name()).increment(1);
         if *n > 0 {
@@ -119,41 +126,24 @@ pub async fn run_once(app: &App, job: Job) -> AppResult<Outcome> {
     Ok(outcome)
 }
 
-async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<u64> {
+/// Runs one job in the caller's transaction: rows changed, and the tenants whose cached state
+/// the caller must drop once the transaction has committed.
+async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<(u64, Vec<Uuid>)> {
     let actor = Actor::system();
-    match job {
-        Job::QuotaResets => maintenance::quota_resets(c).await,
-        Job::PurgeDeletedTenants => {
-            let purged = maintenance::purge_deleted_tenants(c, &actor).await?;
-            for id in &purged {
-                app.tenant_changed(*id).await;
-            }
-            Ok(purged.len() as u64)
-        }
-        Job::IdempotencyExpiry => maintenance::idempotency_expiry(c).await,
-        Job::AuditRetention => maintenance::audit_retention(c).await,
-        Job::TrialExpiry => {
-            let expired = billing::trial_expiry(c, &actor).await?;
-            for id in &expired {
-                app.tenant_changed(*id).await;
-            }
-            Ok(expired.len() as u64)
-        }
-        Job::GraceSuspension => {
-            let suspended = billing::grace_suspension(c, &actor).await?;
-            for id in &suspended {
-                app.tenant_changed(*id).await;
-            }
-            Ok(suspended.len() as u64)
-        }
-        Job::IntentExpiry => billing::intent_expiry(c, &actor).await,
+    let changed = |ids: Vec<Uuid>| (ids.len() as u64, ids);
+    let count = |n: u64| (n, Vec::new());
+    Ok(match job {
+        Job::QuotaResets => count(maintenance::quota_resets(c).await?),
+        Job::PurgeDeletedTenants => changed(maintenance::purge_deleted_tenants(c, &actor).await?),
+        Job::IdempotencyExpiry => count(maintenance::idempotency_expiry(c).await?),
+        Job::AuditRetention => count(maintenance::audit_retention(c).await?),
+        Job::TrialExpiry => changed(billing::trial_expiry(c, &actor).await?),
+        Job::GraceSuspension => changed(billing::grace_suspension(c, &actor).await?),
+        Job::IntentExpiry => count(billing::intent_expiry(c, &actor).await?),
         // These two work in their own transactions (one per Stripe call or event), under
         // this job's lock; each unit is idempotent, so an interrupted run leaves nothing half
         // done.
-        Job::UsageReporting => {
-            let s = crate::billing::usage::report(app).await?;
-            Ok(s.reported as u64)
-        }
+        Job::UsageReporting => count(crate::billing::usage::report(app).await?.reported as u64),
         Job::WebhookRetry => {
             let due = crate::billing::events::due(c, chrono::Utc::now(), 100).await?;
             let mut n = 0;
@@ -162,9 +152,9 @@ async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<u64> {
                     n += 1;
                 }
             }
-            Ok(n)
+            count(n)
         }
-    }
+    })
 }
 
 /// Runs every job each `interval` for as long as the app lives.

@@ -1,10 +1,10 @@
 //! One admission path for every GraphQL operation, whichever way it came in: `POST /graphql`
-//! (single or batched), `GET /graphql`, APQ (the persisted query is resolved before this runs)
-//! and each `subscribe` on `/graphql/ws`. It is a schema extension, so no entry point can
+//! (single or batched), `GET /graphql`, APQ (resolved here, to text, by [`apq`]) and each
+//! `subscribe` on `/graphql/ws`. It is a schema extension, so no entry point can
 //! execute an operation without passing it:
 //!
 //! - strings with NUL (U+0000) are refused (PostgreSQL cannot store them) before parsing;
-//! - query size is capped (`GRAPHQL_MAX_QUERY_BYTES`) also where no HTTP handler checked it;
+//! - query size is capped (`GRAPHQL_MAX_QUERY_BYTES`) on every way in, persisted queries too;
 //! - aliases are counted with every fragment spread expanded (`GRAPHQL_MAX_ALIASES`);
 //! - depth is capped (`GRAPHQL_MAX_DEPTH`) without counting introspection's `ofType` chain,
 //!   which is capped on its own at the same number, so the standard introspection query of
@@ -29,13 +29,16 @@ use async_graphql::parser::types::{ExecutableDocument, OperationType, SelectionS
 use async_graphql::registry::MetaType;
 use async_graphql::{Request, ServerError, ServerResult, Variables};
 
+mod apq;
 mod measure;
 
 use super::context::RequestCtx;
 use crate::app::App;
 use crate::auth::Role;
+use crate::config::GraphqlLimits;
 use crate::error::AppError;
 use crate::http::ratelimit::Decision;
+use apq::PersistedQueries;
 use measure::{aliases_in, depth_of, first_field, has_nul, introspects, operation, root_fields};
 
 /// What admission learned about one operation, for the entry point that submitted it.
@@ -67,16 +70,30 @@ impl OpSlot {
     }
 }
 
-pub struct Admission;
+/// The admission extension; it owns the persisted-query store (one per schema).
+pub struct Admission {
+    apq: PersistedQueries,
+}
 
-impl ExtensionFactory for Admission {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(AdmissionExtension::default())
+impl Admission {
+    pub fn new(apq_bytes: u64) -> Self {
+        Admission {
+            apq: PersistedQueries::new(apq_bytes),
+        }
     }
 }
 
-#[derive(Default)]
+impl ExtensionFactory for Admission {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(AdmissionExtension {
+            apq: self.apq.clone(),
+            operation_name: Mutex::new(None),
+        })
+    }
+}
+
 struct AdmissionExtension {
+    apq: PersistedQueries,
     /// The operation the request names, kept from `prepare_request` for `parse_query`.
     operation_name: Mutex<Option<String>>,
 }
@@ -93,13 +110,20 @@ impl Extension for AdmissionExtension {
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
-        request: Request,
+        mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         *self
             .operation_name
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = request.operation_name.clone();
+        // The text checks run before a persisted query is stored, and again (in parse_query)
+        // on the text a hash resolves to.
+        if let Some(app) = ctx.data_opt::<Arc<App>>() {
+            check_text(&app.settings.graphql, &request.query, &request.variables)
+                .map_err(refuse)?;
+        }
+        self.apq.resolve(&mut request).await.map_err(refuse)?;
         next.run(ctx, request).await
     }
 
@@ -113,22 +137,7 @@ impl Extension for AdmissionExtension {
         let app = ctx.data_opt::<Arc<App>>();
         let limits = app.map(|a| &a.settings.graphql);
         if let Some(l) = limits {
-            if query.len() > l.max_query_bytes {
-                return Err(refuse(AppError::bad_input(
-                    "query",
-                    format!(
-                        "query is {} bytes; at most {} are allowed",
-                        query.len(),
-                        l.max_query_bytes
-                    ),
-                )));
-            }
-        }
-        if has_nul(query, variables) {
-            return Err(refuse(AppError::bad_input(
-                "query",
-                "strings may not contain the NUL character (U+0000)",
-            )));
+            check_text(l, query, variables).map_err(refuse)?;
         }
         let doc = next.run(ctx, query, variables).await?;
         if let Some(l) = limits {
@@ -201,6 +210,27 @@ impl Extension for AdmissionExtension {
         }
         Ok(doc)
     }
+}
+
+/// The limits on the text itself: its size, and NUL anywhere in it or in the variables.
+fn check_text(limits: &GraphqlLimits, query: &str, variables: &Variables) -> Result<(), AppError> {
+    if query.len() > limits.max_query_bytes {
+        return Err(AppError::bad_input(
+            "query",
+            format!(
+                "query is {} bytes; at most {} are allowed",
+                query.len(),
+                limits.max_query_bytes
+            ),
+        ));
+    }
+    if has_nul(query, variables) {
+        return Err(AppError::bad_input(
+            "query",
+            "strings may not contain the NUL character (U+0000)",
+        ));
+    }
+    Ok(())
 }
 
 /// Charges `cost` units to the caller's tenant. Tenant users (and, later, their API keys) are
