@@ -186,6 +186,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ready", get(http::ready))
         .route("/metrics", get(http::metrics))
         .route("/webhooks/stripe", post(crate::billing::webhook::handler))
+        .route("/exports/tenants/{id}", get(http::export::download))
         .merge(http::internal::routes(state.clone()))
         .with_state(state)
         .layer(

@@ -345,3 +345,181 @@ async fn an_export_over_the_row_cap_is_refused_and_can_be_narrowed() {
     .await
     .err("BAD_USER_INPUT");
 }
+
+/// `GET /exports/tenants/{id}`: status and the body parsed as JSON.
+async fn download(
+    app: &TestApp,
+    token: Option<&str>,
+    id: impl std::fmt::Display,
+) -> (u16, serde_json::Value) {
+    let mut req = app.client.get(format!("{}/exports/tenants/{id}", app.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let text = resp.text().await.expect("body");
+    let doc = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (status, doc)
+}
+
+/// An export without its timestamp, each table's rows in one order (neither export orders rows).
+fn normalized(mut doc: serde_json::Value) -> serde_json::Value {
+    doc.as_object_mut().unwrap().remove("exportedAt");
+    for rows in doc["tables"].as_object_mut().unwrap().values_mut() {
+        rows.as_array_mut().unwrap().sort_by_key(|r| r.to_string());
+    }
+    doc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_download_is_the_graphql_export_streamed() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant().plan("professional").create().await;
+    let mut db = app.db.superuser().await;
+    fill_every_table(&mut db, t.id).await;
+    app.gql(Some(&t.admin), "mutation { setConfig(input: { category: \"integrations\", key: \"token\", value: \"s3cr3t-value\", encrypted: true }) { key } }", json!({}))
+        .await
+        .ok();
+
+    // The download's audit entry is written before its snapshot, the GraphQL export's after
+    // its reads: downloading first, both documents hold the same audit rows.
+    let (status, streamed) = download(&app, Some(&t.admin), t.id).await;
+    assert_eq!(status, 200, "{streamed}");
+    let resp = app
+        .gql(Some(&t.admin), EXPORT, json!({ "id": t.id.to_string() }))
+        .await;
+    let doc = resp.ok()["exportTenantData"].clone();
+    assert!(streamed["exportedAt"].is_string());
+    let text = streamed.to_string();
+    assert!(!text.contains("s3cr3t-value") && text.contains("********"));
+    assert_eq!(normalized(streamed), normalized(doc));
+    let sql = format!(
+        "select count(*) as n from audit_logs where tenant_id = '{}' and action = 'EXPORT'",
+        t.id
+    );
+    assert_eq!(count(&mut db, &sql).await, 2, "one audit entry per export");
+
+    // A platform admin's download reveals the secret, like the GraphQL export.
+    let (status, streamed) = download(&app, Some(&app.admin_token()), t.id).await;
+    assert_eq!(status, 200);
+    assert!(streamed.to_string().contains("s3cr3t-value"));
+    // `tables` narrows the download too.
+    let resp = app
+        .client
+        .get(format!(
+            "{}/exports/tenants/{}?tables=quotas,configs",
+            app.base, t.id
+        ))
+        .bearer_auth(&t.admin)
+        .send()
+        .await
+        .unwrap();
+    let narrowed: serde_json::Value = resp.json().await.unwrap();
+    let mut names: Vec<_> = narrowed["tables"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    names.sort();
+    assert_eq!(names, ["configs", "quotas"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_download_honours_the_feature_gates() {
+    let app = TestApp::spawn().await;
+    let free = app.tenant().plan("free").create().await;
+    let mut db = app.db.superuser().await;
+    fill_every_table(&mut db, free.id).await;
+    let gated = ["audit_logs", "usage_hourly", "usage_records"];
+
+    let (status, doc) = download(&app, Some(&free.admin), free.id).await;
+    assert_eq!(status, 200, "{doc}");
+    for t in gated {
+        assert!(
+            doc["tables"].get(t).is_none(),
+            "{t} downloaded on a free plan"
+        );
+        assert!(doc["omitted"][t].as_str().unwrap().contains("disabled"));
+    }
+    assert!(!doc["tables"]["quotas"].as_array().unwrap().is_empty());
+
+    let (status, doc) = download(&app, Some(&app.admin_token()), free.id).await;
+    assert_eq!(status, 200, "{doc}");
+    for t in gated {
+        assert!(!doc["tables"][t].as_array().unwrap().is_empty(), "{t}");
+    }
+    assert_eq!(doc["omitted"], json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_download_has_no_row_cap_and_reads_page_after_page() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("EXPORT_MAX_ROWS".into(), "5".into());
+    })
+    .await;
+    let t = app.tenant().plan("professional").create().await;
+    let mut db = app.db.superuser().await;
+    // More than EXPORT_MAX_ROWS, and more than two pages of the cursor.
+    let rows = 2 * tenantry::tenants::export::PAGE_ROWS + 12;
+    db.batch_execute(&format!(
+        "insert into usage_records (tenant_id, resource, amount, period_start, used_after, limit_at)
+         select '{}', 'api_calls', g, now(), g, 1000000 from generate_series(1, {rows}) g",
+        t.id
+    ))
+    .await
+    .unwrap();
+
+    app.gql(Some(&t.admin), EXPORT, json!({ "id": t.id.to_string() }))
+        .await
+        .err("BAD_USER_INPUT");
+    let (status, doc) = download(&app, Some(&t.admin), t.id).await;
+    assert_eq!(status, 200, "{doc}");
+    let records = doc["tables"]["usage_records"].as_array().unwrap();
+    assert_eq!(records.len(), rows);
+    let mut amounts: Vec<i64> = records
+        .iter()
+        .map(|r| r["amount"].as_i64().unwrap())
+        .collect();
+    amounts.sort();
+    assert_eq!(
+        amounts,
+        (1..=rows as i64).collect::<Vec<_>>(),
+        "every row once"
+    );
+    assert!(records.iter().all(|r| r["tenant_id"] == t.id.to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_download_refuses_members_other_tenants_and_anonymous_callers() {
+    let app = TestApp::spawn().await;
+    let a = app.tenant().plan("professional").create().await;
+    let b = app.tenant().plan("professional").create().await;
+    let code = |doc: &serde_json::Value| doc["error"]["code"].as_str().unwrap_or("").to_owned();
+
+    let (status, doc) = download(&app, Some(&a.member), a.id).await;
+    assert_eq!((status, code(&doc).as_str()), (403, "FORBIDDEN"), "{doc}");
+    let (status, doc) = download(&app, Some(&b.admin), a.id).await;
+    assert_eq!((status, code(&doc).as_str()), (404, "NOT_FOUND"), "{doc}");
+    let (status, doc) = download(&app, None, a.id).await;
+    assert_eq!(
+        (status, code(&doc).as_str()),
+        (401, "UNAUTHENTICATED"),
+        "{doc}"
+    );
+    let (status, doc) = download(&app, Some(&app.admin_token()), uuid::Uuid::new_v4()).await;
+    assert_eq!((status, code(&doc).as_str()), (404, "NOT_FOUND"), "{doc}");
+    let mut db = app.db.superuser().await;
+    let sql = "select count(*) as n from audit_logs where action = 'EXPORT'";
+    assert_eq!(
+        count(&mut db, sql).await,
+        0,
+        "a refused download writes nothing"
+    );
+}

@@ -108,6 +108,24 @@ impl Db {
         F: for<'r> FnOnce(&'r mut Conn) -> ScopedBoxFuture<'a, 'r, AppResult<R>> + Send + 'a,
         R: Send + 'a,
     {
+        self.run(scope, false, f).await
+    }
+
+    /// Like [`Db::scoped`], in a `REPEATABLE READ, READ ONLY` transaction: every statement of
+    /// `f` sees the same snapshot (the streamed tenant export reads page after page in it).
+    pub async fn snapshot<'a, R, F>(&self, scope: Scope, f: F) -> AppResult<R>
+    where
+        F: for<'r> FnOnce(&'r mut Conn) -> ScopedBoxFuture<'a, 'r, AppResult<R>> + Send + 'a,
+        R: Send + 'a,
+    {
+        self.run(scope, true, f).await
+    }
+
+    async fn run<'a, R, F>(&self, scope: Scope, snapshot: bool, f: F) -> AppResult<R>
+    where
+        F: for<'r> FnOnce(&'r mut Conn) -> ScopedBoxFuture<'a, 'r, AppResult<R>> + Send + 'a,
+        R: Send + 'a,
+    {
         if let Scope::Platform(reason) = scope {
             metrics::counter!("tenantry_rls_bypass_total", "reason" => reason).increment(1);
             tracing::debug!(reason, "platform scope (RLS bypass)");
@@ -118,6 +136,11 @@ impl Db {
         let conn: &mut Conn = &mut conn;
         AnsiTransactionManager::begin_transaction(conn).await?;
         let result = async {
+            if snapshot {
+                // Before any other statement of the transaction, as PostgreSQL requires.
+                conn.batch_execute("set transaction isolation level repeatable read, read only")
+                    .await?;
+            }
             diesel::sql_query(
                 "select set_config('app.tenant_id', $1, true), set_config('app.bypass_rls', $2, true)",
             )

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+pub mod export;
 pub mod internal;
 pub mod ratelimit;
 pub mod request_id;

@@ -9,9 +9,18 @@
 //! every table. Memory is bounded: the document is built table by table, and a table with more
 //! than `EXPORT_MAX_ROWS` rows of the tenant refuses the export (`BAD_USER_INPUT`) before any
 //! of its rows are read; `tables` narrows an export to some tables.
+//!
+//! [`download`] is the same document without the cap, for `GET /exports/tenants/{id}`: the
+//! gates and per-table rules are shared, the rows are read through a cursor, `PAGE_ROWS` at a
+//! time, in one `REPEATABLE READ, READ ONLY` transaction (one consistent snapshot), and each
+//! page is handed to the response body as soon as it is read: memory is bounded by a page,
+//! not by the tenant.
 
+use std::sync::Arc;
+
+use axum::body::Bytes;
 use diesel::sql_types::{Text, Uuid as SqlUuid};
-use diesel_async::RunQueryDsl;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use scoped_futures::ScopedFutureExt;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -21,7 +30,7 @@ use crate::audit;
 use crate::auth::{Actor, Role};
 use crate::configs::crypto;
 use crate::configs::model::MASK;
-use crate::db::Conn;
+use crate::db::{Conn, Scope};
 use crate::error::{AppError, AppResult};
 use crate::tenants::service::target_scope;
 
@@ -96,25 +105,37 @@ const GATED: [(&str, &str); 3] = [
     ("usage_records", "advanced_analytics"),
 ];
 
+/// Rows per cursor fetch of a streamed export.
+pub const PAGE_ROWS: usize = 1000;
+
 #[derive(diesel::QueryableByName)]
 struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     n: i64,
 }
 
-/// Platform admins export any tenant; tenant admins their own (members may not). `only`
-/// narrows the export to those tables.
-pub async fn export(
-    app: &App,
-    actor: &Actor,
-    tenant_id: Uuid,
-    only: Option<Vec<String>>,
-) -> AppResult<Value> {
+#[derive(diesel::QueryableByName)]
+struct Row {
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    row: Value,
+}
+
+/// What an export may hold, decided before anything is read.
+struct Grant {
+    scope: Scope,
+    /// Gated tables this caller may not have, with the feature that gates each.
+    withheld: Vec<(&'static str, &'static str)>,
+    /// Encrypted configuration values decrypted (platform admins) or masked.
+    reveal: bool,
+}
+
+/// Platform admins export any tenant; tenant admins their own (members may not), without the
+/// tables whose feature is off.
+async fn authorize(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<Grant> {
     if !actor.is_platform() && !actor.role.is_some_and(|r| r.satisfies(Role::TenantAdmin)) {
         return Err(AppError::forbidden("requires role tenant_admin"));
     }
     let scope = target_scope(actor, tenant_id, "tenant_export")?;
-    // Which gated tables this caller may not have (checked before anything is read).
     let mut withheld: Vec<(&'static str, &'static str)> = Vec::new();
     if !actor.is_platform() {
         let tenant = crate::tenants::service::get(&app.db, actor, tenant_id).await?;
@@ -124,42 +145,133 @@ pub async fn export(
         let enabled = |k: &str| flags.iter().any(|f| f.key == k && f.enabled);
         withheld = GATED.into_iter().filter(|(_, f)| !enabled(f)).collect();
     }
+    Ok(Grant {
+        scope,
+        withheld,
+        reveal: actor.is_platform(),
+    })
+}
+
+/// The tenant's own row (a deleted tenant is exported to platform admins only).
+async fn tenant_row(c: &mut Conn, actor: &Actor, tenant_id: Uuid) -> AppResult<Value> {
+    let tenant: Option<Rows> =
+        diesel::sql_query("select to_jsonb(t) as rows from tenants t where id = $1")
+            .bind::<SqlUuid, _>(tenant_id)
+            .get_result(c)
+            .await
+            .map(Some)
+            .or_else(|e| {
+                if e == diesel::result::Error::NotFound {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            })?;
+    let tenant = tenant.ok_or_else(|| AppError::not_found("tenant"))?.rows;
+    if !actor.is_platform() && tenant["status"] == "DELETED" {
+        return Err(AppError::not_found("tenant"));
+    }
+    Ok(tenant)
+}
+
+/// The tables to export, in catalogue order, and the ones left out by a feature gate (with
+/// why); `only` narrows the export and must name tables of tenant data.
+async fn select_tables(
+    c: &mut Conn,
+    grant: &Grant,
+    only: Option<&[String]>,
+) -> AppResult<(Vec<String>, Map<String, Value>)> {
+    let all = tenant_tables(c).await?;
+    if let Some(only) = only {
+        if let Some(unknown) = only.iter().find(|t| !all.contains(t)) {
+            return Err(AppError::bad_input(
+                "tables",
+                format!(
+                    "{unknown:?} is not a table of tenant data; known: {}",
+                    all.join(", ")
+                ),
+            ));
+        }
+    }
+    let mut tables = Vec::new();
+    let mut omitted = Map::new();
+    for table in all {
+        if only.is_some_and(|o| !o.contains(&table)) {
+            continue;
+        }
+        if let Some((_, feature)) = grant.withheld.iter().find(|(t, _)| *t == table) {
+            omitted.insert(table, json!(format!("feature {feature} is disabled")));
+            continue;
+        }
+        tables.push(table);
+    }
+    Ok((tables, omitted))
+}
+
+/// The per-table rules applied to exported rows (a JSON array): configuration values are
+/// decrypted or masked.
+fn finish_rows(
+    table: &str,
+    rows: &mut Value,
+    tenant_id: Uuid,
+    key: Option<&[u8; 32]>,
+    reveal: bool,
+) {
+    if table == "configs" {
+        reveal_configs(rows, tenant_id, key, reveal);
+    }
+}
+
+/// The export's audit entry (one per export, whichever way it is delivered).
+async fn record(
+    c: &mut Conn,
+    actor: &Actor,
+    tenant_id: Uuid,
+    tables: usize,
+    omitted: &Map<String, Value>,
+    via: Option<&str>,
+) -> AppResult<()> {
+    let mut metadata = json!({ "tables": tables, "omitted": omitted.keys().collect::<Vec<_>>() });
+    if let Some(via) = via {
+        metadata["via"] = json!(via);
+    }
+    audit::record(
+        c,
+        actor,
+        audit::Change {
+            tenant_id: Some(tenant_id),
+            entity_type: "tenant",
+            entity_id: tenant_id.to_string(),
+            action: "EXPORT",
+            before: Value::Null,
+            after: Value::Null,
+            metadata,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Platform admins export any tenant; tenant admins their own (members may not). `only`
+/// narrows the export to those tables. One document in memory: a table over
+/// `EXPORT_MAX_ROWS` rows refuses the export ([`download`] has no cap).
+pub async fn export(
+    app: &App,
+    actor: &Actor,
+    tenant_id: Uuid,
+    only: Option<Vec<String>>,
+) -> AppResult<Value> {
+    let grant = authorize(app, actor, tenant_id).await?;
     let max_rows = app.settings.export_max_rows as i64;
     let actor_c = actor.clone();
     let key = app.settings.config_encryption_key;
     app.db
-        .scoped(scope, |c| {
+        .scoped(grant.scope, |c| {
             async move {
-                let tenant: Option<Rows> =
-                    diesel::sql_query("select to_jsonb(t) as rows from tenants t where id = $1")
-                        .bind::<SqlUuid, _>(tenant_id)
-                        .get_result(c)
-                        .await
-                        .map(Some)
-                        .or_else(|e| if e == diesel::result::Error::NotFound { Ok(None) } else { Err(e) })?;
-                let tenant = tenant.ok_or_else(|| AppError::not_found("tenant"))?.rows;
-                if !actor_c.is_platform() && tenant["status"] == "DELETED" {
-                    return Err(AppError::not_found("tenant"));
-                }
+                let tenant = tenant_row(c, &actor_c, tenant_id).await?;
+                let (selected, omitted) = select_tables(c, &grant, only.as_deref()).await?;
                 let mut tables = Map::new();
-                let mut omitted = Map::new();
-                let all = tenant_tables(c).await?;
-                if let Some(only) = &only {
-                    if let Some(unknown) = only.iter().find(|t| !all.contains(t)) {
-                        return Err(AppError::bad_input(
-                            "tables",
-                            format!("{unknown:?} is not a table of tenant data; known: {}", all.join(", ")),
-                        ));
-                    }
-                }
-                for table in all {
-                    if only.as_ref().is_some_and(|o| !o.contains(&table)) {
-                        continue;
-                    }
-                    if let Some((_, feature)) = withheld.iter().find(|(t, _)| *t == table) {
-                        omitted.insert(table, json!(format!("feature {feature} is disabled")));
-                        continue;
-                    }
+                for table in selected {
                     // Bounded: counts at most one row past the cap, reads nothing when over it.
                     let over: Count = diesel::sql_query(format!(
                         "select count(*) as n from (select 1 from \"{table}\" where tenant_id = $1 limit $2) t"
@@ -173,7 +285,8 @@ pub async fn export(
                             "tables",
                             format!(
                                 "table {table} holds more than {max_rows} rows of this tenant (EXPORT_MAX_ROWS): \
-                                 export the other tables with `tables`, and ask an operator for a bulk export of {table}"
+                                 download the whole export from GET /exports/tenants/{tenant_id}, \
+                                 or export the other tables with `tables`"
                             ),
                         ));
                     }
@@ -181,25 +294,10 @@ pub async fn export(
                         "select coalesce(jsonb_agg(to_jsonb(t)), '[]'::jsonb) as rows from \"{table}\" t where tenant_id = $1"
                     );
                     let mut rows = diesel::sql_query(sql).bind::<SqlUuid, _>(tenant_id).get_result::<Rows>(c).await?.rows;
-                    if table == "configs" {
-                        reveal_configs(&mut rows, tenant_id, key.as_ref(), actor_c.is_platform());
-                    }
+                    finish_rows(&table, &mut rows, tenant_id, key.as_ref(), grant.reveal);
                     tables.insert(table, rows);
                 }
-                audit::record(
-                    c,
-                    &actor_c,
-                    audit::Change {
-                        tenant_id: Some(tenant_id),
-                        entity_type: "tenant",
-                        entity_id: tenant_id.to_string(),
-                        action: "EXPORT",
-                        before: Value::Null,
-                        after: Value::Null,
-                        metadata: json!({ "tables": tables.len(), "omitted": omitted.keys().collect::<Vec<_>>() }),
-                    },
-                )
-                .await?;
+                record(c, &actor_c, tenant_id, tables.len(), &omitted, None).await?;
                 Ok(json!({
                     "exportedAt": chrono::Utc::now(),
                     "tenant": tenant,
@@ -210,6 +308,126 @@ pub async fn export(
             .scope_boxed()
         })
         .await
+}
+
+/// One piece of a streamed export; an error after the first piece aborts the response.
+pub type Chunk = Result<Bytes, AppError>;
+
+/// The streamed export (`GET /exports/tenants/{id}`): the same document as [`export`], same
+/// gates and rules, without the row cap. Authorizes and writes the audit entry first, then
+/// reads on a spawned task in one read-only snapshot and sends the document through a small
+/// channel, page by page. Returns the first piece (the tenant and `omitted`) and the rest;
+/// errors up to the first piece are returned here, so they can be answered with a status.
+/// Dropping the receiver (the client went away) ends the task and its transaction.
+pub async fn download(
+    app: Arc<App>,
+    actor: Actor,
+    tenant_id: Uuid,
+    only: Option<Vec<String>>,
+) -> AppResult<(Bytes, tokio::sync::mpsc::Receiver<Chunk>)> {
+    let grant = authorize(&app, &actor, tenant_id).await?;
+    let scope = grant.scope;
+    let (actor_c, grant_c) = (actor.clone(), &grant);
+    let (selected, omitted) = app
+        .db
+        .scoped(scope, |c| {
+            async move {
+                tenant_row(c, &actor_c, tenant_id).await?;
+                let (selected, omitted) = select_tables(c, grant_c, only.as_deref()).await?;
+                record(
+                    c,
+                    &actor_c,
+                    tenant_id,
+                    selected.len(),
+                    &omitted,
+                    Some("download"),
+                )
+                .await?;
+                Ok((selected, omitted))
+            }
+            .scope_boxed()
+        })
+        .await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4);
+    let key = app.settings.config_encryption_key;
+    tokio::spawn(async move {
+        let out = tx.clone();
+        let result = app
+            .db
+            .snapshot(scope, |c| {
+                async move {
+                    let tenant = tenant_row(c, &actor, tenant_id).await?;
+                    let mut buf = Vec::with_capacity(8192);
+                    buf.extend_from_slice(b"{\"exportedAt\":");
+                    serde_json::to_writer(&mut buf, &chrono::Utc::now()).map_err(AppError::internal)?;
+                    buf.extend_from_slice(b",\"tenant\":");
+                    serde_json::to_writer(&mut buf, &tenant).map_err(AppError::internal)?;
+                    buf.extend_from_slice(b",\"omitted\":");
+                    serde_json::to_writer(&mut buf, &omitted).map_err(AppError::internal)?;
+                    buf.extend_from_slice(b",\"tables\":{");
+                    for (i, table) in selected.iter().enumerate() {
+                        if i > 0 {
+                            buf.push(b',');
+                        }
+                        serde_json::to_writer(&mut buf, table).map_err(AppError::internal)?;
+                        buf.extend_from_slice(b":[");
+                        // The tenant id is a UUID value: safe to write into the statement.
+                        c.batch_execute(&format!(
+                            "declare export_rows no scroll cursor for \
+                             select to_jsonb(t) as row from \"{table}\" t where tenant_id = '{tenant_id}'"
+                        ))
+                        .await?;
+                        let mut first = true;
+                        loop {
+                            let page: Vec<Row> =
+                                diesel::sql_query(format!("fetch {PAGE_ROWS} from export_rows"))
+                                    .load(c)
+                                    .await?;
+                            let n = page.len();
+                            let mut rows = Value::Array(page.into_iter().map(|r| r.row).collect());
+                            finish_rows(table, &mut rows, tenant_id, key.as_ref(), grant.reveal);
+                            for row in rows.as_array().into_iter().flatten() {
+                                if !first {
+                                    buf.push(b',');
+                                }
+                                first = false;
+                                serde_json::to_writer(&mut buf, row).map_err(AppError::internal)?;
+                            }
+                            if n < PAGE_ROWS {
+                                break;
+                            }
+                            send(&tx, &mut buf).await?;
+                        }
+                        c.batch_execute("close export_rows").await?;
+                        buf.push(b']');
+                        send(&tx, &mut buf).await?;
+                    }
+                    buf.extend_from_slice(b"}}");
+                    send(&tx, &mut buf).await
+                }
+                .scope_boxed()
+            })
+            .await;
+        if let Err(err) = result {
+            tracing::warn!(error = %err, tenant_id = %tenant_id, "streamed export ended early");
+            let _ = out.send(Err(err)).await;
+        }
+    });
+    match rx.recv().await {
+        Some(Ok(first)) => Ok((first, rx)),
+        Some(Err(err)) => Err(err),
+        None => Err(AppError::internal(anyhow::anyhow!(
+            "export ended before its first piece"
+        ))),
+    }
+}
+
+/// Hands the buffered bytes to the response; fails when the client has gone away.
+async fn send(tx: &tokio::sync::mpsc::Sender<Chunk>, buf: &mut Vec<u8>) -> AppResult<()> {
+    let bytes = Bytes::from(std::mem::take(buf));
+    tx.send(Ok(bytes))
+        .await
+        .map_err(|_| AppError::internal(anyhow::anyhow!("the client went away")))
 }
 
 #[cfg(test)]
