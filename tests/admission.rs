@@ -482,3 +482,28 @@ async fn persisted_queries_pass_the_same_limits_as_text() {
         resp.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_download_is_charged_like_an_operation() {
+    let app = limited().await;
+    let t = app.tenant().plan("free").create().await;
+    for _ in 0..9 {
+        app.gql(Some(&t.admin), ME, json!({})).await.ok();
+    }
+    let download = || async {
+        app.client
+            .get(format!("{}/exports/tenants/{}", app.base, t.id))
+            .bearer_auth(&t.admin)
+            .send()
+            .await
+            .unwrap()
+    };
+    let resp = download().await;
+    assert_eq!(resp.status(), 200);
+    let _ = resp.bytes().await;
+    let resp = download().await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+}

@@ -2,7 +2,9 @@
 //! `EXPORT_MAX_ROWS`. Same authentication and tenant resolution as GraphQL (bearer JWT), same
 //! rules as `exportTenantData`: a tenant admin of that tenant or a platform admin; members get
 //! `FORBIDDEN`, another tenant's id `NOT_FOUND` (counted as a cross-tenant attempt), no token
-//! `UNAUTHENTICATED`. `?tables=a,b` narrows the export like `tables` in GraphQL.
+//! `UNAUTHENTICATED`. `?tables=a,b` narrows the export like `tables` in GraphQL. A download
+//! costs one unit of the caller's plan rate limit, like one GraphQL operation; a client that
+//! stops reading for 30 s ends it (and its snapshot transaction).
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -16,6 +18,7 @@ use crate::app::HttpState;
 use crate::auth::resolve::{bearer, resolve};
 use crate::auth::Actor;
 use crate::error::{AppError, AppResult};
+use crate::graphql::admission;
 
 #[derive(Deserialize)]
 pub struct DownloadQuery {
@@ -53,6 +56,11 @@ async fn stream(
     .await?;
     if resolved.caller.principal().is_none() {
         return Err(AppError::Unauthenticated("authentication required".into()));
+    }
+    // One unit of the plan's rate limit, like one GraphQL operation.
+    let charged = admission::charge(&app, &resolved.caller, resolved.tenant.as_ref(), 1).await?;
+    if let Some(err) = charged.as_ref().and_then(admission::refusal) {
+        return Err(err);
     }
     let request_id = headers
         .get("x-request-id")

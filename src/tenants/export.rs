@@ -425,9 +425,13 @@ pub async fn download(
 /// Hands the buffered bytes to the response; fails when the client has gone away.
 async fn send(tx: &tokio::sync::mpsc::Sender<Chunk>, buf: &mut Vec<u8>) -> AppResult<()> {
     let bytes = Bytes::from(std::mem::take(buf));
-    tx.send(Ok(bytes))
-        .await
-        .map_err(|_| AppError::internal(anyhow::anyhow!("the client went away")))
+    // A client that stops reading must not hold a connection and a snapshot for ever.
+    match tokio::time::timeout(std::time::Duration::from_secs(30), tx.send(Ok(bytes))).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(AppError::internal(anyhow::anyhow!(
+            "the client went away or stopped reading"
+        ))),
+    }
 }
 
 #[cfg(test)]

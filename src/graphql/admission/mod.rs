@@ -34,10 +34,11 @@ mod measure;
 
 use super::context::RequestCtx;
 use crate::app::App;
-use crate::auth::Role;
+use crate::auth::{Caller, Role};
 use crate::config::GraphqlLimits;
 use crate::error::AppError;
 use crate::http::ratelimit::Decision;
+use crate::tenants::model::TenantRow;
 use apq::PersistedQueries;
 use measure::{aliases_in, depth_of, first_field, has_nul, introspects, operation, root_fields};
 
@@ -195,21 +196,30 @@ impl Extension for AdmissionExtension {
             _ => 1,
         };
         if let (Some(app), Some(req)) = (app, ctx.data_opt::<Arc<RequestCtx>>()) {
-            if let Some(decision) = charge(app, req, cost).await.map_err(refuse)? {
+            let charged = charge(app, &req.caller, req.tenant.as_ref(), cost);
+            if let Some(decision) = charged.await.map_err(refuse)? {
                 if let Some(slot) = slot {
                     *slot.decision.lock().unwrap_or_else(|p| p.into_inner()) = Some(decision);
                 }
-                if !decision.allowed {
-                    metrics::counter!("tenantry_rate_limited_total").increment(1);
-                    return Err(refuse(AppError::RateLimited {
-                        limit: decision.limit as u64,
-                        retry_after_secs: decision.reset_secs,
-                    }));
+                if let Some(err) = refusal(&decision) {
+                    return Err(refuse(err));
                 }
             }
         }
         Ok(doc)
     }
+}
+
+/// The error for a refused charge (counted), or `None` when it was allowed.
+pub fn refusal(decision: &Decision) -> Option<AppError> {
+    if decision.allowed {
+        return None;
+    }
+    metrics::counter!("tenantry_rate_limited_total").increment(1);
+    Some(AppError::RateLimited {
+        limit: decision.limit as u64,
+        retry_after_secs: decision.reset_secs,
+    })
 }
 
 /// The limits on the text itself: its size, and NUL anywhere in it or in the variables.
@@ -234,12 +244,18 @@ fn check_text(limits: &GraphqlLimits, query: &str, variables: &Variables) -> Res
 }
 
 /// Charges `cost` units to the caller's tenant. Tenant users (and, later, their API keys) are
-/// limited per tenant by plan; platform admins and anonymous callers are not.
-pub async fn charge(app: &App, req: &RequestCtx, cost: u32) -> Result<Option<Decision>, AppError> {
+/// limited per tenant by plan; platform admins and anonymous callers are not. REST entry
+/// points that act for a user (the export download) charge here too.
+pub async fn charge(
+    app: &App,
+    caller: &Caller,
+    tenant: Option<&TenantRow>,
+    cost: u32,
+) -> Result<Option<Decision>, AppError> {
     if !app.settings.rate_limits_enabled {
         return Ok(None);
     }
-    let (Some(p), Some(t)) = (req.caller.principal(), &req.tenant) else {
+    let (Some(p), Some(t)) = (caller.principal(), tenant) else {
         return Ok(None);
     };
     if p.role == Role::PlatformAdmin {
