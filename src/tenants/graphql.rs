@@ -104,7 +104,11 @@ impl Tenant {
     /// `verifyTenantDomain`. Tenant admins and platform admins.
     #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
     async fn pending_domain(&self, ctx: &Context<'_>) -> Result<Option<PendingDomain>> {
-        let claim = super::domains::pending(&ctx.req().db, &ctx.req().actor(), self.row.id).await?;
+        // Through the request's loader: a list of tenants costs one statement, not one each.
+        let claim = ctx
+            .loaders()
+            .load_one(super::loader::PendingDomainOf(self.row.id))
+            .await?;
         Ok(claim.map(|c| PendingDomain {
             txt_record_name: super::domains::txt_record_name(&c.domain),
             domain: c.domain,

@@ -170,6 +170,20 @@ pub async fn live_claim(
         .optional()
 }
 
+/// The unexpired claims of several tenants (one statement, for the DataLoader).
+pub async fn live_claims(
+    conn: &mut Conn,
+    tenant_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<DomainClaim>> {
+    tenant_domain_claims::table
+        .filter(tenant_domain_claims::tenant_id.eq_any(tenant_ids))
+        .filter(tenant_domain_claims::expires_at.gt(now))
+        .select(DomainClaim::as_select())
+        .load(conn)
+        .await
+}
+
 /// Replaces the tenant's claim (one per tenant).
 pub async fn put_claim(conn: &mut Conn, claim: &DomainClaim) -> QueryResult<()> {
     diesel::insert_into(tenant_domain_claims::table)
