@@ -24,8 +24,11 @@ use uuid::Uuid;
 
 use crate::app::RedisPool;
 
-/// How long one `PUBLISH` may take before the event is delivered locally only.
-pub const PUBLISH_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long one `PUBLISH` (with the pool's connect, the first time) may take before the
+/// event is delivered locally only and every instance is asked to resync. No write waits on
+/// it (the publisher is its own task), so it is generous: a loaded machine must not turn a
+/// slow first connect into a fleet-wide cache drop.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
 /// After a failed `PUBLISH`, events skip Redis (local delivery) for this long.
 const PUBLISH_PAUSE: Duration = Duration::from_millis(500);
 /// Events waiting for the publisher task; beyond it they are delivered locally only.

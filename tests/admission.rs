@@ -43,6 +43,15 @@ async fn used(app: &TestApp, t: &TestTenant, resource: &str) -> i64 {
     .await
 }
 
+/// The hex SHA-256 of a query, as APQ names it.
+fn sha256_hex(query: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, query.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 async fn get_query(app: &TestApp, token: &str, query: &str) -> common::Gql {
     let resp = app
         .client
@@ -127,14 +136,7 @@ async fn get_and_persisted_queries_are_charged_and_get_cannot_mutate() {
     assert_eq!(used(&app, &t, "api_calls").await, 0);
 
     // APQ: register the query once, then send only its hash.
-    let hash = {
-        let digest = ring::digest::digest(&ring::digest::SHA256, ME.as_bytes());
-        digest
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let hash = sha256_hex(ME);
     let apq = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
     let resp = app
         .post_json(
@@ -403,13 +405,7 @@ async fn the_standard_introspection_query_answers_on_every_way_in() {
 async fn persisted_queries_pass_the_same_limits_as_text() {
     let app = TestApp::spawn().await;
     let t = app.tenant().plan("free").create().await;
-    let sha = |q: &str| -> String {
-        ring::digest::digest(&ring::digest::SHA256, q.as_bytes())
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
+    let sha = sha256_hex;
     let apq = |hash: &str| json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
 
     // An unknown hash asks the client for the text (Apollo's protocol).
