@@ -172,6 +172,23 @@ impl Actor {
         )
     }
 
+    /// Tenant admins and platform actors: who may manage a tenant (features, billing,
+    /// domains, exports) and see its secrets.
+    pub fn is_tenant_admin(&self) -> bool {
+        self.is_platform() || self.role.is_some_and(|r| r.satisfies(Role::TenantAdmin))
+    }
+
+    /// `FORBIDDEN` unless [`Actor::is_tenant_admin`].
+    pub fn require_tenant_admin(&self) -> crate::error::AppResult<()> {
+        if self.is_tenant_admin() {
+            Ok(())
+        } else {
+            Err(crate::error::AppError::forbidden(
+                "requires role tenant_admin",
+            ))
+        }
+    }
+
     /// The scope for reading or writing `tenant_id`'s rows: platform actors use the explicit
     /// bypass, tenant users their own tenant only (RLS then hides any other tenant), anyone
     /// else no tenant at all (RLS hides every tenant-owned row).

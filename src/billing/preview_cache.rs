@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::service::{self, Preview};
 use crate::app::App;
-use crate::auth::{Actor, Role};
-use crate::error::{AppError, AppResult};
+use crate::auth::Actor;
+use crate::error::AppResult;
 use crate::plans::model::BillingCycle;
 use crate::tenants::service::target_scope;
 
@@ -66,9 +66,7 @@ pub async fn preview(
     plan_slug: &str,
     cycle: BillingCycle,
 ) -> AppResult<Arc<Preview>> {
-    if !actor.is_platform() && !actor.role.is_some_and(|r| r.satisfies(Role::TenantAdmin)) {
-        return Err(AppError::forbidden("requires role tenant_admin"));
-    }
+    actor.require_tenant_admin()?;
     target_scope(actor, tenant_id, "billing")?;
     let cache = &app.previews;
     let key: Key = (tenant_id, plan_slug.to_owned(), cycle.as_str());

@@ -13,7 +13,7 @@ use super::store::{self, SubscriptionChanges};
 use super::stripe::SubscriptionState;
 use crate::app::App;
 use crate::audit;
-use crate::auth::{Actor, Role};
+use crate::auth::Actor;
 use crate::db::{Conn, Scope};
 use crate::error::{AppError, AppResult};
 use crate::plans::model::{BillingCycle, PlanPriceRow, PlanQuotaRow, PlanRow};
@@ -72,14 +72,6 @@ pub fn initial_subscription(
         cancel_at_period_end: false,
         canceled_at: None,
         grace_period_end: None,
-    }
-}
-
-fn may_manage(actor: &Actor) -> AppResult<()> {
-    if actor.is_platform() || actor.role.is_some_and(|r| r.satisfies(Role::TenantAdmin)) {
-        Ok(())
-    } else {
-        Err(AppError::forbidden("requires role tenant_admin"))
     }
 }
 
@@ -284,7 +276,7 @@ pub async fn change_plan(
     plan_slug: &str,
     cycle: BillingCycle,
 ) -> AppResult<(IntentRow, PlanRow, PlanRow)> {
-    may_manage(actor)?;
+    actor.require_tenant_admin()?;
     if app.stripe.is_some() {
         return change_plan_stripe(app, actor, tenant_id, plan_slug, cycle).await;
     }
@@ -493,7 +485,7 @@ pub async fn checkout_stripe(
     success_url: &str,
     cancel_url: &str,
 ) -> AppResult<(String, String)> {
-    may_manage(actor)?;
+    actor.require_tenant_admin()?;
     let Some(api) = app.stripe.as_ref() else {
         return Err(AppError::Billing("Stripe is not configured".into()));
     };
@@ -739,7 +731,7 @@ pub async fn cancel(
     tenant_id: Uuid,
     at_period_end: bool,
 ) -> AppResult<SubscriptionRow> {
-    may_manage(actor)?;
+    actor.require_tenant_admin()?;
     let check = |s: &SubscriptionRow| {
         if s.status == SubscriptionStatus::Canceled.as_str() {
             return Err(AppError::conflict(
@@ -779,7 +771,7 @@ pub async fn cancel(
 
 /// `resumeSubscription`: undoes a cancellation scheduled for the period end.
 pub async fn resume(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<SubscriptionRow> {
-    may_manage(actor)?;
+    actor.require_tenant_admin()?;
     let check = |s: &SubscriptionRow| {
         if !s.cancel_at_period_end || s.status == SubscriptionStatus::Canceled.as_str() {
             return Err(AppError::conflict(None, "no cancellation is scheduled"));

@@ -17,7 +17,7 @@ use super::model::{
 use super::store::{self, Upsert};
 use crate::app::App;
 use crate::audit;
-use crate::auth::{Actor, Role};
+use crate::auth::Actor;
 use crate::bus::Event;
 use crate::db::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
@@ -111,7 +111,7 @@ pub async fn of_tenants(
 
 /// Whether the actor sees encrypted values in plain text (tenant admins and platform actors).
 pub fn reveals_secrets(actor: &Actor) -> bool {
-    actor.is_platform() || actor.role.is_some_and(|r| r.satisfies(Role::TenantAdmin))
+    actor.is_tenant_admin()
 }
 
 impl TenantConfig {

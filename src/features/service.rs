@@ -17,7 +17,7 @@ use super::model::{EffectiveFeature, FeatureInputs, FeatureOverride};
 use super::store;
 use crate::app::App;
 use crate::audit;
-use crate::auth::{Actor, Role};
+use crate::auth::Actor;
 use crate::bus::Event;
 use crate::db::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
@@ -262,14 +262,6 @@ pub async fn reconcile_with_plan(
     Ok(keys)
 }
 
-fn may_override(actor: &Actor) -> AppResult<()> {
-    if actor.is_platform() || actor.role.is_some_and(|r| r.satisfies(Role::TenantAdmin)) {
-        Ok(())
-    } else {
-        Err(AppError::forbidden("requires role tenant_admin"))
-    }
-}
-
 /// Sets (or replaces) a tenant's override of `key` and returns the effective flag.
 pub async fn set_override(
     app: &App,
@@ -279,7 +271,7 @@ pub async fn set_override(
     enabled: bool,
     expires_at: Option<DateTime<Utc>>,
 ) -> AppResult<EffectiveFeature> {
-    may_override(actor)?;
+    actor.require_tenant_admin()?;
     let scope = target_scope(actor, tenant_id, "feature_override")?;
     let (actor_c, key_c) = (actor.clone(), key.to_owned());
     let tenant = app
@@ -336,7 +328,7 @@ pub async fn clear_override(
     tenant_id: Uuid,
     key: &str,
 ) -> AppResult<EffectiveFeature> {
-    may_override(actor)?;
+    actor.require_tenant_admin()?;
     let scope = target_scope(actor, tenant_id, "feature_override")?;
     let (actor_c, key_c) = (actor.clone(), key.to_owned());
     let tenant = app

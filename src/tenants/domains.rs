@@ -28,7 +28,7 @@ use super::model::{DomainClaim, TenantRow};
 use super::service::{change_with_claim, ensure_writable, get, not_deleted, target_scope};
 use super::store::{self, TenantChanges};
 use crate::app::App;
-use crate::auth::{Actor, Role};
+use crate::auth::Actor;
 use crate::db::Db;
 use crate::error::{AppError, AppResult};
 
@@ -91,19 +91,12 @@ impl DomainChange {
 
 /// The tenant's live claim (tenant admins of that tenant and platform admins).
 pub async fn pending(db: &Db, actor: &Actor, tenant_id: Uuid) -> AppResult<Option<DomainClaim>> {
-    require_admin(actor)?;
+    actor.require_tenant_admin()?;
     let scope = target_scope(actor, tenant_id, "tenant_read")?;
     db.scoped(scope, |c| {
         async move { Ok(store::live_claim(c, tenant_id, Utc::now()).await?) }.scope_boxed()
     })
     .await
-}
-
-fn require_admin(actor: &Actor) -> AppResult<()> {
-    if !actor.is_platform() && !actor.role.is_some_and(|r| r.satisfies(Role::TenantAdmin)) {
-        return Err(AppError::forbidden("requires role tenant_admin"));
-    }
-    Ok(())
 }
 
 /// Decides what setting `domain` (already validated; `None` = clear) means for `actor`.
@@ -145,7 +138,7 @@ pub async fn decide(
 /// Checks the DNS proof of the tenant's pending claim and, if it holds, makes the claimed
 /// domain the tenant's verified domain. Tenant admins of that tenant, or platform admins.
 pub async fn verify(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<TenantRow> {
-    require_admin(actor)?;
+    actor.require_tenant_admin()?;
     let tenant = get(&app.db, actor, tenant_id).await?;
     ensure_writable(actor, &tenant)?;
     let claim = pending(&app.db, actor, tenant_id).await?.ok_or_else(|| {

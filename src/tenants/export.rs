@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::audit;
-use crate::auth::{Actor, Role};
+use crate::auth::Actor;
 use crate::configs::crypto;
 use crate::configs::model::MASK;
 use crate::db::{Conn, Scope};
@@ -132,9 +132,7 @@ struct Grant {
 /// Platform admins export any tenant; tenant admins their own (members may not), without the
 /// tables whose feature is off.
 async fn authorize(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<Grant> {
-    if !actor.is_platform() && !actor.role.is_some_and(|r| r.satisfies(Role::TenantAdmin)) {
-        return Err(AppError::forbidden("requires role tenant_admin"));
-    }
+    actor.require_tenant_admin()?;
     let scope = target_scope(actor, tenant_id, "tenant_export")?;
     let mut withheld: Vec<(&'static str, &'static str)> = Vec::new();
     if !actor.is_platform() {

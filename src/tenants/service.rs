@@ -13,7 +13,7 @@ use super::store::{self, ListFilter, TenantChanges};
 use crate::app::App;
 use crate::audit;
 use crate::auth::resolve::keys_of;
-use crate::auth::{cross_tenant_denied, Actor, Role};
+use crate::auth::{cross_tenant_denied, Actor};
 use crate::db::{Db, Scope};
 use crate::error::{AppError, AppResult};
 use crate::{plans, quotas};
@@ -346,9 +346,7 @@ pub async fn update(
     id: Uuid,
     input: UpdateTenant,
 ) -> AppResult<TenantRow> {
-    if !actor.is_platform() && !actor.role.is_some_and(|r| r.satisfies(Role::TenantAdmin)) {
-        return Err(AppError::forbidden("requires role tenant_admin"));
-    }
+    actor.require_tenant_admin()?;
     let name = input
         .name
         .as_deref()
