@@ -44,6 +44,7 @@ pub struct TenantPage {
     features: SiblingBatch<FeaturesOfTenant, Vec<EffectiveFeature>>,
     configs: SiblingBatch<ConfigOfTenant, Arc<TenantConfig>>,
     subscriptions: SiblingBatch<SubscriptionOfTenant, SubscriptionRow>,
+    pending_domains: SiblingBatch<super::loader::PendingDomainOf, super::model::DomainClaim>,
 }
 
 pub struct Tenant {
@@ -59,6 +60,11 @@ impl Tenant {
             plan_page: PlanPage::new(&plan_ids),
             quotas: SiblingBatch::new(rows.iter().map(|t| QuotasOfTenant(t.id)).collect()),
             configs: SiblingBatch::new(rows.iter().map(|t| ConfigOfTenant(t.id)).collect()),
+            pending_domains: SiblingBatch::new(
+                rows.iter()
+                    .map(|t| super::loader::PendingDomainOf(t.id))
+                    .collect(),
+            ),
             subscriptions: SiblingBatch::new(
                 rows.iter().map(|t| SubscriptionOfTenant(t.id)).collect(),
             ),
@@ -104,10 +110,11 @@ impl Tenant {
     /// `verifyTenantDomain`. Tenant admins and platform admins.
     #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
     async fn pending_domain(&self, ctx: &Context<'_>) -> Result<Option<PendingDomain>> {
-        // Through the request's loader: a list of tenants costs one statement, not one each.
-        let claim = ctx
-            .loaders()
-            .load_one(super::loader::PendingDomainOf(self.row.id))
+        // One batch for the whole list of tenants, not one statement each.
+        let claim = self
+            .page
+            .pending_domains
+            .get(ctx.loaders(), &super::loader::PendingDomainOf(self.row.id))
             .await?;
         Ok(claim.map(|c| PendingDomain {
             txt_record_name: super::domains::txt_record_name(&c.domain),
