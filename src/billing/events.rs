@@ -23,7 +23,7 @@ pub struct EventRow {
     pub event_type: String,
     pub tenant_id: Option<Uuid>,
     pub payload: Value,
-    pub status: String,
+    pub status: EventStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub event_created: DateTime<Utc>,
@@ -31,14 +31,14 @@ pub struct EventRow {
     pub processed_at: Option<DateTime<Utc>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub note: Option<String>,
+    /// The API version Stripe rendered the event in (`None` for events stored before it was
+    /// recorded).
+    pub api_version: Option<String>,
 }
 
 impl EventRow {
     pub fn is_done(&self) -> bool {
-        matches!(
-            EventStatus::parse(&self.status),
-            Some(EventStatus::Processed | EventStatus::Ignored)
-        )
+        matches!(self.status, EventStatus::Processed | EventStatus::Ignored)
     }
 }
 
@@ -50,6 +50,7 @@ pub async fn insert_new(
     event_type: &str,
     payload: &Value,
     created: DateTime<Utc>,
+    api_version: Option<&str>,
 ) -> QueryResult<()> {
     diesel::insert_into(stripe_events::table)
         .values((
@@ -57,6 +58,7 @@ pub async fn insert_new(
             stripe_events::event_type.eq(event_type),
             stripe_events::payload.eq(payload),
             stripe_events::event_created.eq(created),
+            stripe_events::api_version.eq(api_version),
         ))
         .on_conflict_do_nothing()
         .execute(conn)
@@ -93,7 +95,7 @@ pub async fn finish(
 ) -> QueryResult<EventRow> {
     diesel::update(stripe_events::table.find(id))
         .set((
-            stripe_events::status.eq(status.as_str()),
+            stripe_events::status.eq(status),
             stripe_events::tenant_id.eq(tenant_id),
             stripe_events::note.eq(note),
             stripe_events::attempts.eq(stripe_events::attempts + 1),
@@ -138,7 +140,7 @@ pub async fn fail(
     .await?;
     let attempts: Option<i32> = stripe_events::table
         .find(id)
-        .filter(stripe_events::status.eq("FAILED"))
+        .filter(stripe_events::status.eq(EventStatus::Failed))
         .select(stripe_events::attempts)
         .first(conn)
         .await
@@ -156,7 +158,7 @@ pub async fn fail(
 /// Failed events whose retry is due, oldest first.
 pub async fn due(conn: &mut Conn, now: DateTime<Utc>, limit: i64) -> QueryResult<Vec<String>> {
     stripe_events::table
-        .filter(stripe_events::status.eq("FAILED"))
+        .filter(stripe_events::status.eq(EventStatus::Failed))
         .filter(stripe_events::next_attempt_at.le(now))
         .filter(stripe_events::attempts.lt(MAX_ATTEMPTS))
         .order(stripe_events::next_attempt_at.asc())

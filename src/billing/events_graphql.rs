@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::events::{self, EventFilter, EventRow};
 use super::graphql::{intent_view, PlanChangeIntent};
 use super::model::EventStatus;
-use super::{store, webhook};
+use super::{inbox, store};
 use crate::auth::Role;
 use crate::db::Scope;
 use crate::error::AppError;
@@ -45,7 +45,7 @@ impl From<EventRow> for WebhookEvent {
         WebhookEvent {
             id: ID(r.id),
             event_type: r.event_type,
-            status: EventStatus::parse(&r.status).unwrap_or(EventStatus::Pending),
+            status: r.status,
             tenant_id: r.tenant_id.map(|t| ID(t.to_string())),
             attempts: r.attempts,
             last_error: r.last_error,
@@ -188,32 +188,8 @@ impl WebhookEventMutation {
     /// Processes a stored, not yet processed Stripe event again (platform admins).
     #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
     async fn replay_webhook_event(&self, ctx: &Context<'_>, id: ID) -> Result<WebhookEvent> {
-        let row = webhook::reprocess(ctx.app(), id.as_str()).await?;
         let actor = ctx.req().actor();
-        let (rid, tenant, status) = (row.id.clone(), row.tenant_id, row.status.clone());
-        ctx.req()
-            .db
-            .scoped(Scope::Platform("webhook_replay"), |c| {
-                async move {
-                    crate::audit::record(
-                        c,
-                        &actor,
-                        crate::audit::Change {
-                            tenant_id: tenant,
-                            entity_type: "webhook_event",
-                            entity_id: rid,
-                            action: "REPLAY",
-                            before: serde_json::Value::Null,
-                            after: serde_json::json!({ "status": status }),
-                            metadata: serde_json::json!({}),
-                        },
-                    )
-                    .await?;
-                    Ok(())
-                }
-                .scope_boxed()
-            })
-            .await?;
+        let row = inbox::reprocess(ctx.app(), id.as_str(), Some(&actor)).await?;
         Ok(row.into())
     }
 }

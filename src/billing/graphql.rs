@@ -14,7 +14,7 @@ use super::model::{
     BillingMode, IntentRow, IntentStatus, InvoiceRow, InvoiceStatus, SubscriptionRow,
     SubscriptionStatus,
 };
-use super::service;
+use super::{checkout, plan_change, service};
 use crate::auth::Role;
 use crate::error::AppError;
 use crate::graphql::context::CtxExt;
@@ -55,7 +55,7 @@ pub struct BillingSubscription(pub SubscriptionRow);
 #[Object]
 impl BillingSubscription {
     async fn status(&self) -> SubscriptionStatus {
-        SubscriptionStatus::parse(&self.0.status).unwrap_or(SubscriptionStatus::Incomplete)
+        self.0.status
     }
     async fn plan(&self, ctx: &Context<'_>) -> Result<Plan> {
         let plan = ctx.loaders().load_one(PlanById(self.0.plan_id)).await?;
@@ -115,7 +115,7 @@ impl From<InvoiceRow> for Invoice {
             amount_due: BigInt(r.amount_due),
             amount_paid: BigInt(r.amount_paid),
             currency: r.currency,
-            status: InvoiceStatus::parse(&r.status).unwrap_or(InvoiceStatus::Draft),
+            status: r.status,
             period_start: r.period_start,
             period_end: r.period_end,
             due_date: r.due_date,
@@ -157,7 +157,7 @@ pub struct PlanChangeIntent {
 pub fn intent_view(i: IntentRow, from: &PlanRow, to: &PlanRow) -> PlanChangeIntent {
     PlanChangeIntent {
         id: ID(i.id.to_string()),
-        status: IntentStatus::parse(&i.status).unwrap_or(IntentStatus::Pending),
+        status: i.status,
         version: i.version,
         billing_cycle: BillingCycle::parse(&i.billing_cycle),
         expires_at: i.expires_at,
@@ -260,7 +260,7 @@ impl BillingMutation {
         let tenant_id = target_tenant(ctx, None)?;
         let cycle = billing_cycle.unwrap_or(BillingCycle::Monthly);
         let (i, from, to) =
-            service::change_plan(ctx.app(), &ctx.req().actor(), tenant_id, &plan_slug, cycle)
+            plan_change::change_plan(ctx.app(), &ctx.req().actor(), tenant_id, &plan_slug, cycle)
                 .await?;
         Ok(intent_view(i, &from, &to))
     }
@@ -276,33 +276,16 @@ impl BillingMutation {
         success_url: String,
         cancel_url: String,
     ) -> Result<CheckoutSession> {
-        for (field, url) in [("successUrl", &success_url), ("cancelUrl", &cancel_url)] {
-            if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048 {
-                return Err(AppError::bad_input(field, "must be an http(s) URL").into());
-            }
-        }
         let tenant_id = target_tenant(ctx, None)?;
         let cycle = billing_cycle.unwrap_or(BillingCycle::Monthly);
-        if ctx.app().stripe.is_some() {
-            let (id, url) = service::checkout_stripe(
-                ctx.app(),
-                &ctx.req().actor(),
-                tenant_id,
-                &plan_slug,
-                cycle,
-                &success_url,
-                &cancel_url,
-            )
-            .await?;
-            return Ok(CheckoutSession { id, url });
-        }
-        let (i, _, _) =
-            service::change_plan(ctx.app(), &ctx.req().actor(), tenant_id, &plan_slug, cycle)
-                .await?;
-        Ok(CheckoutSession {
-            id: format!("local_{}", i.id.simple()),
-            url: success_url,
-        })
+        let urls = checkout::Urls {
+            success: &success_url,
+            cancel: &cancel_url,
+        };
+        let actor = ctx.req().actor();
+        let (id, url) =
+            checkout::start(ctx.app(), &actor, tenant_id, &plan_slug, cycle, urls).await?;
+        Ok(CheckoutSession { id, url })
     }
 
     /// Cancels at the end of the period (default) or at once.

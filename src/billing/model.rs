@@ -5,12 +5,13 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::db::schema::{billing_subscriptions, invoices, plan_change_intents};
+use crate::db::text_enum::text_enum;
 
 #[derive(Queryable, Selectable, Insertable, Debug, Clone)]
 #[diesel(table_name = billing_subscriptions, check_for_backend(diesel::pg::Pg))]
 pub struct SubscriptionRow {
     pub tenant_id: Uuid,
-    pub status: String,
+    pub status: SubscriptionStatus,
     pub plan_id: Uuid,
     pub billing_cycle: String,
     pub stripe_customer_id: Option<String>,
@@ -32,7 +33,7 @@ pub struct InvoiceRow {
     pub amount_due: i64,
     pub amount_paid: i64,
     pub currency: String,
-    pub status: String,
+    pub status: InvoiceStatus,
     pub period_start: Option<DateTime<Utc>>,
     pub period_end: Option<DateTime<Utc>>,
     pub due_date: Option<DateTime<Utc>>,
@@ -49,29 +50,12 @@ pub struct IntentRow {
     pub from_plan_id: Uuid,
     pub to_plan_id: Uuid,
     pub billing_cycle: String,
-    pub status: String,
+    pub status: IntentStatus,
     pub version: i32,
     pub error: Option<String>,
     pub requested_by: Option<String>,
     pub expires_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
-}
-
-macro_rules! text_enum {
-    ($name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
-        #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($text => Some($name::$variant),)+ _ => None }
-            }
-        }
-    };
 }
 
 text_enum!(SubscriptionStatus {
@@ -83,6 +67,14 @@ text_enum!(SubscriptionStatus {
     Incomplete = "INCOMPLETE",
     Unpaid = "UNPAID",
 });
+
+text_enum!(
+    /// The newest payment outcome applied to a subscription.
+    PaymentOutcome {
+        Paid = "PAID",
+        Failed = "FAILED",
+    }
+);
 
 text_enum!(InvoiceStatus {
     Draft = "DRAFT",

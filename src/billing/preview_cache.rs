@@ -12,7 +12,7 @@ use std::time::Duration;
 use moka::future::Cache;
 use uuid::Uuid;
 
-use super::service::{self, Preview};
+use super::preview::{self, Preview};
 use crate::app::App;
 use crate::auth::Actor;
 use crate::error::AppResult;
@@ -74,7 +74,7 @@ pub async fn preview(
     let answer = cache
         .cache
         .try_get_with(key.clone(), async {
-            service::preview(app, actor, tenant_id, plan_slug, cycle)
+            preview::preview(app, actor, tenant_id, plan_slug, cycle)
                 .await
                 .map(Arc::new)
         })

@@ -5,7 +5,10 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::model::{IntentRow, InvoiceRow, SubscriptionRow};
+use super::model::{
+    IntentRow, IntentStatus, InvoiceRow, InvoiceStatus, PaymentOutcome, SubscriptionRow,
+    SubscriptionStatus,
+};
 use crate::db::schema::{billing_subscriptions as subs, invoices, plan_change_intents as intents};
 use crate::db::Conn;
 
@@ -45,7 +48,7 @@ pub async fn subscription_for_update(
 #[derive(AsChangeset, Default)]
 #[diesel(table_name = subs)]
 pub struct SubscriptionChanges {
-    pub status: Option<String>,
+    pub status: Option<SubscriptionStatus>,
     pub plan_id: Option<Uuid>,
     pub billing_cycle: Option<String>,
     pub cancel_at_period_end: Option<bool>,
@@ -87,7 +90,7 @@ pub async fn advance_intent(
     tenant_id: Uuid,
     id: Uuid,
     version: i32,
-    status: &str,
+    status: IntentStatus,
     error: Option<&str>,
 ) -> QueryResult<Option<IntentRow>> {
     diesel::update(
@@ -100,7 +103,7 @@ pub async fn advance_intent(
         intents::status.eq(status),
         intents::version.eq(version + 1),
         intents::error.eq(error),
-        intents::completed_at.eq(if status == "COMPLETED" {
+        intents::completed_at.eq(if status == IntentStatus::Completed {
             Some(Utc::now())
         } else {
             None
@@ -203,7 +206,7 @@ pub struct InvoiceWrite {
     pub amount_due: i64,
     pub amount_paid: i64,
     pub currency: String,
-    pub status: String,
+    pub status: InvoiceStatus,
     pub period_start: Option<DateTime<Utc>>,
     pub period_end: Option<DateTime<Utc>>,
     pub due_date: Option<DateTime<Utc>>,
@@ -250,6 +253,40 @@ pub async fn subscription_with_version(
         .optional()
 }
 
+#[derive(QueryableByName)]
+struct Outcome {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    payment_outcome: Option<PaymentOutcome>,
+}
+
+/// The newest payment outcome applied to the subscription (read in its own statement: the
+/// table is at diesel's 16-column limit).
+pub async fn payment_outcome(
+    conn: &mut Conn,
+    tenant_id: Uuid,
+) -> QueryResult<Option<PaymentOutcome>> {
+    let rows: Vec<Outcome> = diesel::sql_query(
+        "select payment_outcome from billing_subscriptions where tenant_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(tenant_id)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().and_then(|r| r.payment_outcome))
+}
+
+pub async fn set_payment_outcome(
+    conn: &mut Conn,
+    tenant_id: Uuid,
+    outcome: PaymentOutcome,
+) -> QueryResult<()> {
+    diesel::sql_query("update billing_subscriptions set payment_outcome = $2 where tenant_id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(tenant_id)
+        .bind::<diesel::sql_types::Text, _>(outcome)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The tenant's unexpired PENDING intent, if any (one plan change at a time).
 pub async fn pending_intent(
     conn: &mut Conn,
@@ -258,7 +295,7 @@ pub async fn pending_intent(
 ) -> QueryResult<Option<IntentRow>> {
     intents::table
         .filter(intents::tenant_id.eq(tenant_id))
-        .filter(intents::status.eq("PENDING"))
+        .filter(intents::status.eq(IntentStatus::Pending))
         .filter(intents::expires_at.gt(now))
         .select(IntentRow::as_select())
         .first(conn)

@@ -202,6 +202,7 @@ diesel::table! {
         processed_at -> Nullable<Timestamptz>,
         next_attempt_at -> Nullable<Timestamptz>,
         note -> Nullable<Text>,
+        api_version -> Nullable<Text>,
     }
 }
 

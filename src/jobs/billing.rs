@@ -9,10 +9,11 @@ use uuid::Uuid;
 
 use crate::audit;
 use crate::auth::Actor;
-use crate::billing::service::{downgrade_to_free, NONPAYMENT_SUSPEND_REASON};
+use crate::billing::plan_apply::downgrade_to_free;
 use crate::db::Conn;
 use crate::error::AppResult;
 use crate::tenants;
+use crate::tenants::lifecycle::{self, Transition};
 
 #[derive(diesel::QueryableByName)]
 struct Changed {
@@ -79,38 +80,33 @@ pub async fn trial_expiry(c: &mut Conn, actor: &Actor) -> AppResult<Vec<Uuid>> {
 }
 
 /// PAST_DUE (or UNPAID) past the grace period: the tenant is suspended (a later payment lifts
-/// it).
+/// it), through the one status transition every cause uses.
 pub async fn grace_suspension(c: &mut Conn, actor: &Actor) -> AppResult<Vec<Uuid>> {
-    // Lock the candidates first: a payment committing meanwhile is seen by the UPDATE, which
-    // re-reads the subscription with a fresh snapshot.
-    diesel::sql_query(
-        "select t.id from tenants t join billing_subscriptions s on s.tenant_id = t.id
+    // Locks the candidates; a payment committing meanwhile is seen (the condition is checked
+    // again on the newest row version before the lock is granted).
+    let due: Vec<Changed> = diesel::sql_query(
+        "select t.id as tenant_id, t.id::text as entity_id
+           from tenants t join billing_subscriptions s on s.tenant_id = t.id
           where s.status in ('PAST_DUE', 'UNPAID') and s.grace_period_end < now() and t.status = 'ACTIVE'
+          order by t.id
           for update of t, s",
     )
-    .execute(c)
-    .await?;
-    let rows: Vec<Changed> = diesel::sql_query(
-        "update tenants t set status = 'SUSPENDED', suspended_at = now(), suspend_reason = $1, updated_at = now()
-           from billing_subscriptions s
-          where s.tenant_id = t.id and s.status in ('PAST_DUE', 'UNPAID') and s.grace_period_end < now()
-            and t.status = 'ACTIVE'
-         returning t.id as tenant_id, t.id::text as entity_id",
-    )
-    .bind::<Text, _>(NONPAYMENT_SUSPEND_REASON)
     .load(c)
     .await?;
-    audit_each(
-        c,
-        actor,
-        &rows,
-        "tenant",
-        "SUSPEND",
-        json!({ "status": "ACTIVE" }),
-        json!({ "status": "SUSPENDED", "suspendReason": NONPAYMENT_SUSPEND_REASON }),
-    )
-    .await?;
-    Ok(rows.into_iter().map(|r| r.tenant_id).collect())
+    let mut suspended = Vec::with_capacity(due.len());
+    for r in due {
+        let Some(tenant) = tenants::store::find(c, r.tenant_id).await? else {
+            continue;
+        };
+        let cause = Transition::SuspendForNonpayment;
+        if lifecycle::apply(c, actor, &tenant, cause, "grace_period_job")
+            .await?
+            .is_some()
+        {
+            suspended.push(tenant.id);
+        }
+    }
+    Ok(suspended)
 }
 
 /// PENDING intents past their 24 h become EXPIRED (version bumped like every intent update).

@@ -4,6 +4,7 @@
 pub mod domains;
 pub mod export;
 pub mod graphql;
+pub mod lifecycle;
 pub mod loader;
 pub mod model;
 pub mod service;

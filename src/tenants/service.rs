@@ -212,7 +212,7 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
                 let plan_quotas = plans::store::quotas_of(c, &[plan.id]).await?;
                 quotas::service::provision(c, tenant.id, &plan_quotas, Utc::now()).await?;
                 let sub =
-                    crate::billing::service::initial_subscription(tenant.id, &plan, Utc::now());
+                    crate::billing::plan_apply::initial_subscription(tenant.id, &plan, Utc::now());
                 crate::billing::store::insert_subscription(c, &sub).await?;
                 // With live billing the Stripe customer is created before the commit (the
                 // tenant id is the Idempotency-Key); if Stripe fails nothing is kept.
@@ -220,7 +220,7 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
                     let customer = api
                         .create_customer(tenant.id, &tenant.name, &tenant.slug)
                         .await?;
-                    crate::billing::service::link_customer(c, tenant.id, &customer).await?;
+                    crate::billing::checkout::link_customer(c, tenant.id, &customer).await?;
                     tenant.stripe_customer_id = Some(customer);
                 }
                 audit::record(

@@ -1,0 +1,238 @@
+//! `changePlan` through an intent (PENDING → COMPLETED/FAILED/EXPIRED, optimistic
+//! `version`): applied in the same transaction in LOCAL mode, confirmed by Stripe's webhook
+//! otherwise.
+
+use chrono::{DateTime, Duration, Utc};
+use scoped_futures::ScopedFutureExt;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::model::{IntentRow, IntentStatus};
+use super::plan_apply::apply_plan;
+use super::prices::{active_plan, stripe_price};
+use super::store;
+use crate::app::App;
+use crate::audit;
+use crate::auth::Actor;
+use crate::db::{Conn, Scope};
+use crate::error::{AppError, AppResult};
+use crate::plans;
+use crate::plans::model::{BillingCycle, PlanRow};
+use crate::tenants::lifecycle::lock_live;
+use crate::tenants::model::TenantRow;
+use crate::tenants::service::target_scope;
+
+pub const INTENT_TTL_HOURS: i64 = 24;
+
+/// A new PENDING intent (version 1, expiring after 24 h) from the tenant's plan to `to`;
+/// returns it with the plan it starts from.
+async fn open_intent(
+    c: &mut Conn,
+    actor: &Actor,
+    tenant: &TenantRow,
+    to: &PlanRow,
+    cycle: BillingCycle,
+    now: DateTime<Utc>,
+) -> AppResult<(IntentRow, PlanRow)> {
+    let from = plans::store::by_ids(c, &[tenant.plan_id])
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::not_found("plan"))?;
+    let row = IntentRow {
+        tenant_id: tenant.id,
+        id: Uuid::now_v7(),
+        from_plan_id: from.id,
+        to_plan_id: to.id,
+        billing_cycle: cycle.as_str().into(),
+        status: IntentStatus::Pending,
+        version: 1,
+        error: None,
+        requested_by: actor.id.clone(),
+        expires_at: now + Duration::hours(INTENT_TTL_HOURS),
+        completed_at: None,
+    };
+    Ok((store::insert_intent(c, &row).await?, from))
+}
+
+/// `changePlan`: an intent, applied at once in LOCAL mode.
+pub async fn change_plan(
+    app: &App,
+    actor: &Actor,
+    tenant_id: Uuid,
+    plan_slug: &str,
+    cycle: BillingCycle,
+) -> AppResult<(IntentRow, PlanRow, PlanRow)> {
+    actor.require_tenant_admin()?;
+    if app.stripe.is_some() {
+        return change_plan_stripe(app, actor, tenant_id, plan_slug, cycle).await;
+    }
+    let scope = target_scope(actor, tenant_id, "billing")?;
+    let (actor_c, slug) = (actor.clone(), plan_slug.to_owned());
+    let out = app
+        .db
+        .scoped(scope, |c| {
+            async move {
+                // Billing recovery stays possible while suspended: no TENANT_SUSPENDED here.
+                let tenant = lock_live(c, tenant_id).await?;
+                let to = active_plan(c, &slug).await?;
+                let sub = store::subscription_for_update(c, tenant_id).await?;
+                let same_cycle = sub
+                    .as_ref()
+                    .is_none_or(|s| s.billing_cycle == cycle.as_str());
+                if to.id == tenant.plan_id && same_cycle {
+                    return Err(AppError::conflict(
+                        Some("planSlug"),
+                        "the tenant is already on this plan",
+                    ));
+                }
+                let now = Utc::now();
+                let (intent, from) = open_intent(c, &actor_c, &tenant, &to, cycle, now).await?;
+                apply_plan(c, &actor_c, &tenant, &to, cycle, now).await?;
+                let done = store::advance_intent(
+                    c,
+                    tenant_id,
+                    intent.id,
+                    intent.version,
+                    IntentStatus::Completed,
+                    None,
+                )
+                .await?
+                .ok_or_else(|| {
+                    AppError::conflict(None, "the plan change was modified concurrently")
+                })?;
+                Ok((done, from, to))
+            }
+            .scope_boxed()
+        })
+        .await?;
+    app.tenant_changed(tenant_id).await;
+    Ok(out)
+}
+
+/// What a plan change needs from the database before Stripe is called.
+struct PlanChangeStart {
+    intent: IntentRow,
+    from: PlanRow,
+    to: PlanRow,
+    subscription_id: String,
+    price_id: String,
+}
+
+/// `changePlan` with Stripe: the intent is committed PENDING first; Stripe's subscription
+/// update carries the intent id as Idempotency-Key and in the metadata; the webhook applies
+/// the plan and completes the intent. A Stripe failure marks the intent FAILED and changes
+/// nothing else.
+async fn change_plan_stripe(
+    app: &App,
+    actor: &Actor,
+    tenant_id: Uuid,
+    plan_slug: &str,
+    cycle: BillingCycle,
+) -> AppResult<(IntentRow, PlanRow, PlanRow)> {
+    let Some(api) = app.stripe.as_ref() else {
+        return Err(AppError::Billing("Stripe is not configured".into()));
+    };
+    let scope = target_scope(actor, tenant_id, "billing")?;
+    let (actor_c, slug) = (actor.clone(), plan_slug.to_owned());
+    let start = app
+        .db
+        .scoped(scope, |c| {
+            async move {
+                let tenant = lock_live(c, tenant_id).await?;
+                let to = active_plan(c, &slug).await?;
+                let sub = store::subscription_for_update(c, tenant_id)
+                    .await?
+                    .ok_or_else(|| AppError::not_found("subscription"))?;
+                let Some(subscription_id) = sub.stripe_subscription_id.clone() else {
+                    return Err(AppError::conflict(
+                        Some("planSlug"),
+                        "the tenant has no paid subscription yet: start one with createCheckoutSession",
+                    ));
+                };
+                if to.id == tenant.plan_id && sub.billing_cycle == cycle.as_str() {
+                    return Err(AppError::conflict(
+                        Some("planSlug"),
+                        "the tenant is already on this plan",
+                    ));
+                }
+                let now = Utc::now();
+                if store::pending_intent(c, tenant_id, now).await?.is_some() {
+                    return Err(AppError::conflict(
+                        None,
+                        "another plan change is waiting for Stripe's confirmation",
+                    ));
+                }
+                let price_id = stripe_price(c, &to, &tenant.region, cycle).await?;
+                let (intent, from) = open_intent(c, &actor_c, &tenant, &to, cycle, now).await?;
+                store::set_intent_subscription(c, tenant_id, intent.id, &subscription_id).await?;
+                audit::record(
+                    c,
+                    &actor_c,
+                    audit::Change {
+                        tenant_id: Some(tenant_id),
+                        entity_type: "plan_change_intent",
+                        entity_id: intent.id.to_string(),
+                        action: "PLAN_CHANGE_REQUESTED",
+                        before: Value::Null,
+                        after: json!({ "from": from.slug, "to": to.slug, "billingCycle": cycle.as_str(), "status": intent.status }),
+                        metadata: json!({}),
+                    },
+                )
+                .await?;
+                Ok(PlanChangeStart { intent, from, to, subscription_id, price_id })
+            }
+            .scope_boxed()
+        })
+        .await?;
+    let called = async {
+        let current = api.subscription(&start.subscription_id).await?;
+        api.change_price(&current, &start.price_id, start.intent.id)
+            .await
+    }
+    .await;
+    match called {
+        Ok(_) => Ok((start.intent, start.from, start.to)),
+        Err(e) => {
+            fail_intent(app, actor, &start.intent, &e.to_string()).await?;
+            Err(e)
+        }
+    }
+}
+
+/// Marks a PENDING intent FAILED (optimistic version check) with its audit entry.
+async fn fail_intent(app: &App, actor: &Actor, intent: &IntentRow, error: &str) -> AppResult<()> {
+    let (actor_c, intent_c, error) = (actor.clone(), intent.clone(), error.to_owned());
+    app.db
+        .scoped(Scope::Tenant(intent.tenant_id), |c| {
+            async move {
+                let failed = store::advance_intent(
+                    c,
+                    intent_c.tenant_id,
+                    intent_c.id,
+                    intent_c.version,
+                    IntentStatus::Failed,
+                    Some(&error),
+                )
+                .await?;
+                if failed.is_some() {
+                    audit::record(
+                        c,
+                        &actor_c,
+                        audit::Change {
+                            tenant_id: Some(intent_c.tenant_id),
+                            entity_type: "plan_change_intent",
+                            entity_id: intent_c.id.to_string(),
+                            action: "PLAN_CHANGE_FAILED",
+                            before: json!({ "status": intent_c.status }),
+                            after: json!({ "status": "FAILED", "error": error }),
+                            metadata: json!({}),
+                        },
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
+            .scope_boxed()
+        })
+        .await
+}

@@ -1,0 +1,50 @@
+//! The catalogue as billing reads it: an active plan by slug, and a plan's price for a region
+//! and billing cycle.
+
+use uuid::Uuid;
+
+use crate::db::Conn;
+use crate::error::{AppError, AppResult};
+use crate::plans;
+use crate::plans::model::{BillingCycle, PlanPriceRow, PlanRow};
+
+pub(super) async fn active_plan(c: &mut Conn, slug: &str) -> AppResult<PlanRow> {
+    plans::store::find_by_slug(c, slug)
+        .await?
+        .filter(|p| p.is_active)
+        .ok_or_else(|| AppError::bad_input("planSlug", format!("unknown plan {slug:?}")))
+}
+
+/// The Stripe price of `plan` for the tenant's region and `cycle`.
+pub(super) async fn stripe_price(
+    c: &mut Conn,
+    plan: &PlanRow,
+    region: &str,
+    cycle: BillingCycle,
+) -> AppResult<String> {
+    let prices = plans::store::prices_of(c, &[plan.id]).await?;
+    price(&prices, plan.id, region, cycle)
+        .and_then(|p| p.stripe_price_id)
+        .ok_or_else(|| {
+            AppError::bad_input(
+                "planSlug",
+                format!(
+                    "plan {:?} has no Stripe price for region {region} and cycle {}",
+                    plan.slug,
+                    cycle.as_str()
+                ),
+            )
+        })
+}
+
+pub(super) fn price(
+    prices: &[PlanPriceRow],
+    plan: Uuid,
+    region: &str,
+    cycle: BillingCycle,
+) -> Option<PlanPriceRow> {
+    prices
+        .iter()
+        .find(|p| p.plan_id == plan && p.region == region && p.billing_cycle == cycle.as_str())
+        .cloned()
+}
