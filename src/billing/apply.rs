@@ -157,7 +157,16 @@ async fn link_checkout(
     };
     store::update_subscription(c, tenant.id, &changes).await?;
     let after = json!({ "stripeSubscriptionId": s.subscription });
-    record(c, actor, tenant.id, "subscription", "CHECKOUT_COMPLETED", json!({}), after).await?;
+    record(
+        c,
+        actor,
+        tenant.id,
+        "subscription",
+        "CHECKOUT_COMPLETED",
+        json!({}),
+        after,
+    )
+    .await?;
     Ok(())
 }
 
@@ -250,8 +259,7 @@ async fn complete_intent(
         }
         let completed = IntentStatus::Completed;
         let done =
-            store::advance_intent(c, tenant.id, intent.id, intent.version, completed, None)
-                .await?;
+            store::advance_intent(c, tenant.id, intent.id, intent.version, completed, None).await?;
         if done.is_some() {
             return Ok(());
         }
@@ -306,7 +314,11 @@ async fn invoice(
             updated_at: now,
         };
         let saved = store::upsert_invoice(c, &w).await?;
-        let action = if existing.is_some() { "UPDATE" } else { "CREATE" };
+        let action = if existing.is_some() {
+            "UPDATE"
+        } else {
+            "CREATE"
+        };
         let before = existing
             .as_ref()
             .map_or(Value::Null, |(r, _)| json!({ "status": r.status }));
@@ -343,7 +355,8 @@ async fn invoice(
             if after.status == SubscriptionStatus::Active {
                 lifecycle::apply(c, actor, tenant, Transition::PaymentReceived, "stripe").await?;
             }
-            let before = json!({ "status": stored.status, "gracePeriodEnd": stored.grace_period_end });
+            let before =
+                json!({ "status": stored.status, "gracePeriodEnd": stored.grace_period_end });
             let after = json!({ "status": after.status, "gracePeriodEnd": after.grace_period_end });
             record(c, actor, tenant.id, "subscription", "UPDATE", before, after).await?;
         }

@@ -72,8 +72,7 @@ async fn checkout_stripe(
                 let plan = active_plan(c, &slug).await?;
                 let sub = store::subscriptions_of(c, &[tenant_id]).await?.pop();
                 let paid = sub.as_ref().is_some_and(|s| {
-                    s.stripe_subscription_id.is_some()
-                        && super::decide::is_live(s.status)
+                    s.stripe_subscription_id.is_some() && super::decide::is_live(s.status)
                 });
                 if paid {
                     return Err(AppError::conflict(

@@ -6,8 +6,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use super::*;
 use SubscriptionStatus::*;
 
-const STATUSES: [SubscriptionStatus; 7] =
-    [Trialing, Active, PastDue, Canceled, Expired, Incomplete, Unpaid];
+const STATUSES: [SubscriptionStatus; 7] = [
+    Trialing, Active, PastDue, Canceled, Expired, Incomplete, Unpaid,
+];
 
 fn t(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
@@ -88,7 +89,12 @@ fn every_event_type_over_every_status() {
             // Unpaid states carry a grace period, others none.
             let graced = matches!(after.status, PastDue | Unpaid);
             if after.status != status || kind.as_str().starts_with("customer.subscription") {
-                assert_eq!(after.grace_period_end.is_some(), graced, "{}", kind.as_str());
+                assert_eq!(
+                    after.grace_period_end.is_some(),
+                    graced,
+                    "{}",
+                    kind.as_str()
+                );
             }
             // Payment outcomes are stamped; other invoice events leave the stamp alone.
             let stamped = after.payment_updated_at == Some(fresh);
@@ -100,7 +106,12 @@ fn every_event_type_over_every_status() {
                 payment_updated_at: Some(t(20)),
                 ..s.clone()
             };
-            assert_eq!(step(&newer, kind, "active", fresh), newer, "stale {}", kind.as_str());
+            assert_eq!(
+                step(&newer, kind, "active", fresh),
+                newer,
+                "stale {}",
+                kind.as_str()
+            );
         }
     }
 }
@@ -119,7 +130,15 @@ fn a_payment_failure_keeps_the_first_grace_period() {
         grace_period_end: Some(t(99)),
         ..stored(PastDue)
     };
-    let d = invoice(EventKind::InvoicePaymentFailed, None, None, t(5), None, Some(&s)).unwrap();
+    let d = invoice(
+        EventKind::InvoicePaymentFailed,
+        None,
+        None,
+        t(5),
+        None,
+        Some(&s),
+    )
+    .unwrap();
     assert_eq!(
         d.payment,
         Payment::Set {
@@ -129,8 +148,15 @@ fn a_payment_failure_keeps_the_first_grace_period() {
         }
     );
     let fresh = stored(Active);
-    let d = invoice(EventKind::InvoicePaymentFailed, None, None, t(5), None, Some(&fresh))
-        .unwrap();
+    let d = invoice(
+        EventKind::InvoicePaymentFailed,
+        None,
+        None,
+        t(5),
+        None,
+        Some(&fresh),
+    )
+    .unwrap();
     assert_eq!(
         d.payment,
         Payment::Set {
@@ -191,10 +217,20 @@ fn events_of_a_replaced_subscription_are_ignored_while_the_new_one_lives() {
     // Once the current one has ended, another subscription may take over.
     let ended = stored(Canceled);
     assert_eq!(subscription_event(Some(&ended), "sub_new", t(10)), Ok(()));
-    assert_eq!(subscription_event(None, "sub_1", t(10)), Err(Ignore::NoSubscriptionRow));
+    assert_eq!(
+        subscription_event(None, "sub_1", t(10)),
+        Err(Ignore::NoSubscriptionRow)
+    );
     // Payment outcomes of another subscription's invoice leave the status alone.
-    let d = invoice(EventKind::InvoicePaymentFailed, None, Some("sub_old"), t(10), None, Some(&s))
-        .unwrap();
+    let d = invoice(
+        EventKind::InvoicePaymentFailed,
+        None,
+        Some("sub_old"),
+        t(10),
+        None,
+        Some(&s),
+    )
+    .unwrap();
     assert_eq!(d.payment, Payment::Nothing);
 }
 
@@ -216,29 +252,64 @@ fn final_invoices_never_go_back_and_stale_ones_are_kept() {
         status: InvoiceStatus::Paid,
         stripe_updated_at: Some(t(0)),
     };
-    let d = invoice(EventKind::InvoiceFinalized, Some("open"), None, t(10), Some(&paid), None)
-        .unwrap();
+    let d = invoice(
+        EventKind::InvoiceFinalized,
+        Some("open"),
+        None,
+        t(10),
+        Some(&paid),
+        None,
+    )
+    .unwrap();
     assert_eq!(d.invoice, None);
-    let d = invoice(EventKind::InvoiceVoided, Some("void"), None, t(10), Some(&paid), None)
-        .unwrap();
+    let d = invoice(
+        EventKind::InvoiceVoided,
+        Some("void"),
+        None,
+        t(10),
+        Some(&paid),
+        None,
+    )
+    .unwrap();
     assert_eq!(d.invoice, Some(InvoiceStatus::Void));
     let open = StoredInvoice {
         status: InvoiceStatus::Open,
         stripe_updated_at: Some(t(20)),
         ..paid.clone()
     };
-    let d = invoice(EventKind::InvoicePaid, Some("paid"), None, t(10), Some(&open), None).unwrap();
+    let d = invoice(
+        EventKind::InvoicePaid,
+        Some("paid"),
+        None,
+        t(10),
+        Some(&open),
+        None,
+    )
+    .unwrap();
     assert_eq!(d.invoice, None, "older than the stored invoice");
     let theirs = StoredInvoice {
         same_tenant: false,
         ..paid
     };
     assert_eq!(
-        invoice(EventKind::InvoicePaid, None, None, t(10), Some(&theirs), None),
+        invoice(
+            EventKind::InvoicePaid,
+            None,
+            None,
+            t(10),
+            Some(&theirs),
+            None
+        ),
         Err(Ignore::InvoiceOfAnotherCustomer)
     );
-    assert_eq!(invoice_status(EventKind::InvoiceCreated, Some("draft")), InvoiceStatus::Draft);
-    assert_eq!(invoice_status(EventKind::InvoiceFinalized, None), InvoiceStatus::Open);
+    assert_eq!(
+        invoice_status(EventKind::InvoiceCreated, Some("draft")),
+        InvoiceStatus::Draft
+    );
+    assert_eq!(
+        invoice_status(EventKind::InvoiceFinalized, None),
+        InvoiceStatus::Open
+    );
     assert_eq!(
         invoice_status(EventKind::InvoiceFinalized, Some("uncollectible")),
         InvoiceStatus::Uncollectible

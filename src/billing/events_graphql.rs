@@ -38,6 +38,8 @@ pub struct WebhookEvent {
     pub received_at: DateTime<Utc>,
     pub processed_at: Option<DateTime<Utc>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The Stripe API version the event was rendered in (the endpoint's pinned version).
+    pub api_version: Option<String>,
 }
 
 impl From<EventRow> for WebhookEvent {
@@ -54,6 +56,7 @@ impl From<EventRow> for WebhookEvent {
             received_at: r.received_at,
             processed_at: r.processed_at,
             next_attempt_at: r.next_attempt_at,
+            api_version: r.api_version,
         }
     }
 }

@@ -96,8 +96,12 @@ async fn settle(
         }
         Err(e) => {
             let msg = e.to_string();
-            let (id, kind, payload, created) =
-                (d.id.to_owned(), d.kind.to_owned(), d.payload.clone(), d.created);
+            let (id, kind, payload, created) = (
+                d.id.to_owned(),
+                d.kind.to_owned(),
+                d.payload.clone(),
+                d.created,
+            );
             let recorded = app
                 .db
                 .scoped(SCOPE, |c| {

@@ -67,10 +67,7 @@ async fn mirror_answer(
                 let ended = state.status == "canceled";
                 // Whole seconds, like the `created` of the events Stripe sends after this call.
                 let at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 0);
-                apply::mirror(
-                    c, &actor_c, &tenant, &before, &state, ended, at, action,
-                )
-                .await
+                apply::mirror(c, &actor_c, &tenant, &before, &state, ended, at, action).await
             }
             .scope_boxed()
         })

@@ -265,12 +265,11 @@ pub async fn payment_outcome(
     conn: &mut Conn,
     tenant_id: Uuid,
 ) -> QueryResult<Option<PaymentOutcome>> {
-    let rows: Vec<Outcome> = diesel::sql_query(
-        "select payment_outcome from billing_subscriptions where tenant_id = $1",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(tenant_id)
-    .load(conn)
-    .await?;
+    let rows: Vec<Outcome> =
+        diesel::sql_query("select payment_outcome from billing_subscriptions where tenant_id = $1")
+            .bind::<diesel::sql_types::Uuid, _>(tenant_id)
+            .load(conn)
+            .await?;
     Ok(rows.into_iter().next().and_then(|r| r.payment_outcome))
 }
 

@@ -129,9 +129,9 @@ fn read<T: serde::de::DeserializeOwned>(object: &Value, what: &str) -> Result<T,
 pub fn subscription(object: &Value) -> Result<SubscriptionState, String> {
     let s: Subscription = read(object, "subscription")?;
     let item = s.items.and_then(|l| l.data.into_iter().next());
-    let (item_start, item_end) = item
-        .as_ref()
-        .map_or((None, None), |i| (i.current_period_start, i.current_period_end));
+    let (item_start, item_end) = item.as_ref().map_or((None, None), |i| {
+        (i.current_period_start, i.current_period_end)
+    });
     Ok(SubscriptionState {
         id: s.id,
         customer: s.customer.into_id(),
@@ -149,9 +149,8 @@ pub fn subscription(object: &Value) -> Result<SubscriptionState, String> {
 
 pub fn invoice(object: &Value) -> Result<InvoiceState, String> {
     let i: Invoice = read(object, "invoice")?;
-    let id = i
-        .id
-        .ok_or("the event's invoice object has no id (a preview invoice)")?;
+    let id =
+        i.id.ok_or("the event's invoice object has no id (a preview invoice)")?;
     let from_parent = i
         .parent
         .and_then(|p| p.subscription_details)
@@ -221,7 +220,10 @@ mod tests {
         let o = o.as_object_mut().unwrap();
         o.remove("current_period_start");
         o.remove("current_period_end");
-        o.insert("customer".into(), json!({ "id": "cus_2", "object": "customer" }));
+        o.insert(
+            "customer".into(),
+            json!({ "id": "cus_2", "object": "customer" }),
+        );
         let mut o = Value::Object(o.clone());
         o["items"]["data"][0]["current_period_start"] = json!(1_710_000_000);
         o["items"]["data"][0]["current_period_end"] = json!(1_712_000_000);
@@ -239,7 +241,10 @@ mod tests {
             "period_start": 1, "period_end": 2, "due_date": null,
             "status_transitions": { "paid_at": null }, "hosted_invoice_url": null
         });
-        assert_eq!(invoice(&old).unwrap().subscription.as_deref(), Some("sub_1"));
+        assert_eq!(
+            invoice(&old).unwrap().subscription.as_deref(),
+            Some("sub_1")
+        );
         let mut new = old.clone();
         new.as_object_mut().unwrap().remove("subscription");
         new["parent"] = json!({ "type": "subscription_details",
@@ -254,18 +259,21 @@ mod tests {
     #[test]
     fn an_unreadable_object_names_the_field() {
         let err = subscription(&json!({ "id": "sub_1", "customer": "cus_1" })).unwrap_err();
-        assert!(err.contains("subscription") && err.contains("status"), "{err}");
+        assert!(
+            err.contains("subscription") && err.contains("status"),
+            "{err}"
+        );
         let err = invoice(&json!({ "id": "in_1", "amount_due": "lots" })).unwrap_err();
         assert!(err.contains("invoice"), "{err}");
-        let err = invoice(&json!({ "amount_due": 1, "amount_paid": 0, "currency": "usd" }))
-            .unwrap_err();
+        let err =
+            invoice(&json!({ "amount_due": 1, "amount_paid": 0, "currency": "usd" })).unwrap_err();
         assert!(err.contains("no id"), "{err}");
     }
 
     #[test]
     fn checkout_sessions_with_expanded_or_plain_ids() {
-        let c = checkout(&json!({ "customer": { "id": "cus_1" }, "subscription": "sub_1" }))
-            .unwrap();
+        let c =
+            checkout(&json!({ "customer": { "id": "cus_1" }, "subscription": "sub_1" })).unwrap();
         assert_eq!(c.customer.as_deref(), Some("cus_1"));
         assert_eq!(c.subscription.as_deref(), Some("sub_1"));
         assert_eq!(checkout(&json!({})).unwrap().customer, None);

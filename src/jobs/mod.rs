@@ -148,7 +148,10 @@ async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<(u64, Vec<Uuid>)> {
             let due = crate::billing::events::due(c, chrono::Utc::now(), 100).await?;
             let mut n = 0;
             for id in due {
-                if crate::billing::inbox::reprocess(app, &id, None).await.is_ok() {
+                if crate::billing::inbox::reprocess(app, &id, None)
+                    .await
+                    .is_ok()
+                {
                     n += 1;
                 }
             }

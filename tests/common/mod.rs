@@ -473,6 +473,21 @@ pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
     row.n
 }
 
+/// The text column `v` of the first row of `sql`, if any.
+pub async fn text(conn: &mut AsyncPgConnection, sql: &str) -> Option<String> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct V {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        v: Option<String>,
+    }
+    let rows: Vec<V> = diesel::sql_query(sql)
+        .load(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.into_iter().next().and_then(|r| r.v)
+}
+
 /// A free TCP port on loopback (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -249,6 +249,38 @@ pub fn invoice(id: &str, customer: &str, sub: &str, status: &str, amount: i64) -
     })
 }
 
+/// `subscription(...)` as an endpoint pinned to API version 2024-06-20 receives it: the period
+/// on the subscription, not on its items, and none of the fields newer versions added.
+pub fn subscription_2024_06_20(id: &str, customer: &str, price_id: &str, status: &str) -> Value {
+    let mut s = subscription(id, customer, price_id, status);
+    let item = s["items"]["data"][0].as_object_mut().unwrap();
+    let start = item.remove("current_period_start").unwrap();
+    let end = item.remove("current_period_end").unwrap();
+    let o = s.as_object_mut().unwrap();
+    o.insert("current_period_start".into(), start);
+    o.insert("current_period_end".into(), end);
+    for k in ["billing_mode", "billing_schedules", "customer_account"] {
+        o.remove(k);
+    }
+    s
+}
+
+/// `invoice(...)` in the 2024-06-20 layout: `subscription` at the top level, no `parent`.
+pub fn invoice_2024_06_20(id: &str, customer: &str, sub: &str, status: &str, amount: i64) -> Value {
+    let mut i = invoice(id, customer, sub, status, amount);
+    let o = i.as_object_mut().unwrap();
+    o.remove("parent");
+    o.insert("subscription".into(), Value::from(sub));
+    i
+}
+
+/// An event rendered in `api_version`.
+pub fn event_in(version: &str, id: &str, kind: &str, created: i64, object: Value) -> Value {
+    let mut e = event(id, kind, created, object);
+    e["api_version"] = Value::from(version);
+    e
+}
+
 /// A Stripe event envelope around `object`.
 pub fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
     json!({
