@@ -6,6 +6,7 @@
 pub mod events;
 pub mod events_graphql;
 pub mod graphql;
+pub mod invoices;
 pub mod model;
 pub mod preview_cache;
 pub mod service;

@@ -632,13 +632,13 @@ async fn reactivate_after_payment(
     actor: &Actor,
     tenant: &TenantRow,
 ) -> AppResult<()> {
-    if tenant.status() != TenantStatus::Suspended
+    if tenant.status != TenantStatus::Suspended
         || tenant.suspend_reason.as_deref() != Some(NONPAYMENT_SUSPEND_REASON)
     {
         return Ok(());
     }
     let changes = tenants::store::TenantChanges {
-        status: Some(TenantStatus::Active.as_str().into()),
+        status: Some(TenantStatus::Active),
         suspended_at: Some(None),
         suspend_reason: Some(None),
         updated_at: Some(Utc::now()),

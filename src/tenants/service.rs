@@ -8,12 +8,15 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::domains::ClaimWrite;
-use super::model::{NewTenant, TenantDomain, TenantName, TenantRow, TenantSlug, TenantStatus};
-use super::store::{self, ListFilter, TenantChanges};
+use super::model::{
+    ListFilter, NewTenant, TenantDomain, TenantName, TenantRow, TenantSlug, TenantStatus,
+};
+use super::store::{self, TenantChanges};
 use crate::app::App;
 use crate::audit;
 use crate::auth::resolve::keys_of;
-use crate::auth::{cross_tenant_denied, Actor};
+use crate::auth::{cross_tenant_denied, Actor, Role};
+use crate::db::page::{Page, PageArgs};
 use crate::db::{Db, Scope};
 use crate::error::{AppError, AppResult};
 use crate::{plans, quotas};
@@ -39,12 +42,10 @@ pub struct UpdateTenant {
     pub settings: Option<Value>,
 }
 
+/// `actor.require(Role::PlatformAdmin)`, named for the lifecycle functions that
+/// `tenants::lifecycle` will take over.
 fn require_platform(actor: &Actor) -> AppResult<()> {
-    if actor.is_platform() {
-        Ok(())
-    } else {
-        Err(AppError::forbidden("requires role platform_admin"))
-    }
+    actor.require(Role::PlatformAdmin)
 }
 
 /// The scope for touching tenant `id`: tenant users only ever reach their own tenant; any other
@@ -58,7 +59,7 @@ pub fn target_scope(actor: &Actor, id: Uuid, reason: &'static str) -> AppResult<
 
 fn visible(actor: &Actor, row: Option<TenantRow>) -> AppResult<TenantRow> {
     match row {
-        Some(t) if actor.is_platform() || t.status() != TenantStatus::Deleted => Ok(t),
+        Some(t) if actor.is_platform() || t.status != TenantStatus::Deleted => Ok(t),
         _ => Err(AppError::not_found("tenant")),
     }
 }
@@ -93,26 +94,25 @@ pub async fn get_by_slug(db: &Db, actor: &Actor, slug: &str) -> AppResult<Tenant
     }
 }
 
+/// A page of the admin tenant list (platform admins), oldest first, with its count when asked.
 pub async fn list(
     db: &Db,
     actor: &Actor,
-    filter: &ListFilter,
-    after: Option<(chrono::DateTime<Utc>, Uuid)>,
-    limit: i64,
-) -> AppResult<Vec<TenantRow>> {
-    require_platform(actor)?;
-    let filter = filter.clone();
+    filter: ListFilter,
+    page: PageArgs,
+) -> AppResult<Page<TenantRow>> {
+    actor.require(Role::PlatformAdmin)?;
     db.scoped(Scope::Platform("tenant_list"), |c| {
-        async move { Ok(store::list(c, &filter, after, limit).await?) }.scope_boxed()
-    })
-    .await
-}
-
-pub async fn count(db: &Db, actor: &Actor, filter: &ListFilter) -> AppResult<i64> {
-    require_platform(actor)?;
-    let filter = filter.clone();
-    db.scoped(Scope::Platform("tenant_list"), |c| {
-        async move { Ok(store::count(c, &filter).await?) }.scope_boxed()
+        async move {
+            Ok(page
+                .fetch(
+                    c,
+                    |c, after, limit| store::list(c, &filter, after, limit).scope_boxed(),
+                    |c| store::count(c, &filter).scope_boxed(),
+                )
+                .await?)
+        }
+        .scope_boxed()
     })
     .await
 }
@@ -159,15 +159,14 @@ fn validate_settings(v: &Value) -> AppResult<()> {
 /// Creates a tenant and provisions it in one transaction: the plan's quotas (plus defaults),
 /// and the audit entry. Features need no rows: they derive from the plan until overridden.
 pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<TenantRow> {
-    require_platform(actor)?;
-    let name = TenantName::parse(&input.name)?.into_inner();
-    let slug = TenantSlug::parse(&input.slug)?.into_inner();
+    actor.require(Role::PlatformAdmin)?;
+    let name = TenantName::parse(&input.name)?;
+    let slug = TenantSlug::parse(&input.slug)?;
     let domain = input
         .domain
         .as_deref()
         .map(TenantDomain::parse)
-        .transpose()?
-        .map(TenantDomain::into_inner);
+        .transpose()?;
     let plan_slug = input.plan_slug.unwrap_or_else(|| "free".into());
     let region = input
         .region
@@ -202,7 +201,7 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
                     name,
                     slug,
                     domain,
-                    status: TenantStatus::Active.as_str().into(),
+                    status: TenantStatus::Active,
                     plan_id: plan.id,
                     owner_id: input.owner_id,
                     region,
@@ -327,14 +326,14 @@ pub(super) async fn change_with_claim(
 
 /// Tenant users may not change anything while their tenant is suspended (SPEC §3).
 pub fn ensure_writable(actor: &Actor, tenant: &TenantRow) -> AppResult<()> {
-    if !actor.is_platform() && tenant.status() == TenantStatus::Suspended {
+    if !actor.is_platform() && tenant.status == TenantStatus::Suspended {
         return Err(AppError::TenantSuspended);
     }
     Ok(())
 }
 
 pub(super) fn not_deleted(t: &TenantRow) -> AppResult<()> {
-    if t.status() == TenantStatus::Deleted {
+    if t.status == TenantStatus::Deleted {
         return Err(AppError::not_found("tenant"));
     }
     Ok(())
@@ -346,18 +345,13 @@ pub async fn update(
     id: Uuid,
     input: UpdateTenant,
 ) -> AppResult<TenantRow> {
-    actor.require_tenant_admin()?;
-    let name = input
-        .name
-        .as_deref()
-        .map(TenantName::parse)
-        .transpose()?
-        .map(TenantName::into_inner);
+    actor.require(Role::TenantAdmin)?;
+    let name = input.name.as_deref().map(TenantName::parse).transpose()?;
     let domain = match input.domain {
         None => None,
         Some(None) => Some(None),
         Some(Some(d)) if d.trim().is_empty() => Some(None),
-        Some(Some(d)) => Some(Some(TenantDomain::parse(&d)?.into_inner())),
+        Some(Some(d)) => Some(Some(TenantDomain::parse(&d)?)),
     };
     if let Some(s) = &input.settings {
         validate_settings(s)?;
@@ -400,14 +394,14 @@ pub async fn suspend(app: &App, actor: &Actor, id: Uuid, reason: &str) -> AppRes
         json!({ "reason": reason }),
         move |t| {
             not_deleted(t)?;
-            if t.status() == TenantStatus::Suspended {
+            if t.status == TenantStatus::Suspended {
                 return Err(AppError::conflict(
                     Some("status"),
                     "tenant is already suspended",
                 ));
             }
             Ok(TenantChanges {
-                status: Some(TenantStatus::Suspended.as_str().into()),
+                status: Some(TenantStatus::Suspended),
                 suspended_at: Some(Some(Utc::now())),
                 suspend_reason: Some(Some(reason)),
                 ..Default::default()
@@ -421,14 +415,14 @@ pub async fn reactivate(app: &App, actor: &Actor, id: Uuid) -> AppResult<TenantR
     require_platform(actor)?;
     change(app, actor, id, "REACTIVATE", json!({}), |t| {
         not_deleted(t)?;
-        if t.status() != TenantStatus::Suspended {
+        if t.status != TenantStatus::Suspended {
             return Err(AppError::conflict(
                 Some("status"),
                 "only a suspended tenant can be reactivated",
             ));
         }
         Ok(TenantChanges {
-            status: Some(TenantStatus::Active.as_str().into()),
+            status: Some(TenantStatus::Active),
             suspended_at: Some(None),
             suspend_reason: Some(None),
             ..Default::default()
@@ -443,7 +437,7 @@ pub async fn delete(app: &App, actor: &Actor, id: Uuid) -> AppResult<TenantRow> 
     change(app, actor, id, "DELETE", json!({}), |t| {
         not_deleted(t)?;
         Ok(TenantChanges {
-            status: Some(TenantStatus::Deleted.as_str().into()),
+            status: Some(TenantStatus::Deleted),
             deleted_at: Some(Some(Utc::now())),
             ..Default::default()
         })
@@ -470,7 +464,7 @@ pub async fn restore(app: &App, actor: &Actor, id: Uuid) -> AppResult<TenantRow>
             TenantStatus::Active
         };
         Ok(TenantChanges {
-            status: Some(status.as_str().into()),
+            status: Some(status),
             deleted_at: Some(None),
             ..Default::default()
         })
