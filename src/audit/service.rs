@@ -33,17 +33,11 @@ pub async fn list(
         filter.tenant_id = Some(own);
         Scope::Tenant(own)
     };
-    db.scoped(scope, |c| {
-        async move {
-            Ok(page
-                .fetch(
-                    c,
-                    |c, before, limit| store::list(c, &filter, before, limit).scope_boxed(),
-                    |c| store::count(c, &filter).scope_boxed(),
-                )
-                .await?)
-        }
-        .scope_boxed()
-    })
+    page.load(
+        db,
+        scope,
+        |c, before, limit| store::list(c, &filter, before, limit).scope_boxed(),
+        |c| store::count(c, &filter).scope_boxed(),
+    )
     .await
 }

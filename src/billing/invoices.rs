@@ -18,19 +18,11 @@ pub async fn list(
     page: PageArgs,
 ) -> AppResult<Page<InvoiceRow>> {
     let status = status.map(|s| s.as_str());
-    db.scoped(scope, |c| {
-        async move {
-            Ok(page
-                .fetch(
-                    c,
-                    |c, before, limit| {
-                        store::invoices_of(c, tenant_id, status, before, limit).scope_boxed()
-                    },
-                    |c| store::count_invoices(c, tenant_id, status).scope_boxed(),
-                )
-                .await?)
-        }
-        .scope_boxed()
-    })
+    page.load(
+        db,
+        scope,
+        |c, before, limit| store::invoices_of(c, tenant_id, status, before, limit).scope_boxed(),
+        |c| store::count_invoices(c, tenant_id, status).scope_boxed(),
+    )
     .await
 }

@@ -4,27 +4,27 @@
 //! connections are built from a page by `crate::graphql::pagination`.
 //!
 //! Rows are ordered by a key `(time, id)`; `Id` is `Uuid` for most tables (`String` for Stripe's
-//! event ids). A service runs one page inside the transaction it already holds:
+//! event ids). The store's list takes `(after: Option<Key<Id>>, limit: i64)` and its count the
+//! same filter; a service then reads a page in one call:
 //!
 //! ```ignore
-//! db.scoped(scope, |c| async move {
-//!     Ok(page.fetch(c,
-//!         |c, after, limit| store::list(c, &filter, after, limit).scope_boxed(),
-//!         |c| store::count(c, &filter).scope_boxed(),
-//!     ).await?)
-//! }.scope_boxed()).await
+//! page.load(db, scope,
+//!     |c, after, limit| store::list(c, &filter, after, limit).scope_boxed(),
+//!     |c| store::count(c, &filter).scope_boxed(),
+//! ).await // AppResult<Page<Row>>
 //! ```
 //!
-//! `fetch` asks the store for one row more than the page (so `has_next` needs no second query)
-//! and runs the count only when [`PageArgs::with_total`] is set, on the same connection, so the
-//! rows and `totalCount` come from one transaction.
+//! or, inside a transaction it already holds, `page.fetch(conn, list, count)`. Both ask the
+//! store for one row more than the page (so `has_next` needs no second query) and run the count
+//! only when [`PageArgs::with_total`] is set, on the same connection: rows and `totalCount` come
+//! from one transaction.
 
 use chrono::{DateTime, Utc};
 use diesel::QueryResult;
-use scoped_futures::ScopedBoxFuture;
+use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
 use uuid::Uuid;
 
-use super::Conn;
+use super::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
 
 /// Largest page a client may ask for.
@@ -100,6 +100,35 @@ impl<Id> PageArgs<Id> {
             false => None,
         };
         Ok(Page::cut(first, has_previous, rows, total_count))
+    }
+}
+
+impl<Id: Send> PageArgs<Id> {
+    /// [`PageArgs::fetch`] in a transaction of its own, in `scope`: for a service whose unit of
+    /// work is just the page.
+    pub async fn load<'a, R, L, C>(
+        self,
+        db: &Db,
+        scope: Scope,
+        list: L,
+        count: C,
+    ) -> AppResult<Page<R>>
+    where
+        Id: 'a,
+        R: Send + 'a,
+        L: for<'r> FnOnce(
+                &'r mut Conn,
+                Option<Key<Id>>,
+                i64,
+            ) -> ScopedBoxFuture<'a, 'r, QueryResult<Vec<R>>>
+            + Send
+            + 'a,
+        C: for<'r> FnOnce(&'r mut Conn) -> ScopedBoxFuture<'a, 'r, QueryResult<i64>> + Send + 'a,
+    {
+        db.scoped(scope, move |c| {
+            async move { Ok(self.fetch(c, list, count).await?) }.scope_boxed()
+        })
+        .await
     }
 }
 

@@ -19,18 +19,12 @@ pub async fn alerts(
     tenant_id: Uuid,
     page: PageArgs,
 ) -> AppResult<Page<AlertRow>> {
-    db.scoped(scope, |c| {
-        async move {
-            Ok(page
-                .fetch(
-                    c,
-                    |c, before, limit| store::alerts(c, tenant_id, before, limit).scope_boxed(),
-                    |c| store::count_alerts(c, tenant_id).scope_boxed(),
-                )
-                .await?)
-        }
-        .scope_boxed()
-    })
+    page.load(
+        db,
+        scope,
+        |c, before, limit| store::alerts(c, tenant_id, before, limit).scope_boxed(),
+        |c| store::count_alerts(c, tenant_id).scope_boxed(),
+    )
     .await
 }
 

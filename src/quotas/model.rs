@@ -151,7 +151,7 @@ pub struct UsageBucket {
     pub amount: i64,
 }
 
-/// The period of a usage series' points.
+// The period of a usage series' points (not a doc comment: it would reach schema.graphql).
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Granularity {
     Hour,

@@ -67,8 +67,9 @@ pub struct NewTenant {
     pub settings: serde_json::Value,
 }
 
-/// A tenant's lifecycle state, stored as text (`ACTIVE`, `SUSPENDED`, `DELETED`). Any other
-/// text in the database fails to load (an error, never read as ACTIVE).
+// A tenant's lifecycle state, stored as text (`ACTIVE`, `SUSPENDED`, `DELETED`). Any other
+// text in the database fails to load (an error, never read as ACTIVE). (Not a doc comment: it
+// would become the enum's description in schema.graphql.)
 #[derive(
     async_graphql::Enum,
     Serialize,

@@ -102,18 +102,12 @@ pub async fn list(
     page: PageArgs,
 ) -> AppResult<Page<TenantRow>> {
     actor.require(Role::PlatformAdmin)?;
-    db.scoped(Scope::Platform("tenant_list"), |c| {
-        async move {
-            Ok(page
-                .fetch(
-                    c,
-                    |c, after, limit| store::list(c, &filter, after, limit).scope_boxed(),
-                    |c| store::count(c, &filter).scope_boxed(),
-                )
-                .await?)
-        }
-        .scope_boxed()
-    })
+    page.load(
+        db,
+        Scope::Platform("tenant_list"),
+        |c, after, limit| store::list(c, &filter, after, limit).scope_boxed(),
+        |c| store::count(c, &filter).scope_boxed(),
+    )
     .await
 }
 
