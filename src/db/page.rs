@@ -35,6 +35,40 @@ pub const DEFAULT_PAGE: i32 = 20;
 /// The position of a row in its list: `(created_at, id)` or the table's own pair.
 pub type Key<Id = Uuid> = (DateTime<Utc>, Id);
 
+/// A store's list query for a page: `(conn, after, limit)` → rows in the list's order.
+pub trait ListFn<'a, Id, R>:
+    for<'r> FnOnce(
+        &'r mut Conn,
+        Option<Key<Id>>,
+        i64,
+    ) -> ScopedBoxFuture<'a, 'r, QueryResult<Vec<R>>>
+    + Send
+    + 'a
+{
+}
+
+impl<'a, Id, R, F> ListFn<'a, Id, R> for F where
+    F: for<'r> FnOnce(
+            &'r mut Conn,
+            Option<Key<Id>>,
+            i64,
+        ) -> ScopedBoxFuture<'a, 'r, QueryResult<Vec<R>>>
+        + Send
+        + 'a
+{
+}
+
+/// A store's count of the same list.
+pub trait CountFn<'a>:
+    for<'r> FnOnce(&'r mut Conn) -> ScopedBoxFuture<'a, 'r, QueryResult<i64>> + Send + 'a
+{
+}
+
+impl<'a, F> CountFn<'a> for F where
+    F: for<'r> FnOnce(&'r mut Conn) -> ScopedBoxFuture<'a, 'r, QueryResult<i64>> + Send + 'a
+{
+}
+
 /// A validated page request.
 #[derive(Debug, Clone)]
 pub struct PageArgs<Id = Uuid> {
@@ -84,14 +118,8 @@ impl<Id> PageArgs<Id> {
     where
         Id: Send + 'a,
         R: Send,
-        L: for<'r> FnOnce(
-                &'r mut Conn,
-                Option<Key<Id>>,
-                i64,
-            ) -> ScopedBoxFuture<'a, 'r, QueryResult<Vec<R>>>
-            + Send
-            + 'a,
-        C: for<'r> FnOnce(&'r mut Conn) -> ScopedBoxFuture<'a, 'r, QueryResult<i64>> + Send + 'a,
+        L: ListFn<'a, Id, R>,
+        C: CountFn<'a>,
     {
         let (limit, first, has_previous) = (self.limit(), self.first, self.after.is_some());
         let rows = list(conn, self.after, limit).await?;
@@ -116,14 +144,8 @@ impl<Id: Send> PageArgs<Id> {
     where
         Id: 'a,
         R: Send + 'a,
-        L: for<'r> FnOnce(
-                &'r mut Conn,
-                Option<Key<Id>>,
-                i64,
-            ) -> ScopedBoxFuture<'a, 'r, QueryResult<Vec<R>>>
-            + Send
-            + 'a,
-        C: for<'r> FnOnce(&'r mut Conn) -> ScopedBoxFuture<'a, 'r, QueryResult<i64>> + Send + 'a,
+        L: ListFn<'a, Id, R>,
+        C: CountFn<'a>,
     {
         db.scoped(scope, move |c| {
             async move { Ok(self.fetch(c, list, count).await?) }.scope_boxed()

@@ -185,16 +185,8 @@ impl Tenant {
         Ok(rows.into_iter().map(Quota::now).collect())
     }
     async fn quota(&self, ctx: &Context<'_>, resource: String) -> Result<Option<Quota>> {
-        let rows = self
-            .page
-            .quotas
-            .get(ctx.loaders(), &QuotasOfTenant(self.row.id))
-            .await?
-            .unwrap_or_default();
-        Ok(rows
-            .into_iter()
-            .find(|q| q.resource == resource)
-            .map(Quota::now))
+        let all = self.quotas(ctx).await?;
+        Ok(all.into_iter().find(|q| q.0.resource == resource))
     }
 
     /// The billing subscription (mirror of Stripe's, or the local one in LOCAL mode).
