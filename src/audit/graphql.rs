@@ -1,20 +1,19 @@
-//! `auditLogs(first, after, filter)`: tenant admins see their tenant's entries; platform admins
-//! see the tenant chosen by `X-Tenant-ID` or `filter.tenantId`, else everything. Gated by the
-//! `audit_logs` feature of the request's tenant.
+//! `auditLogs(first, after, filter)`. Who sees which entries is `service::list`'s rule (tenant
+//! admins their tenant's; platform admins the tenant of `X-Tenant-ID` or `filter.tenantId`,
+//! else everything). Gated by the `audit_logs` feature of the request's tenant.
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, InputObject, Json, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use super::store::{self, AuditFilter};
+use super::model::{AuditFilter, AuditRow};
+use super::service;
 use crate::auth::Role;
-use crate::db::Scope;
 use crate::error::AppError;
 use crate::graphql::context::CtxExt;
 use crate::graphql::guards::{RequireFeature, RequireRole};
-use crate::graphql::pagination::{wants_total, KeysetCursor, PageArgs, TotalCount};
+use crate::graphql::pagination::{connection, page_args, KeysetCursor, TotalCount};
 
 #[derive(SimpleObject)]
 pub struct AuditLog {
@@ -32,8 +31,8 @@ pub struct AuditLog {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<store::AuditRow> for AuditLog {
-    fn from(r: store::AuditRow) -> Self {
+impl From<AuditRow> for AuditLog {
+    fn from(r: AuditRow) -> Self {
         AuditLog {
             id: ID(r.id.to_string()),
             tenant_id: r.tenant_id.map(|t| ID(t.to_string())),
@@ -80,9 +79,8 @@ impl AuditQuery {
         after: Option<String>,
         filter: Option<AuditLogFilter>,
     ) -> Result<Connection<KeysetCursor, AuditLog, TotalCount>> {
-        let page = PageArgs::parse(first, after.as_deref())?;
+        let page = page_args(ctx, first, after.as_deref())?;
         let req = ctx.req();
-        let actor = req.actor();
         let f = filter.unwrap_or_default();
         let requested = match &f.tenant_id {
             Some(id) => Some(
@@ -91,20 +89,8 @@ impl AuditQuery {
             ),
             None => None,
         };
-        let (tenant_id, scope) = if actor.is_platform() {
-            let t = req.tenant_id().or(requested);
-            (t, Scope::Platform("audit_read"))
-        } else {
-            let own = req
-                .tenant_id()
-                .ok_or_else(|| AppError::forbidden("no tenant"))?;
-            if requested.is_some_and(|r| r != own) {
-                return Err(crate::auth::cross_tenant_denied(&actor, own, "audit_logs").into());
-            }
-            (Some(own), Scope::Tenant(own))
-        };
         let filter = AuditFilter {
-            tenant_id,
+            tenant_id: requested,
             entity_type: f.entity_type,
             entity_id: f.entity_id,
             action: f.action,
@@ -112,26 +98,11 @@ impl AuditQuery {
             from: f.from,
             to: f.to,
         };
-        let total = wants_total(ctx);
-        let (rows, total_count) = req
-            .db
-            .scoped(scope, |c| {
-                async move {
-                    let rows = store::list(c, &filter, page.after, page.limit()).await?;
-                    let n = match total {
-                        true => store::count(c, &filter).await?,
-                        false => 0,
-                    };
-                    Ok((rows, n))
-                }
-                .scope_boxed()
-            })
-            .await?;
-        Ok(page.connection(
-            rows,
+        let page = service::list(&req.db, &req.actor(), req.tenant_id(), filter, page).await?;
+        Ok(connection(
+            page,
             |r| (r.created_at, r.id),
             |rows| rows.into_iter().map(AuditLog::from).collect(),
-            TotalCount { total_count },
         ))
     }
 }

@@ -1,10 +1,12 @@
-//! Audit SQL: the one writer (`record`) and the list query.
+//! Audit SQL: the one writer (`record`) and the list query. No rules: who sees which entries
+//! is `service`'s; the scope (RLS) is applied by the caller's transaction.
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::model::{AuditFilter, AuditRow};
 use crate::auth::Actor;
 use crate::db::schema::audit_logs;
 use crate::db::Conn;
@@ -61,34 +63,6 @@ pub async fn record(conn: &mut Conn, actor: &Actor, change: Change<'_>) -> Query
         .execute(conn)
         .await?;
     Ok(())
-}
-
-#[derive(Queryable, Selectable, Debug, Clone)]
-#[diesel(table_name = audit_logs, check_for_backend(diesel::pg::Pg))]
-pub struct AuditRow {
-    pub id: Uuid,
-    pub tenant_id: Option<Uuid>,
-    pub entity_type: String,
-    pub entity_id: String,
-    pub action: String,
-    pub actor_type: String,
-    pub actor_id: Option<String>,
-    pub changes: Value,
-    pub metadata: Value,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-}
-
-#[derive(Default, Clone)]
-pub struct AuditFilter {
-    pub tenant_id: Option<Uuid>,
-    pub entity_type: Option<String>,
-    pub entity_id: Option<String>,
-    pub action: Option<String>,
-    pub actor_type: Option<String>,
-    /// created_at >= from
-    pub from: Option<chrono::DateTime<chrono::Utc>>,
-    /// created_at < to
-    pub to: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Newest first, keyset on (created_at, id) descending.

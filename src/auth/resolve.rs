@@ -179,7 +179,7 @@ pub struct Resolved {
 }
 
 fn live(row: Option<TenantRow>) -> Option<TenantRow> {
-    row.filter(|t| t.status() != TenantStatus::Deleted)
+    row.filter(|t| t.status != TenantStatus::Deleted)
 }
 
 pub fn bearer(headers: &HeaderMap) -> AppResult<Option<&str>> {

@@ -15,6 +15,7 @@ pub mod events;
 pub mod events_graphql;
 pub mod graphql;
 pub mod inbox;
+pub mod invoices;
 pub mod model;
 pub mod plan_apply;
 pub mod plan_change;

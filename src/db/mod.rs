@@ -4,6 +4,7 @@
 //! Nothing else in the code base opens a transaction or sets `app.tenant_id`: a scope is a value
 //! ([`Scope`]) chosen by the caller, and the platform bypass is a visible variant of it.
 
+pub mod page;
 pub mod roles;
 pub mod schema;
 mod stats;

@@ -18,10 +18,7 @@ impl Guard for RequireRole {
             Caller::Anonymous => {
                 Err(AppError::Unauthenticated("authentication required".into()).into())
             }
-            Caller::User(p) if p.role.satisfies(self.0) => Ok(()),
-            Caller::User(_) => {
-                Err(AppError::forbidden(format!("requires role {}", self.0.as_str())).into())
-            }
+            Caller::User(_) => Ok(ctx.req().actor().require(self.0)?),
         }
     }
 }

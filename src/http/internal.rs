@@ -64,7 +64,7 @@ async fn tenant(st: &HttpState, key: &str) -> Result<TenantRow, AppError> {
         .tenant_cache
         .by_id_or_slug(&st.app.db, key)
         .await?
-        .filter(|t| t.status() != TenantStatus::Deleted)
+        .filter(|t| t.status != TenantStatus::Deleted)
         .ok_or_else(|| AppError::not_found("tenant"))
 }
 
@@ -204,10 +204,10 @@ async fn validate(
             ))
         }
     }
-    .filter(|t| t.status() != TenantStatus::Deleted);
+    .filter(|t| t.status != TenantStatus::Deleted);
     Ok(Json(match found {
         Some(t) => {
-            json!({ "valid": true, "active": t.status() == TenantStatus::Active, "tenantId": t.id, "slug": t.slug, "status": t.status })
+            json!({ "valid": true, "active": t.status == TenantStatus::Active, "tenantId": t.id, "slug": t.slug, "status": t.status })
         }
         None => json!({ "valid": false, "active": false }),
     }))

@@ -3,7 +3,8 @@
 use async_graphql::Object;
 use chrono::{DateTime, Utc};
 
-use super::model::{QuotaEnforcement, QuotaRow, ResetPeriod};
+pub use super::model::Granularity;
+use super::model::{QuotaEnforcement, QuotaRow, ResetPeriod, UsageBucket};
 use crate::graphql::scalars::BigInt;
 
 /// A quota as of now (a finished period shows as a new one with nothing used).
@@ -50,44 +51,27 @@ impl Quota {
     }
 }
 
-#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Granularity {
-    Hour,
-    Day,
-    Month,
-}
-
-impl Granularity {
-    pub fn sql_unit(self) -> &'static str {
-        match self {
-            Granularity::Hour => "hour",
-            Granularity::Day => "day",
-            Granularity::Month => "month",
-        }
-    }
-
-    /// Longest range a series may span, so one query cannot ask for millions of points.
-    pub fn max_span(self) -> chrono::Duration {
-        match self {
-            Granularity::Hour => chrono::Duration::days(93),
-            Granularity::Day => chrono::Duration::days(3 * 366),
-            Granularity::Month => chrono::Duration::days(20 * 366),
-        }
-    }
-}
-
 #[derive(async_graphql::SimpleObject)]
 pub struct UsagePoint {
     pub period_start: DateTime<Utc>,
     pub amount: BigInt,
 }
 
+impl From<UsageBucket> for UsagePoint {
+    fn from(b: UsageBucket) -> Self {
+        UsagePoint {
+            period_start: b.period_start,
+            amount: BigInt(b.amount),
+        }
+    }
+}
+
 use async_graphql::{Context, InputObject, Result, SimpleObject, ID};
 use uuid::Uuid;
 
 use super::metering::UsageOutcome;
+use super::model::AlertRow;
 use super::service::{self, SetQuota};
-use super::store::AlertRow;
 use crate::auth::Role;
 use crate::error::AppError;
 use crate::graphql::context::CtxExt;

@@ -2,6 +2,7 @@
 //! the plan and exposes them read-only; metering arrives with the quotas issue.
 
 pub mod graphql;
+pub mod history;
 pub mod loader;
 pub mod metering;
 pub mod model;

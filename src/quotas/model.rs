@@ -128,6 +128,56 @@ impl QuotaRow {
     }
 }
 
+/// A quota alert as stored: one threshold crossed in one period.
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = crate::db::schema::quota_alerts, check_for_backend(diesel::pg::Pg))]
+pub struct AlertRow {
+    pub tenant_id: Uuid,
+    pub id: Uuid,
+    pub resource: String,
+    pub threshold: i32,
+    pub used: i64,
+    pub limit: i64,
+    pub period_start: chrono::DateTime<chrono::Utc>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Usage summed over one period of a series.
+#[derive(diesel::QueryableByName, Debug, Clone)]
+pub struct UsageBucket {
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub period_start: chrono::DateTime<chrono::Utc>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub amount: i64,
+}
+
+// The period of a usage series' points (not a doc comment: it would reach schema.graphql).
+#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    Hour,
+    Day,
+    Month,
+}
+
+impl Granularity {
+    pub fn sql_unit(self) -> &'static str {
+        match self {
+            Granularity::Hour => "hour",
+            Granularity::Day => "day",
+            Granularity::Month => "month",
+        }
+    }
+
+    /// Longest range a series may span, so one query cannot ask for millions of points.
+    pub fn max_span(self) -> chrono::Duration {
+        match self {
+            Granularity::Hour => chrono::Duration::days(93),
+            Granularity::Day => chrono::Duration::days(3 * 366),
+            Granularity::Month => chrono::Duration::days(20 * 366),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

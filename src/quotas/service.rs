@@ -75,7 +75,7 @@ use crate::tenants::service::target_scope;
 /// The tenant must exist, not be deleted, and (for writes) not be suspended. Returns its plan.
 async fn live_tenant(app: &App, tenant_id: Uuid, write: bool) -> AppResult<Uuid> {
     let tenant = app.tenant_cache.by_id(&app.db, tenant_id).await?;
-    match tenant.as_ref().map(|t| t.status()) {
+    match tenant.as_ref().map(|t| t.status) {
         None | Some(TenantStatus::Deleted) => Err(AppError::not_found("tenant")),
         Some(TenantStatus::Suspended) if write => Err(AppError::TenantSuspended),
         Some(_) => Ok(tenant.map(|t| t.plan_id).unwrap_or_default()),
@@ -208,9 +208,7 @@ pub async fn set_quota(
     tenant_id: Uuid,
     input: SetQuota,
 ) -> AppResult<QuotaRow> {
-    if !actor.is_platform() {
-        return Err(AppError::forbidden("requires role platform_admin"));
-    }
+    actor.require(Role::PlatformAdmin)?;
     if !valid_resource(&input.resource) {
         return Err(AppError::bad_input(
             "resource",

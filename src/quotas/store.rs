@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::model::QuotaRow;
+use super::model::{AlertRow, QuotaRow, UsageBucket};
 use crate::db::schema::quotas;
 use crate::db::Conn;
 
@@ -23,14 +23,6 @@ pub async fn of_tenants(conn: &mut Conn, tenant_ids: &[Uuid]) -> QueryResult<Vec
         .select(QuotaRow::as_select())
         .load(conn)
         .await
-}
-
-#[derive(diesel::QueryableByName, Debug, Clone)]
-pub struct UsageBucket {
-    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
-    pub period_start: chrono::DateTime<chrono::Utc>,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    pub amount: i64,
 }
 
 /// Usage of one resource summed per `unit` ('hour' | 'day' | 'month', UTC) over [from, to).
@@ -89,19 +81,6 @@ pub async fn upsert(conn: &mut Conn, row: &QuotaRow) -> QueryResult<QuotaRow> {
         .returning(QuotaRow::as_returning())
         .get_result(conn)
         .await
-}
-
-#[derive(Queryable, Selectable, Debug, Clone)]
-#[diesel(table_name = crate::db::schema::quota_alerts, check_for_backend(diesel::pg::Pg))]
-pub struct AlertRow {
-    pub tenant_id: Uuid,
-    pub id: Uuid,
-    pub resource: String,
-    pub threshold: i32,
-    pub used: i64,
-    pub limit: i64,
-    pub period_start: chrono::DateTime<chrono::Utc>,
-    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 pub async fn count_alerts(conn: &mut Conn, tenant_id: Uuid) -> QueryResult<i64> {

@@ -24,11 +24,11 @@ use uuid::Uuid;
 
 use scoped_futures::ScopedFutureExt;
 
-use super::model::{DomainClaim, TenantRow};
+use super::model::{DomainClaim, TenantDomain, TenantRow};
 use super::service::{change_with_claim, ensure_writable, get, not_deleted, target_scope};
 use super::store::{self, TenantChanges};
 use crate::app::App;
-use crate::auth::Actor;
+use crate::auth::{Actor, Role};
 use crate::db::Db;
 use crate::error::{AppError, AppResult};
 
@@ -91,7 +91,7 @@ impl DomainChange {
 
 /// The tenant's live claim (tenant admins of that tenant and platform admins).
 pub async fn pending(db: &Db, actor: &Actor, tenant_id: Uuid) -> AppResult<Option<DomainClaim>> {
-    actor.require_tenant_admin()?;
+    actor.require(Role::TenantAdmin)?;
     let scope = target_scope(actor, tenant_id, "tenant_read")?;
     db.scoped(scope, |c| {
         async move { Ok(store::live_claim(c, tenant_id, Utc::now()).await?) }.scope_boxed()
@@ -105,9 +105,9 @@ pub async fn decide(
     app: &App,
     actor: &Actor,
     tenant_id: Uuid,
-    domain: Option<String>,
+    domain: Option<TenantDomain>,
 ) -> AppResult<DomainChange> {
-    let Some(domain) = domain else {
+    let Some(domain) = domain.map(TenantDomain::into_inner) else {
         return Ok(DomainChange::Clear);
     };
     if actor.is_platform() {
@@ -138,7 +138,7 @@ pub async fn decide(
 /// Checks the DNS proof of the tenant's pending claim and, if it holds, makes the claimed
 /// domain the tenant's verified domain. Tenant admins of that tenant, or platform admins.
 pub async fn verify(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<TenantRow> {
-    actor.require_tenant_admin()?;
+    actor.require(Role::TenantAdmin)?;
     let tenant = get(&app.db, actor, tenant_id).await?;
     ensure_writable(actor, &tenant)?;
     let claim = pending(&app.db, actor, tenant_id).await?.ok_or_else(|| {

@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::audit;
-use crate::auth::Actor;
+use crate::auth::{Actor, Role};
 use crate::configs::crypto;
 use crate::configs::model::MASK;
 use crate::db::{Conn, Scope};
@@ -132,7 +132,7 @@ struct Grant {
 /// Platform admins export any tenant; tenant admins their own (members may not), without the
 /// tables whose feature is off.
 async fn authorize(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<Grant> {
-    actor.require_tenant_admin()?;
+    actor.require(Role::TenantAdmin)?;
     let scope = target_scope(actor, tenant_id, "tenant_export")?;
     let mut withheld: Vec<(&'static str, &'static str)> = Vec::new();
     if !actor.is_platform() {

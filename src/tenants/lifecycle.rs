@@ -63,13 +63,13 @@ pub fn next(
     transition: &Transition,
     now: DateTime<Utc>,
 ) -> AppResult<Option<TenantChanges>> {
-    let status = t.status();
+    let status = t.status;
     let deleted = status == TenantStatus::Deleted;
     if deleted && *transition != Transition::Restore {
         return Err(AppError::not_found("tenant"));
     }
     let to = |s: TenantStatus| TenantChanges {
-        status: Some(s.as_str().into()),
+        status: Some(s),
         updated_at: Some(now),
         ..Default::default()
     };

@@ -1,7 +1,12 @@
 //! Tenant rows and the validated newtypes of tenant input (name, slug, domain).
 
 use chrono::{DateTime, Utc};
+use diesel::deserialize::{self, FromSql};
+use diesel::pg::{Pg, PgValue};
 use diesel::prelude::*;
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types::Text;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::db::schema::{tenant_domain_claims, tenants};
@@ -14,7 +19,7 @@ pub struct TenantRow {
     pub name: String,
     pub slug: String,
     pub domain: Option<String>,
-    pub status: String,
+    pub status: TenantStatus,
     pub plan_id: Uuid,
     pub owner_id: Option<String>,
     pub region: String,
@@ -27,10 +32,13 @@ pub struct TenantRow {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
-impl TenantRow {
-    pub fn status(&self) -> TenantStatus {
-        TenantStatus::parse(&self.status)
-    }
+/// Filters of the admin tenant list.
+#[derive(Default, Clone)]
+pub struct ListFilter {
+    pub statuses: Vec<TenantStatus>,
+    pub plan_slug: Option<String>,
+    /// Case-insensitive substring of name or slug.
+    pub search: Option<String>,
 }
 
 /// A tenant's claim on a custom domain, waiting for its DNS proof (see `tenants::domains`).
@@ -43,21 +51,39 @@ pub struct DomainClaim {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A tenant to insert: its name, slug and domain were validated by their types' `parse` and
+/// stay typed down to the SQL boundary (their `ToSql`).
 #[derive(Insertable, Debug)]
 #[diesel(table_name = tenants)]
 pub struct NewTenant {
     pub id: Uuid,
-    pub name: String,
-    pub slug: String,
-    pub domain: Option<String>,
-    pub status: String,
+    pub name: TenantName,
+    pub slug: TenantSlug,
+    pub domain: Option<TenantDomain>,
+    pub status: TenantStatus,
     pub plan_id: Uuid,
     pub owner_id: Option<String>,
     pub region: String,
     pub settings: serde_json::Value,
 }
 
-#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+// A tenant's lifecycle state, stored as text (`ACTIVE`, `SUSPENDED`, `DELETED`). Any other
+// text in the database fails to load (an error, never read as ACTIVE). (Not a doc comment: it
+// would become the enum's description in schema.graphql.)
+#[derive(
+    async_graphql::Enum,
+    Serialize,
+    Deserialize,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[diesel(sql_type = Text)]
 pub enum TenantStatus {
     Active,
     Suspended,
@@ -73,17 +99,39 @@ impl TenantStatus {
         }
     }
 
-    fn parse(s: &str) -> TenantStatus {
+    /// The status stored as `s`; `None` for any other text.
+    pub fn parse(s: &str) -> Option<TenantStatus> {
         match s {
-            "SUSPENDED" => TenantStatus::Suspended,
-            "DELETED" => TenantStatus::Deleted,
-            _ => TenantStatus::Active,
+            "ACTIVE" => Some(TenantStatus::Active),
+            "SUSPENDED" => Some(TenantStatus::Suspended),
+            "DELETED" => Some(TenantStatus::Deleted),
+            _ => None,
         }
     }
 }
 
+/// The validated text types are written as their text (the store's SQL boundary).
+macro_rules! text_to_sql {
+    ($($t:ty),*) => {$(
+        impl ToSql<Text, Pg> for $t {
+            fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+                <str as ToSql<Text, Pg>>::to_sql(self.as_str(), out)
+            }
+        }
+    )*};
+}
+text_to_sql!(TenantStatus, TenantName, TenantSlug, TenantDomain);
+
+impl FromSql<Text, Pg> for TenantStatus {
+    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+        let text = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
+        TenantStatus::parse(&text).ok_or_else(|| format!("unknown tenant status {text:?}").into())
+    }
+}
+
 /// `[a-z0-9-]`, 1..=50, no leading/trailing hyphen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(diesel::expression::AsExpression, Debug, Clone, PartialEq, Eq)]
+#[diesel(sql_type = Text)]
 pub struct TenantSlug(String);
 
 impl TenantSlug {
@@ -101,11 +149,17 @@ impl TenantSlug {
         Ok(TenantSlug(s.to_owned()))
     }
 
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn into_inner(self) -> String {
         self.0
     }
 }
 
+#[derive(diesel::expression::AsExpression, Debug, Clone, PartialEq, Eq)]
+#[diesel(sql_type = Text)]
 pub struct TenantName(String);
 
 impl TenantName {
@@ -124,12 +178,18 @@ impl TenantName {
         Ok(TenantName(s.to_owned()))
     }
 
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn into_inner(self) -> String {
         self.0
     }
 }
 
 /// A custom domain: lower-case host name, labels of 1..=63 `[a-z0-9-]`, at least two labels.
+#[derive(diesel::expression::AsExpression, Debug, Clone, PartialEq, Eq)]
+#[diesel(sql_type = Text)]
 pub struct TenantDomain(String);
 
 impl TenantDomain {
@@ -153,6 +213,10 @@ impl TenantDomain {
         Ok(TenantDomain(s))
     }
 
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn into_inner(self) -> String {
         self.0
     }
@@ -161,6 +225,20 @@ impl TenantDomain {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_round_trip_and_unknown_text_is_refused() {
+        for s in [
+            TenantStatus::Active,
+            TenantStatus::Suspended,
+            TenantStatus::Deleted,
+        ] {
+            assert_eq!(TenantStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert_eq!(TenantStatus::parse("active"), None);
+        assert_eq!(TenantStatus::parse("ARCHIVED"), None);
+    }
 
     #[test]
     fn slugs() {

@@ -1,25 +1,28 @@
 //! Tenant rules: who may see and change which tenant, validation, provisioning and the
 //! lifecycle. GraphQL, the internal API, jobs and the seed command all come through here.
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use scoped_futures::ScopedFutureExt;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::domains::ClaimWrite;
-use super::model::{NewTenant, TenantDomain, TenantName, TenantRow, TenantSlug, TenantStatus};
-use super::store::{self, ListFilter, TenantChanges};
+use super::lifecycle::{self, Transition};
+use super::model::{
+    ListFilter, NewTenant, TenantDomain, TenantName, TenantRow, TenantSlug, TenantStatus,
+};
+use super::store::{self, TenantChanges};
 use crate::app::App;
 use crate::audit;
 use crate::auth::resolve::keys_of;
-use crate::auth::{cross_tenant_denied, Actor};
+use crate::auth::{cross_tenant_denied, Actor, Role};
+use crate::db::page::{Page, PageArgs};
 use crate::db::{Db, Scope};
 use crate::error::{AppError, AppResult};
 use crate::{plans, quotas};
 
-/// Deleted tenants can be restored for this long; then the purge job removes them.
-pub const RESTORE_WINDOW_DAYS: i64 = 30;
+pub use super::lifecycle::RESTORE_WINDOW_DAYS;
 pub const REGIONS: [&str; 5] = ["US", "CA", "EU", "GB", "AU"];
 
 pub struct CreateTenant {
@@ -39,12 +42,10 @@ pub struct UpdateTenant {
     pub settings: Option<Value>,
 }
 
+/// `actor.require(Role::PlatformAdmin)`, named for the lifecycle functions that
+/// `tenants::lifecycle` will take over.
 fn require_platform(actor: &Actor) -> AppResult<()> {
-    if actor.is_platform() {
-        Ok(())
-    } else {
-        Err(AppError::forbidden("requires role platform_admin"))
-    }
+    actor.require(Role::PlatformAdmin)
 }
 
 /// The scope for touching tenant `id`: tenant users only ever reach their own tenant; any other
@@ -58,7 +59,7 @@ pub fn target_scope(actor: &Actor, id: Uuid, reason: &'static str) -> AppResult<
 
 fn visible(actor: &Actor, row: Option<TenantRow>) -> AppResult<TenantRow> {
     match row {
-        Some(t) if actor.is_platform() || t.status() != TenantStatus::Deleted => Ok(t),
+        Some(t) if actor.is_platform() || t.status != TenantStatus::Deleted => Ok(t),
         _ => Err(AppError::not_found("tenant")),
     }
 }
@@ -93,27 +94,20 @@ pub async fn get_by_slug(db: &Db, actor: &Actor, slug: &str) -> AppResult<Tenant
     }
 }
 
+/// A page of the admin tenant list (platform admins), oldest first, with its count when asked.
 pub async fn list(
     db: &Db,
     actor: &Actor,
-    filter: &ListFilter,
-    after: Option<(chrono::DateTime<Utc>, Uuid)>,
-    limit: i64,
-) -> AppResult<Vec<TenantRow>> {
-    require_platform(actor)?;
-    let filter = filter.clone();
-    db.scoped(Scope::Platform("tenant_list"), |c| {
-        async move { Ok(store::list(c, &filter, after, limit).await?) }.scope_boxed()
-    })
-    .await
-}
-
-pub async fn count(db: &Db, actor: &Actor, filter: &ListFilter) -> AppResult<i64> {
-    require_platform(actor)?;
-    let filter = filter.clone();
-    db.scoped(Scope::Platform("tenant_list"), |c| {
-        async move { Ok(store::count(c, &filter).await?) }.scope_boxed()
-    })
+    filter: ListFilter,
+    page: PageArgs,
+) -> AppResult<Page<TenantRow>> {
+    actor.require(Role::PlatformAdmin)?;
+    page.load(
+        db,
+        Scope::Platform("tenant_list"),
+        |c, after, limit| store::list(c, &filter, after, limit).scope_boxed(),
+        |c| store::count(c, &filter).scope_boxed(),
+    )
     .await
 }
 
@@ -159,15 +153,14 @@ fn validate_settings(v: &Value) -> AppResult<()> {
 /// Creates a tenant and provisions it in one transaction: the plan's quotas (plus defaults),
 /// and the audit entry. Features need no rows: they derive from the plan until overridden.
 pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<TenantRow> {
-    require_platform(actor)?;
-    let name = TenantName::parse(&input.name)?.into_inner();
-    let slug = TenantSlug::parse(&input.slug)?.into_inner();
+    actor.require(Role::PlatformAdmin)?;
+    let name = TenantName::parse(&input.name)?;
+    let slug = TenantSlug::parse(&input.slug)?;
     let domain = input
         .domain
         .as_deref()
         .map(TenantDomain::parse)
-        .transpose()?
-        .map(TenantDomain::into_inner);
+        .transpose()?;
     let plan_slug = input.plan_slug.unwrap_or_else(|| "free".into());
     let region = input
         .region
@@ -202,7 +195,7 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
                     name,
                     slug,
                     domain,
-                    status: TenantStatus::Active.as_str().into(),
+                    status: TenantStatus::Active,
                     plan_id: plan.id,
                     owner_id: input.owner_id,
                     region,
@@ -327,14 +320,14 @@ pub(super) async fn change_with_claim(
 
 /// Tenant users may not change anything while their tenant is suspended (SPEC §3).
 pub fn ensure_writable(actor: &Actor, tenant: &TenantRow) -> AppResult<()> {
-    if !actor.is_platform() && tenant.status() == TenantStatus::Suspended {
+    if !actor.is_platform() && tenant.status == TenantStatus::Suspended {
         return Err(AppError::TenantSuspended);
     }
     Ok(())
 }
 
 pub(super) fn not_deleted(t: &TenantRow) -> AppResult<()> {
-    if t.status() == TenantStatus::Deleted {
+    if t.status == TenantStatus::Deleted {
         return Err(AppError::not_found("tenant"));
     }
     Ok(())
@@ -346,18 +339,13 @@ pub async fn update(
     id: Uuid,
     input: UpdateTenant,
 ) -> AppResult<TenantRow> {
-    actor.require_tenant_admin()?;
-    let name = input
-        .name
-        .as_deref()
-        .map(TenantName::parse)
-        .transpose()?
-        .map(TenantName::into_inner);
+    actor.require(Role::TenantAdmin)?;
+    let name = input.name.as_deref().map(TenantName::parse).transpose()?;
     let domain = match input.domain {
         None => None,
         Some(None) => Some(None),
         Some(Some(d)) if d.trim().is_empty() => Some(None),
-        Some(Some(d)) => Some(Some(TenantDomain::parse(&d)?.into_inner())),
+        Some(Some(d)) => Some(Some(TenantDomain::parse(&d)?)),
     };
     if let Some(s) = &input.settings {
         validate_settings(s)?;
@@ -392,88 +380,39 @@ pub async fn suspend(app: &App, actor: &Actor, id: Uuid, reason: &str) -> AppRes
             "reason must be 1-500 characters",
         ));
     }
-    change(
-        app,
-        actor,
-        id,
-        "SUSPEND",
-        json!({ "reason": reason }),
-        move |t| {
-            not_deleted(t)?;
-            if t.status() == TenantStatus::Suspended {
-                return Err(AppError::conflict(
-                    Some("status"),
-                    "tenant is already suspended",
-                ));
-            }
-            Ok(TenantChanges {
-                status: Some(TenantStatus::Suspended.as_str().into()),
-                suspended_at: Some(Some(Utc::now())),
-                suspend_reason: Some(Some(reason)),
-                ..Default::default()
-            })
-        },
-    )
-    .await
+    let metadata = json!({ "reason": reason });
+    transition(app, actor, id, Transition::Suspend(reason), metadata).await
 }
 
 pub async fn reactivate(app: &App, actor: &Actor, id: Uuid) -> AppResult<TenantRow> {
     require_platform(actor)?;
-    change(app, actor, id, "REACTIVATE", json!({}), |t| {
-        not_deleted(t)?;
-        if t.status() != TenantStatus::Suspended {
-            return Err(AppError::conflict(
-                Some("status"),
-                "only a suspended tenant can be reactivated",
-            ));
-        }
-        Ok(TenantChanges {
-            status: Some(TenantStatus::Active.as_str().into()),
-            suspended_at: Some(None),
-            suspend_reason: Some(None),
-            ..Default::default()
-        })
-    })
-    .await
+    transition(app, actor, id, Transition::Reactivate, json!({})).await
 }
 
 /// Soft delete: the tenant's users get NOT_FOUND from now on; restorable for 30 days.
 pub async fn delete(app: &App, actor: &Actor, id: Uuid) -> AppResult<TenantRow> {
     require_platform(actor)?;
-    change(app, actor, id, "DELETE", json!({}), |t| {
-        not_deleted(t)?;
-        Ok(TenantChanges {
-            status: Some(TenantStatus::Deleted.as_str().into()),
-            deleted_at: Some(Some(Utc::now())),
-            ..Default::default()
-        })
-    })
-    .await
+    transition(app, actor, id, Transition::Delete, json!({})).await
 }
 
 /// Undoes a soft delete within the window; a tenant deleted while suspended comes back suspended.
 pub async fn restore(app: &App, actor: &Actor, id: Uuid) -> AppResult<TenantRow> {
     require_platform(actor)?;
-    change(app, actor, id, "RESTORE", json!({}), |t| {
-        let Some(deleted_at) = t.deleted_at else {
-            return Err(AppError::conflict(Some("status"), "tenant is not deleted"));
-        };
-        if deleted_at < Utc::now() - Duration::days(RESTORE_WINDOW_DAYS) {
-            return Err(AppError::conflict(
-                Some("status"),
-                format!("tenant was deleted more than {RESTORE_WINDOW_DAYS} days ago"),
-            ));
-        }
-        let status = if t.suspended_at.is_some() {
-            TenantStatus::Suspended
-        } else {
-            TenantStatus::Active
-        };
-        Ok(TenantChanges {
-            status: Some(status.as_str().into()),
-            deleted_at: Some(None),
-            ..Default::default()
-        })
+    transition(app, actor, id, Transition::Restore, json!({})).await
+}
+
+/// A platform admin's status change, by the one rule for every cause ([`lifecycle::next`]).
+async fn transition(
+    app: &App,
+    actor: &Actor,
+    id: Uuid,
+    t: Transition,
+    metadata: Value,
+) -> AppResult<TenantRow> {
+    let action = t.action();
+    change(app, actor, id, action, metadata, move |row| {
+        lifecycle::next(row, &t, Utc::now())?
+            .ok_or_else(|| AppError::conflict(Some("status"), "nothing to change"))
     })
     .await
 }

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::model::{DomainClaim, NewTenant, TenantRow};
+use super::model::{DomainClaim, ListFilter, NewTenant, TenantName, TenantRow, TenantStatus};
 use crate::db::schema::{plans, tenant_domain_claims, tenants};
 use crate::db::Conn;
 
@@ -48,11 +48,11 @@ pub async fn insert(conn: &mut Conn, new: &NewTenant) -> QueryResult<TenantRow> 
 #[derive(AsChangeset, Default)]
 #[diesel(table_name = tenants)]
 pub struct TenantChanges {
-    pub name: Option<String>,
+    pub name: Option<TenantName>,
     pub domain: Option<Option<String>>,
     pub plan_id: Option<Uuid>,
     pub settings: Option<serde_json::Value>,
-    pub status: Option<String>,
+    pub status: Option<TenantStatus>,
     pub suspended_at: Option<Option<DateTime<Utc>>>,
     pub suspend_reason: Option<Option<String>>,
     pub deleted_at: Option<Option<DateTime<Utc>>>,
@@ -66,15 +66,6 @@ pub async fn update(conn: &mut Conn, id: Uuid, changes: &TenantChanges) -> Query
         .returning(TenantRow::as_returning())
         .get_result(conn)
         .await
-}
-
-/// Filters of the admin tenant list.
-#[derive(Default, Clone)]
-pub struct ListFilter {
-    pub statuses: Vec<String>,
-    pub plan_slug: Option<String>,
-    /// Case-insensitive substring of name or slug.
-    pub search: Option<String>,
 }
 
 fn filtered(f: &ListFilter) -> tenants::BoxedQuery<'static, diesel::pg::Pg> {
