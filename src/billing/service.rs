@@ -617,7 +617,7 @@ fn price(
 ) -> Option<PlanPriceRow> {
     prices
         .iter()
-        .find(|p| p.plan_id == plan && p.region == region && p.billing_cycle == cycle.as_str())
+        .find(|p| p.plan_id == plan && p.region == region && p.billing_cycle == cycle)
         .cloned()
 }
 

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::crypto;
-use super::model::{ConfigDataType, ConfigDefault, ConfigEntry, ConfigLayer, ConfigRow, MASK};
+use super::model::{ConfigDefault, ConfigEntry, ConfigLayer, ConfigRow, MASK};
 use crate::features::model::EffectiveFeature;
 use crate::plans::model::{PlanQuotaRow, PlanRow};
 
@@ -44,7 +44,7 @@ impl TenantConfig {
                 category: d.category.clone(),
                 key: d.key.clone(),
                 value: d.value.clone(),
-                data_type: ConfigDataType::parse(&d.data_type),
+                data_type: d.data_type,
                 encrypted: false,
                 layer: ConfigLayer::Default,
                 updated_at: None,
@@ -58,7 +58,7 @@ impl TenantConfig {
                     category: r.category.clone(),
                     key: r.key.clone(),
                     value: visible_value(r, reveal, secret),
-                    data_type: ConfigDataType::parse(&r.data_type),
+                    data_type: r.data_type,
                     encrypted: r.encrypted,
                     layer: ConfigLayer::Tenant,
                     updated_at: Some(r.updated_at),
@@ -166,4 +166,53 @@ pub(super) fn merge(fixed: ReadOnlyLayers<'_>, tenant_layer: Vec<ConfigEntry>) -
         }
     }
     Value::Object(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::model::FeatureSource;
+
+    #[test]
+    fn read_only_layers_come_first_and_tenant_categories_follow() {
+        let flag = |key: &str, enabled| EffectiveFeature {
+            key: key.into(),
+            enabled,
+            source: FeatureSource::Plan,
+            expires_at: None,
+        };
+        let merged = merge(
+            ReadOnlyLayers {
+                environment: "test",
+                region: "EU",
+                billing_live: false,
+                plan: None,
+                quotas: &[],
+                flags: &[flag("sso", true), flag("audit_logs", false)],
+            },
+            vec![ConfigEntry {
+                category: "branding".into(),
+                key: "color".into(),
+                value: json!("#fff"),
+                data_type: super::super::model::ConfigDataType::String,
+                encrypted: false,
+                layer: ConfigLayer::Tenant,
+                updated_at: None,
+            }],
+        );
+        assert_eq!(
+            merged["system"]["region"],
+            json!({ "value": "EU", "layer": "SYSTEM" })
+        );
+        assert_eq!(merged["system"]["billingMode"]["value"], json!("LOCAL"));
+        assert_eq!(
+            merged["plan"]["features"],
+            json!({ "value": ["sso"], "layer": "PLAN" })
+        );
+        assert_eq!(merged["plan"]["limits"]["value"], json!({}));
+        assert_eq!(
+            merged["branding"]["color"],
+            json!({ "value": "#fff", "layer": "TENANT" })
+        );
+    }
 }

@@ -270,14 +270,14 @@ pub async fn set(app: &App, actor: &Actor, input: SetConfig) -> AppResult<Config
                 let defaults = store::defaults(c).await?;
                 let default = defaults.iter().find(|d| d.category == input.category && d.key == input.key);
                 let data_type = match (input.data_type, default) {
-                    (Some(t), Some(d)) if t.as_str() != d.data_type => {
+                    (Some(t), Some(d)) if t != d.data_type => {
                         return Err(AppError::bad_input(
                             "dataType",
-                            format!("{}.{} is a {} setting", input.category, input.key, d.data_type),
+                            format!("{}.{} is a {} setting", input.category, input.key, d.data_type.as_str()),
                         ))
                     }
                     (Some(t), _) => t,
-                    (None, Some(d)) => ConfigDataType::parse(&d.data_type),
+                    (None, Some(d)) => d.data_type,
                     (None, None) => ConfigDataType::infer(&input.value),
                 };
                 if !data_type.fits(&input.value) {
@@ -303,7 +303,7 @@ pub async fn set(app: &App, actor: &Actor, input: SetConfig) -> AppResult<Config
                         key: &input.key,
                         value,
                         encrypted_value,
-                        data_type: data_type.as_str(),
+                        data_type,
                         encrypted: input.encrypted,
                         updated_by: actor_c.id.as_deref(),
                     },
@@ -337,7 +337,7 @@ pub async fn set(app: &App, actor: &Actor, input: SetConfig) -> AppResult<Config
         value: visible_value(&row, reveals_secrets(actor), secret.as_ref()),
         category: row.category,
         key: row.key,
-        data_type: ConfigDataType::parse(&row.data_type),
+        data_type: row.data_type,
         encrypted: row.encrypted,
         layer: ConfigLayer::Tenant,
         updated_at: Some(row.updated_at),

@@ -7,6 +7,7 @@
 pub mod roles;
 pub mod schema;
 mod stats;
+pub mod text_enum;
 
 use std::sync::Arc;
 use std::time::Duration;

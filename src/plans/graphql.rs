@@ -121,7 +121,7 @@ impl Plan {
             .map(|p| PlanPrice {
                 region: p.region,
                 currency: p.currency,
-                billing_cycle: BillingCycle::parse(&p.billing_cycle),
+                billing_cycle: p.billing_cycle,
                 amount: BigInt(p.amount),
                 stripe_price_id: p.stripe_price_id,
             })
