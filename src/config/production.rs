@@ -40,31 +40,26 @@ impl Settings {
     /// silently run without Stripe. Each line names the variable and how to fix it.
     pub fn production_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        let shipped = |v: &str| SHIPPED_EXAMPLE_SECRETS.contains(&v);
-        let generate = "generate one with `openssl rand -base64 48`";
-        if let Some(secret) = &self.jwt_secret {
-            if shipped(secret) {
-                problems.push(format!(
-                    "JWT_SECRET is an example shipped with Tenantry (anyone can sign tokens with it); {generate}"
-                ));
-            } else if secret.len() < MIN_SECRET_BYTES {
-                problems.push(format!(
-                    "JWT_SECRET is {} bytes; HS256 needs at least {MIN_SECRET_BYTES} random bytes: {generate}",
-                    secret.len()
-                ));
-            }
-        }
-        if let Some(token) = &self.service_token {
-            if shipped(token) {
-                problems.push(format!(
-                    "SERVICE_TOKEN is an example shipped with Tenantry (anyone can call /internal/... with it); {generate}"
-                ));
-            } else if token.len() < MIN_SECRET_BYTES {
-                problems.push(format!(
-                    "SERVICE_TOKEN is {} bytes; it needs at least {MIN_SECRET_BYTES}: {generate}",
-                    token.len()
-                ));
-            }
+        let secrets = [
+            (
+                "JWT_SECRET",
+                &self.jwt_secret,
+                "anyone can sign tokens with it",
+                format!("HS256 needs at least {MIN_SECRET_BYTES} random bytes"),
+            ),
+            (
+                "SERVICE_TOKEN",
+                &self.service_token,
+                "anyone can call /internal/... with it",
+                format!("it needs at least {MIN_SECRET_BYTES}"),
+            ),
+        ];
+        for (var, value, misuse, need) in secrets {
+            problems.extend(
+                value
+                    .as_deref()
+                    .and_then(|v| weak_secret(var, v, misuse, &need)),
+            );
         }
         if let Some(key) = &self.config_encryption_key {
             if SHIPPED_EXAMPLE_KEYS
@@ -103,6 +98,24 @@ impl Settings {
             );
         }
         Ok(problems)
+    }
+}
+
+/// Why a shared secret is unsafe, if it is: shipped as an example, or too short to resist
+/// guessing. `misuse` says what its holder can do, `need` what a good one takes.
+fn weak_secret(var: &str, value: &str, misuse: &str, need: &str) -> Option<String> {
+    let generate = "generate one with `openssl rand -base64 48`";
+    if SHIPPED_EXAMPLE_SECRETS.contains(&value) {
+        Some(format!(
+            "{var} is an example shipped with Tenantry ({misuse}); {generate}"
+        ))
+    } else if value.len() < MIN_SECRET_BYTES {
+        Some(format!(
+            "{var} is {} bytes; {need}: {generate}",
+            value.len()
+        ))
+    } else {
+        None
     }
 }
 
