@@ -30,8 +30,8 @@ pub struct ConfigDefault {
     pub data_type: ConfigDataType,
 }
 
+// The type of a configuration value (`configs.data_type`, `config_defaults.data_type`).
 text_enum!(
-    /// The type of a configuration value (`configs.data_type`, `config_defaults.data_type`).
     #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
     pub enum ConfigDataType {
         String = "STRING",

@@ -5,7 +5,8 @@
 /// Declares an enum stored in a `text` column: `as_str` (what is written), `from_text` (the
 /// strict inverse), `ALL` (every variant), and diesel's `FromSql`/`ToSql` over `Text`, so the
 /// enum can be a field of a `Queryable` row and a bind of `.eq(..)`. Attributes (derives, doc
-/// comments) pass through to the enum.
+/// comments) pass through to the enum; mind that a doc comment on an `async_graphql::Enum`
+/// becomes its description in schema.graphql.
 macro_rules! text_enum {
     (
         $(#[$meta:meta])*

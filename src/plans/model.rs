@@ -47,8 +47,9 @@ pub struct PlanQuotaRow {
     pub enforcement: String,
 }
 
+// A price's billing cycle (`plan_prices.billing_cycle`, also subscriptions and intents). No doc
+// comment: it would become the GraphQL description and change schema.graphql.
 text_enum!(
-    /// A price's billing cycle (`plan_prices.billing_cycle`, also subscriptions and intents).
     #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
     pub enum BillingCycle {
         Monthly = "MONTHLY",
