@@ -17,7 +17,6 @@ use crate::audit;
 use crate::auth::Actor;
 use crate::db::Conn;
 use crate::error::{AppError, AppResult};
-use crate::plans::model::BillingCycle;
 use crate::tenants::lifecycle::{self, Transition};
 use crate::tenants::model::TenantRow;
 use crate::{plans, tenants};
@@ -191,7 +190,7 @@ pub async fn mirror(
         None => None,
     };
     if let (Some(price), false) = (&price, deleted) {
-        let cycle = BillingCycle::parse(&price.billing_cycle);
+        let cycle = price.billing_cycle;
         if price.plan_id != tenant.plan_id || before.row.billing_cycle != cycle.as_str() {
             let plan = plans::store::by_ids(c, &[price.plan_id])
                 .await?

@@ -58,45 +58,58 @@ pub struct IntentRow {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-text_enum!(SubscriptionStatus {
-    Trialing = "TRIALING",
-    Active = "ACTIVE",
-    PastDue = "PAST_DUE",
-    Canceled = "CANCELED",
-    Expired = "EXPIRED",
-    Incomplete = "INCOMPLETE",
-    Unpaid = "UNPAID",
-});
+text_enum!(
+    #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum SubscriptionStatus {
+        Trialing = "TRIALING",
+        Active = "ACTIVE",
+        PastDue = "PAST_DUE",
+        Canceled = "CANCELED",
+        Expired = "EXPIRED",
+        Incomplete = "INCOMPLETE",
+        Unpaid = "UNPAID",
+    }
+);
 
 text_enum!(
     /// The newest payment outcome applied to a subscription.
-    PaymentOutcome {
+    #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum PaymentOutcome {
         Paid = "PAID",
         Failed = "FAILED",
     }
 );
 
-text_enum!(InvoiceStatus {
-    Draft = "DRAFT",
-    Open = "OPEN",
-    Paid = "PAID",
-    Void = "VOID",
-    Uncollectible = "UNCOLLECTIBLE",
-});
+text_enum!(
+    #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum InvoiceStatus {
+        Draft = "DRAFT",
+        Open = "OPEN",
+        Paid = "PAID",
+        Void = "VOID",
+        Uncollectible = "UNCOLLECTIBLE",
+    }
+);
 
-text_enum!(IntentStatus {
-    Pending = "PENDING",
-    Completed = "COMPLETED",
-    Failed = "FAILED",
-    Expired = "EXPIRED",
-});
+text_enum!(
+    #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum IntentStatus {
+        Pending = "PENDING",
+        Completed = "COMPLETED",
+        Failed = "FAILED",
+        Expired = "EXPIRED",
+    }
+);
 
-text_enum!(EventStatus {
-    Pending = "PENDING",
-    Processed = "PROCESSED",
-    Failed = "FAILED",
-    Ignored = "IGNORED",
-});
+text_enum!(
+    #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum EventStatus {
+        Pending = "PENDING",
+        Processed = "PROCESSED",
+        Failed = "FAILED",
+        Ignored = "IGNORED",
+    }
+);
 
 /// Whether billing talks to Stripe.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -45,6 +45,6 @@ pub(super) fn price(
 ) -> Option<PlanPriceRow> {
     prices
         .iter()
-        .find(|p| p.plan_id == plan && p.region == region && p.billing_cycle == cycle.as_str())
+        .find(|p| p.plan_id == plan && p.region == region && p.billing_cycle == cycle)
         .cloned()
 }

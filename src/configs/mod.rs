@@ -6,6 +6,7 @@
 pub mod bounds;
 pub mod crypto;
 pub mod graphql;
+pub mod layers;
 pub mod loader;
 pub mod model;
 pub mod service;

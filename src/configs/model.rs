@@ -6,6 +6,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::db::schema::{config_defaults, configs};
+use crate::db::text_enum::text_enum;
 
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = configs, check_for_backend(diesel::pg::Pg))]
@@ -15,7 +16,7 @@ pub struct ConfigRow {
     pub key: String,
     pub value: Option<Value>,
     pub encrypted_value: Option<Vec<u8>>,
-    pub data_type: String,
+    pub data_type: ConfigDataType,
     pub encrypted: bool,
     pub updated_at: DateTime<Utc>,
 }
@@ -26,36 +27,21 @@ pub struct ConfigDefault {
     pub category: String,
     pub key: String,
     pub value: Value,
-    pub data_type: String,
+    pub data_type: ConfigDataType,
 }
 
-#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigDataType {
-    String,
-    Number,
-    Boolean,
-    Json,
-}
+// The type of a configuration value (`configs.data_type`, `config_defaults.data_type`).
+text_enum!(
+    #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ConfigDataType {
+        String = "STRING",
+        Number = "NUMBER",
+        Boolean = "BOOLEAN",
+        Json = "JSON",
+    }
+);
 
 impl ConfigDataType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConfigDataType::String => "STRING",
-            ConfigDataType::Number => "NUMBER",
-            ConfigDataType::Boolean => "BOOLEAN",
-            ConfigDataType::Json => "JSON",
-        }
-    }
-
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "STRING" => ConfigDataType::String,
-            "NUMBER" => ConfigDataType::Number,
-            "BOOLEAN" => ConfigDataType::Boolean,
-            _ => ConfigDataType::Json,
-        }
-    }
-
     /// The type a value has when the caller does not say.
     pub fn infer(v: &Value) -> Self {
         match v {
@@ -129,5 +115,10 @@ mod tests {
         assert!(ConfigDataType::Json.fits(&json!({"a": [1]})));
         assert!(!ConfigDataType::Json.fits(&json!(null)));
         assert_eq!(ConfigDataType::infer(&json!(true)), ConfigDataType::Boolean);
+    }
+
+    #[tokio::test]
+    async fn data_type_round_trips_and_refuses_unknown_text() {
+        crate::db::text_enum::testing::assert_round_trip!(ConfigDataType, "DATE");
     }
 }

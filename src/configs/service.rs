@@ -1,5 +1,6 @@
-//! Configuration rules: the layers, type checks, encryption, who may write which category,
-//! and the cache that serves reads (invalidated on every instance through the bus).
+//! Configuration rules: type checks, encryption, who may write which category, and the cache
+//! that serves reads (invalidated on every instance through the bus). How the layers merge
+//! is `layers`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,12 +8,13 @@ use std::time::Duration;
 
 use moka::future::Cache;
 use scoped_futures::ScopedFutureExt;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::crypto;
+use super::layers::{self, visible_value, ReadOnlyLayers};
 use super::model::{
-    ConfigDataType, ConfigDefault, ConfigEntry, ConfigLayer, ConfigRow, MASK, RESERVED_CATEGORIES,
+    ConfigDataType, ConfigEntry, ConfigLayer, ConfigRow, MASK, RESERVED_CATEGORIES,
 };
 use super::store::{self, Upsert};
 use crate::app::App;
@@ -26,13 +28,7 @@ use crate::tenants::service::{ensure_writable, target_scope};
 use crate::tenants::store as tenant_store;
 use crate::{features, plans};
 
-/// A tenant's stored entries plus the defaults they override.
-#[derive(Debug)]
-pub struct TenantConfig {
-    pub tenant_id: Uuid,
-    pub rows: Vec<ConfigRow>,
-    pub defaults: Arc<Vec<ConfigDefault>>,
-}
+pub use super::layers::TenantConfig;
 
 #[derive(Clone)]
 pub struct ConfigCache(Cache<Uuid, Arc<TenantConfig>>);
@@ -114,74 +110,6 @@ pub fn reveals_secrets(actor: &Actor) -> bool {
     actor.is_tenant_admin()
 }
 
-impl TenantConfig {
-    /// The tenant layer: defaults, overridden by the tenant's entries; `category` filters.
-    pub fn entries(
-        &self,
-        category: Option<&str>,
-        reveal: bool,
-        secret: Option<&[u8; 32]>,
-    ) -> Vec<ConfigEntry> {
-        let wanted = |c: &str| category.is_none_or(|w| w == c);
-        let mut out: Vec<ConfigEntry> = self
-            .defaults
-            .iter()
-            .filter(|d| wanted(&d.category))
-            .filter(|d| {
-                !self
-                    .rows
-                    .iter()
-                    .any(|r| r.category == d.category && r.key == d.key)
-            })
-            .map(|d| ConfigEntry {
-                category: d.category.clone(),
-                key: d.key.clone(),
-                value: d.value.clone(),
-                data_type: ConfigDataType::parse(&d.data_type),
-                encrypted: false,
-                layer: ConfigLayer::Default,
-                updated_at: None,
-            })
-            .collect();
-        out.extend(
-            self.rows
-                .iter()
-                .filter(|r| wanted(&r.category))
-                .map(|r| ConfigEntry {
-                    category: r.category.clone(),
-                    key: r.key.clone(),
-                    value: visible_value(r, reveal, secret),
-                    data_type: ConfigDataType::parse(&r.data_type),
-                    encrypted: r.encrypted,
-                    layer: ConfigLayer::Tenant,
-                    updated_at: Some(r.updated_at),
-                }),
-        );
-        out.sort_by(|a, b| (&a.category, &a.key).cmp(&(&b.category, &b.key)));
-        out
-    }
-}
-
-fn visible_value(row: &ConfigRow, reveal: bool, secret: Option<&[u8; 32]>) -> Value {
-    if !row.encrypted {
-        return row.value.clone().unwrap_or(Value::Null);
-    }
-    if !reveal {
-        return json!(MASK);
-    }
-    let plain = secret
-        .zip(row.encrypted_value.as_deref())
-        .and_then(|(k, stored)| crypto::decrypt(k, row.tenant_id, &row.category, &row.key, stored));
-    match plain.and_then(|p| serde_json::from_slice(&p).ok()) {
-        Some(v) => v,
-        None => {
-            tracing::error!(tenant_id = %row.tenant_id, category = %row.category, key = %row.key,
-                "cannot decrypt config value (CONFIG_ENCRYPTION_KEY missing or changed)");
-            json!(MASK)
-        }
-    }
-}
-
 /// All layers merged: `{ category: { key: { value, layer } } }`; later layers win.
 pub async fn effective(
     app: &App,
@@ -211,69 +139,16 @@ pub async fn effective(
         })
         .await?;
     let flags = features::service::effective(app, db, scope, tenant.id, plan_id).await?;
-
-    let entry =
-        |value: Value, layer: ConfigLayer| json!({ "value": value, "layer": layer.as_str() });
-    let mut merged: Map<String, Value> = Map::new();
-    let mut system = Map::new();
-    system.insert(
-        "version".into(),
-        entry(json!(env!("CARGO_PKG_VERSION")), ConfigLayer::System),
-    );
-    system.insert(
-        "environment".into(),
-        entry(json!(app.settings.environment), ConfigLayer::System),
-    );
-    system.insert(
-        "region".into(),
-        entry(json!(tenant.region), ConfigLayer::System),
-    );
-    system.insert(
-        "billingMode".into(),
-        entry(
-            json!(if app.settings.billing_live() {
-                "STRIPE"
-            } else {
-                "LOCAL"
-            }),
-            ConfigLayer::System,
-        ),
-    );
-    merged.insert("system".into(), Value::Object(system));
-
-    let mut plan_layer = Map::new();
-    if let Some(p) = plan {
-        plan_layer.insert("slug".into(), entry(json!(p.slug), ConfigLayer::Plan));
-        plan_layer.insert(
-            "rateLimitPerMinute".into(),
-            entry(json!(p.rate_limit_per_minute), ConfigLayer::Plan),
-        );
-    }
-    let limits: Map<String, Value> = quotas
-        .iter()
-        .map(|q| (q.resource.clone(), json!(q.limit)))
-        .collect();
-    plan_layer.insert(
-        "limits".into(),
-        entry(Value::Object(limits), ConfigLayer::Plan),
-    );
-    let enabled: Vec<&str> = flags
-        .iter()
-        .filter(|f| f.enabled)
-        .map(|f| f.key.as_str())
-        .collect();
-    plan_layer.insert("features".into(), entry(json!(enabled), ConfigLayer::Plan));
-    merged.insert("plan".into(), Value::Object(plan_layer));
-
-    for e in cfg.entries(None, reveal, app.settings.config_encryption_key.as_ref()) {
-        let cat = merged
-            .entry(e.category.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(m) = cat {
-            m.insert(e.key.clone(), entry(e.value, e.layer));
-        }
-    }
-    Ok(Value::Object(merged))
+    let read_only = ReadOnlyLayers {
+        environment: &app.settings.environment,
+        region: &tenant.region,
+        billing_live: app.settings.billing_live(),
+        plan: plan.as_ref(),
+        quotas: &quotas,
+        flags: &flags,
+    };
+    let tenant_layer = cfg.entries(None, reveal, app.settings.config_encryption_key.as_ref());
+    Ok(layers::merge(read_only, tenant_layer))
 }
 
 pub struct SetConfig {
@@ -395,14 +270,14 @@ pub async fn set(app: &App, actor: &Actor, input: SetConfig) -> AppResult<Config
                 let defaults = store::defaults(c).await?;
                 let default = defaults.iter().find(|d| d.category == input.category && d.key == input.key);
                 let data_type = match (input.data_type, default) {
-                    (Some(t), Some(d)) if t.as_str() != d.data_type => {
+                    (Some(t), Some(d)) if t != d.data_type => {
                         return Err(AppError::bad_input(
                             "dataType",
-                            format!("{}.{} is a {} setting", input.category, input.key, d.data_type),
+                            format!("{}.{} is a {} setting", input.category, input.key, d.data_type.as_str()),
                         ))
                     }
                     (Some(t), _) => t,
-                    (None, Some(d)) => ConfigDataType::parse(&d.data_type),
+                    (None, Some(d)) => d.data_type,
                     (None, None) => ConfigDataType::infer(&input.value),
                 };
                 if !data_type.fits(&input.value) {
@@ -428,7 +303,7 @@ pub async fn set(app: &App, actor: &Actor, input: SetConfig) -> AppResult<Config
                         key: &input.key,
                         value,
                         encrypted_value,
-                        data_type: data_type.as_str(),
+                        data_type,
                         encrypted: input.encrypted,
                         updated_by: actor_c.id.as_deref(),
                     },
@@ -462,7 +337,7 @@ pub async fn set(app: &App, actor: &Actor, input: SetConfig) -> AppResult<Config
         value: visible_value(&row, reveals_secrets(actor), secret.as_ref()),
         category: row.category,
         key: row.key,
-        data_type: ConfigDataType::parse(&row.data_type),
+        data_type: row.data_type,
         encrypted: row.encrypted,
         layer: ConfigLayer::Tenant,
         updated_at: Some(row.updated_at),

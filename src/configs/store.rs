@@ -6,7 +6,7 @@ use diesel_async::RunQueryDsl;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::model::{ConfigDefault, ConfigRow};
+use super::model::{ConfigDataType, ConfigDefault, ConfigRow};
 use crate::db::schema::{config_defaults, configs};
 use crate::db::Conn;
 
@@ -49,7 +49,7 @@ pub struct Upsert<'a> {
     pub key: &'a str,
     pub value: Option<Value>,
     pub encrypted_value: Option<Vec<u8>>,
-    pub data_type: &'a str,
+    pub data_type: ConfigDataType,
     pub encrypted: bool,
     pub updated_by: Option<&'a str>,
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
+use diesel::QueryResult;
 use moka::future::Cache;
 use scoped_futures::ScopedFutureExt;
 use serde_json::json;

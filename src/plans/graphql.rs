@@ -1,16 +1,13 @@
 //! GraphQL: `plans`, `plan(slug)` and the `Plan` type with prices, features and quotas.
 
-use async_graphql::{Context, Object, Result, SimpleObject, ID};
-use scoped_futures::ScopedFutureExt;
-
-use super::loader::{FeaturesOfPlan, PricesOfPlan, QuotasOfPlan};
 use std::sync::Arc;
 
+use async_graphql::{Context, Object, Result, SimpleObject, ID};
 use uuid::Uuid;
 
+use super::loader::{FeaturesOfPlan, PricesOfPlan, QuotasOfPlan};
 use super::model::{BillingCycle, PlanPriceRow, PlanQuotaRow, PlanRow};
-use super::store;
-use crate::db::Scope;
+use super::service;
 use crate::graphql::context::CtxExt;
 use crate::graphql::loaders::SiblingBatch;
 use crate::graphql::scalars::BigInt;
@@ -124,7 +121,7 @@ impl Plan {
             .map(|p| PlanPrice {
                 region: p.region,
                 currency: p.currency,
-                billing_cycle: BillingCycle::parse(&p.billing_cycle),
+                billing_cycle: p.billing_cycle,
                 amount: BigInt(p.amount),
                 stripe_price_id: p.stripe_price_id,
             })
@@ -157,26 +154,11 @@ pub struct PlanQuery;
 impl PlanQuery {
     /// The active plans, cheapest first. Public: no authentication needed.
     async fn plans(&self, ctx: &Context<'_>) -> Result<Vec<Plan>> {
-        let rows = ctx
-            .req()
-            .db
-            .scoped(Scope::Anonymous, |c| {
-                async move { Ok(store::list_active(c).await?) }.scope_boxed()
-            })
-            .await?;
-        Ok(Plan::list(rows))
+        Ok(Plan::list(service::list_active(&ctx.req().db).await?))
     }
 
     async fn plan(&self, ctx: &Context<'_>, slug: String) -> Result<Option<Plan>> {
-        let row = ctx
-            .req()
-            .db
-            .scoped(Scope::Anonymous, |c| {
-                async move { Ok(store::find_by_slug(c, &slug).await?) }.scope_boxed()
-            })
-            .await?;
-        Ok(row
-            .filter(|p| p.is_active)
-            .map(|p| Plan::list(vec![p]).remove(0)))
+        let row = service::find_active(&ctx.req().db, &slug).await?;
+        Ok(row.map(|p| Plan::list(vec![p]).remove(0)))
     }
 }

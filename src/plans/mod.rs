@@ -5,4 +5,5 @@ pub mod cache;
 pub mod graphql;
 pub mod loader;
 pub mod model;
+pub mod service;
 pub mod store;

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::db::schema::{plan_prices, plan_quotas, plans};
+use crate::db::text_enum::text_enum;
 
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = plans, check_for_backend(diesel::pg::Pg))]
@@ -30,7 +31,7 @@ pub struct PlanPriceRow {
     pub plan_id: Uuid,
     pub region: String,
     pub currency: String,
-    pub billing_cycle: String,
+    pub billing_cycle: BillingCycle,
     pub amount: i64,
     pub stripe_price_id: Option<String>,
 }
@@ -46,25 +47,32 @@ pub struct PlanQuotaRow {
     pub enforcement: String,
 }
 
-#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BillingCycle {
-    Monthly,
-    Yearly,
-}
+// A price's billing cycle (`plan_prices.billing_cycle`, also subscriptions and intents). No doc
+// comment: it would become the GraphQL description and change schema.graphql.
+text_enum!(
+    #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum BillingCycle {
+        Monthly = "MONTHLY",
+        Yearly = "YEARLY",
+    }
+);
 
 impl BillingCycle {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BillingCycle::Monthly => "MONTHLY",
-            BillingCycle::Yearly => "YEARLY",
-        }
-    }
-
+    /// Lenient reading of a cycle held as text (rows not yet typed): anything but `YEARLY`
+    /// is monthly.
     pub fn parse(s: &str) -> Self {
-        if s == "YEARLY" {
-            BillingCycle::Yearly
-        } else {
-            BillingCycle::Monthly
-        }
+        Self::from_text(s).unwrap_or(BillingCycle::Monthly)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn billing_cycle_round_trips_and_refuses_unknown_text() {
+        crate::db::text_enum::testing::assert_round_trip!(BillingCycle, "WEEKLY");
+        assert_eq!(BillingCycle::parse("YEARLY"), BillingCycle::Yearly);
+        assert_eq!(BillingCycle::parse("WEEKLY"), BillingCycle::Monthly);
     }
 }

@@ -1,0 +1,222 @@
+//! The production gate: settings that are fine on a laptop but unsafe to serve the public
+//! with (example secrets shipped in this repository, short secrets, billing that silently
+//! runs without Stripe). `serve` refuses them with `APP_ENV=production`, warns elsewhere.
+
+use anyhow::bail;
+
+use super::env::decode_key;
+use super::{BillingMode, Settings};
+
+/// Every secret shipped as an example in this repository (docker-compose.yml, .env.example,
+/// README, tests, benches, older versions of them). Anyone can read these, so `serve` refuses
+/// them with `APP_ENV=production`; a unit test checks the shipped files against this list.
+pub const SHIPPED_EXAMPLE_SECRETS: &[&str] = &[
+    // docker-compose.yml (before secrets became required)
+    "change-me",
+    "change-me-too",
+    // .env.example
+    "dev-secret-change-me",
+    "dev-service-token",
+    // tests and benches
+    "test-secret-0123456789",
+    "bench-secret",
+    "bench-token",
+];
+
+/// `CONFIG_ENCRYPTION_KEY` values shipped as examples (base64).
+pub const SHIPPED_EXAMPLE_KEYS: &[&str] = &[
+    // docker-compose.yml and .env.example
+    "ZGV2LWtleS1jaGFuZ2UtbWUtMzItYnl0ZXMtbG9uZyE=",
+    // tests
+    "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=",
+];
+
+/// Minimum length of an HS256 `JWT_SECRET` and of `SERVICE_TOKEN` in production.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+impl Settings {
+    /// What makes these settings unsafe to serve the public with: example secrets anyone can
+    /// read in this repository, secrets too short to resist guessing, billing that would
+    /// silently run without Stripe. Each line names the variable and how to fix it.
+    pub fn production_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let secrets = [
+            (
+                "JWT_SECRET",
+                &self.jwt_secret,
+                "anyone can sign tokens with it",
+                format!("HS256 needs at least {MIN_SECRET_BYTES} random bytes"),
+            ),
+            (
+                "SERVICE_TOKEN",
+                &self.service_token,
+                "anyone can call /internal/... with it",
+                format!("it needs at least {MIN_SECRET_BYTES}"),
+            ),
+        ];
+        for (var, value, misuse, need) in secrets {
+            problems.extend(
+                value
+                    .as_deref()
+                    .and_then(|v| weak_secret(var, v, misuse, &need)),
+            );
+        }
+        if let Some(key) = &self.config_encryption_key {
+            if SHIPPED_EXAMPLE_KEYS
+                .iter()
+                .any(|example| decode_key(example).is_ok_and(|k| &k == key))
+            {
+                problems.push(
+                    "CONFIG_ENCRYPTION_KEY is the example shipped with Tenantry (encrypted values \
+                     would be readable by anyone); generate one with `openssl rand -base64 32`"
+                        .into(),
+                );
+            }
+        }
+        if self.is_production()
+            && self.billing_mode == BillingMode::Local
+            && !self.billing_mode_explicit
+        {
+            problems.push(
+                "STRIPE_SECRET_KEY is not set, so billing would silently run in LOCAL mode (plan \
+                 changes free of charge); set STRIPE_SECRET_KEY, or BILLING_MODE=local if that \
+                 is intended"
+                    .into(),
+            );
+        }
+        problems
+    }
+
+    /// `serve`'s gate: with `APP_ENV=production` every problem refuses the start, all of them
+    /// named in one message; elsewhere they are returned for the caller to log as warnings.
+    pub fn check_serve(&self) -> anyhow::Result<Vec<String>> {
+        let problems = self.production_problems();
+        if self.is_production() && !problems.is_empty() {
+            bail!(
+                "refusing to serve with APP_ENV=production:\n  - {}\n(development: set APP_ENV=development)",
+                problems.join("\n  - ")
+            );
+        }
+        Ok(problems)
+    }
+}
+
+/// Why a shared secret is unsafe, if it is: shipped as an example, or too short to resist
+/// guessing. `misuse` says what its holder can do, `need` what a good one takes.
+fn weak_secret(var: &str, value: &str, misuse: &str, need: &str) -> Option<String> {
+    let generate = "generate one with `openssl rand -base64 48`";
+    if SHIPPED_EXAMPLE_SECRETS.contains(&value) {
+        Some(format!(
+            "{var} is an example shipped with Tenantry ({misuse}); {generate}"
+        ))
+    } else if value.len() < MIN_SECRET_BYTES {
+        Some(format!(
+            "{var} is {} bytes; {need}: {generate}",
+            value.len()
+        ))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{production, refusal, settings};
+    use super::*;
+
+    #[test]
+    fn production_refuses_shipped_and_short_secrets() {
+        assert!(production(("RUST_LOG", "info"))
+            .unwrap()
+            .check_serve()
+            .unwrap()
+            .is_empty());
+        for example in [
+            "dev-secret-change-me",
+            "change-me",
+            "test-secret-0123456789",
+        ] {
+            let err = refusal(&production(("JWT_SECRET", example)).unwrap());
+            assert!(err.contains("JWT_SECRET is an example"), "{err}");
+            assert!(err.contains("openssl rand"), "{err}");
+        }
+        let err = refusal(&production(("JWT_SECRET", "short-but-not-shipped")).unwrap());
+        assert!(err.contains("JWT_SECRET is 21 bytes"), "{err}");
+        for token in ["dev-service-token", "change-me-too"] {
+            let err = refusal(&production(("SERVICE_TOKEN", token)).unwrap());
+            assert!(err.contains("SERVICE_TOKEN is an example"), "{err}");
+        }
+        let err = refusal(&production(("SERVICE_TOKEN", "tiny")).unwrap());
+        assert!(err.contains("SERVICE_TOKEN is 4 bytes"), "{err}");
+        let err = refusal(
+            &production((
+                "CONFIG_ENCRYPTION_KEY",
+                "ZGV2LWtleS1jaGFuZ2UtbWUtMzItYnl0ZXMtbG9uZyE=",
+            ))
+            .unwrap(),
+        );
+        assert!(
+            err.contains("CONFIG_ENCRYPTION_KEY is the example"),
+            "{err}"
+        );
+        // Every problem is named at once.
+        let s = settings(&[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "change-me"),
+            ("SERVICE_TOKEN", "change-me-too"),
+        ])
+        .unwrap();
+        let err = refusal(&s);
+        for var in [
+            "JWT_SECRET",
+            "SERVICE_TOKEN",
+            "STRIPE_SECRET_KEY",
+            "BILLING_MODE=local",
+        ] {
+            assert!(err.contains(var), "{var} missing from: {err}");
+        }
+        // Outside production the same settings serve, with warnings.
+        let dev = settings(&[("JWT_SECRET", "change-me")]).unwrap();
+        assert_eq!(dev.check_serve().unwrap().len(), 1);
+    }
+
+    /// The list of refused examples covers every secret the shipped files carry.
+    #[test]
+    fn every_shipped_example_secret_is_in_the_list() {
+        let files = [
+            (
+                "docker-compose.yml",
+                include_str!("../../docker-compose.yml"),
+            ),
+            (".env.example", include_str!("../../.env.example")),
+            ("README.md", include_str!("../../README.md")),
+        ];
+        for (file, text) in files {
+            for line in text.lines() {
+                let line = line.trim().trim_start_matches('#').trim();
+                for var in ["JWT_SECRET", "SERVICE_TOKEN", "CONFIG_ENCRYPTION_KEY"] {
+                    // `VAR=value` (dotenv) or `VAR: value` (compose), values without spaces.
+                    let Some(rest) = line
+                        .strip_prefix(&format!("{var}="))
+                        .or_else(|| line.strip_prefix(&format!("{var}: ")))
+                    else {
+                        continue;
+                    };
+                    let value = rest.split_whitespace().next().unwrap_or("");
+                    if value.is_empty() || value.starts_with('$') || value.starts_with('<') {
+                        continue; // `${VAR:?..}`, `$(openssl ..)` or a placeholder
+                    }
+                    let list: &[&str] = if var == "CONFIG_ENCRYPTION_KEY" {
+                        SHIPPED_EXAMPLE_KEYS
+                    } else {
+                        SHIPPED_EXAMPLE_SECRETS
+                    };
+                    assert!(
+                        list.contains(&value),
+                        "{file}: {var}={value} is not in the shipped examples list"
+                    );
+                }
+            }
+        }
+    }
+}
