@@ -192,13 +192,7 @@ async fn a_purged_tenants_audit_trail_outlives_it_until_retention() {
     )
     .await
     .ok();
-    app.gql(
-        Some(&admin),
-        "mutation($id: ID!) { deleteTenant(id: $id) { id } }",
-        json!({ "id": tid.to_string() }),
-    )
-    .await
-    .ok();
+    app.delete_tenant(tid).await.ok();
     let mut db = app.db.superuser().await;
     let trail = format!("select count(*) as n from audit_logs where tenant_id = '{tid}'");
     let before = count(&mut db, &trail).await;

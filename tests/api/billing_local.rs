@@ -30,13 +30,7 @@ async fn trials_and_plan_changes_apply_at_once_in_local_mode() {
     assert!(resp.ok()["tenant"]["subscription"]["trialEnd"].is_null());
 
     // Usage is kept across the switch.
-    app.gql(
-        Some(&t.member),
-        "mutation { recordUsage(resource: \"users\", amount: 3) { used } }",
-        json!({}),
-    )
-    .await
-    .ok();
+    app.record_usage(&t.member, "users", 3).await.ok();
 
     app.gql(
         Some(&t.member),
@@ -151,14 +145,7 @@ async fn cancel_resume_checkout_and_suspension() {
         .err("BAD_USER_INPUT");
 
     // Suspended: billing recovery works, other writes do not.
-    let admin = app.admin_token();
-    app.gql(
-        Some(&admin),
-        "mutation($id: ID!) { suspendTenant(id: $id, reason: \"unpaid\") { id } }",
-        json!({ "id": t.id.to_string() }),
-    )
-    .await
-    .ok();
+    app.suspend_tenant(t.id, "unpaid").await.ok();
     app.gql(Some(&t.admin), CHANGE, json!({ "p": "professional" }))
         .await
         .ok();

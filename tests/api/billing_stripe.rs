@@ -107,13 +107,7 @@ async fn plan_change_goes_through_stripe_and_applies_on_the_webhook() {
     assert_eq!(resp.ok()["billingMode"], "STRIPE");
     assert_eq!(resp.ok()["tenant"]["subscription"]["status"], "ACTIVE");
 
-    app.gql(
-        Some(&t.member),
-        "mutation { recordUsage(resource: \"users\", amount: 4) { used } }",
-        json!({}),
-    )
-    .await
-    .ok();
+    app.record_usage(&t.member, "users", 4).await.ok();
 
     let resp = app
         .gql(
@@ -478,10 +472,9 @@ async fn failed_payment_grace_period_suspension_and_recovery() {
 async fn stripe_errors_and_timeouts_fail_the_intent_and_change_nothing() {
     let (app, fake) = live().await;
     let (t, _customer, _sub) = subscribed(&app, &fake, "starter").await;
-    let change = "mutation { changePlan(planSlug: \"professional\") { id status } }";
 
     fake.fail_with(500, "Stripe is having a bad day");
-    let resp = app.gql(Some(&t.admin), change, json!({})).await;
+    let resp = app.change_plan(&t.admin, "professional").await;
     let err = resp.err("BILLING_ERROR");
     assert!(
         err["message"]
@@ -494,7 +487,7 @@ async fn stripe_errors_and_timeouts_fail_the_intent_and_change_nothing() {
     fake.heal();
     fake.stall(Duration::from_secs(4));
     let started = std::time::Instant::now();
-    let resp = app.gql(Some(&t.admin), change, json!({})).await;
+    let resp = app.change_plan(&t.admin, "professional").await;
     resp.err("BILLING_ERROR");
     assert!(
         started.elapsed() < Duration::from_secs(4),
@@ -553,13 +546,7 @@ async fn local_mode_applies_at_once_without_any_http_call() {
     })
     .await;
     let t = app.tenant().plan("starter").create().await;
-    let resp = app
-        .gql(
-            Some(&t.admin),
-            "mutation { changePlan(planSlug: \"professional\") { status } }",
-            json!({}),
-        )
-        .await;
+    let resp = app.change_plan(&t.admin, "professional").await;
     assert_eq!(resp.ok()["changePlan"]["status"], "COMPLETED");
     let resp = app.gql(Some(&t.member), SUB, json!({})).await;
     assert_eq!(resp.ok()["billingMode"], "LOCAL");
@@ -739,13 +726,7 @@ async fn tenants_never_see_or_touch_each_others_billing() {
     let (app, fake) = live().await;
     let (a, _ca, _) = subscribed(&app, &fake, "starter").await;
     let (b, cb, sub_b) = subscribed(&app, &fake, "starter").await;
-    let resp = app
-        .gql(
-            Some(&b.admin),
-            "mutation { changePlan(planSlug: \"professional\") { id } }",
-            json!({}),
-        )
-        .await;
+    let resp = app.change_plan(&b.admin, "professional").await;
     let b_intent = resp.ok()["changePlan"]["id"].as_str().unwrap().to_owned();
 
     let resp = app
@@ -925,10 +906,8 @@ async fn soft_overage_is_reported_to_stripe_once() {
     let soft = json_rows(&mut c, &format!("select resource from quotas where tenant_id = '{}' and enforcement = 'SOFT' order by resource limit 1", t.id)).await;
     let resource = soft[0]["resource"].as_str().unwrap().to_owned();
     count(&mut c, &format!("with u as (update quotas set \"limit\" = 5 where tenant_id = '{}' and resource = '{resource}' returning 1) select count(*) as n from u", t.id)).await;
-    let record =
-        format!("mutation {{ recordUsage(resource: \"{resource}\", amount: 8) {{ used }} }}");
     // Tenant admins may run a SOFT quota into overage (members only up to its limit).
-    app.gql(Some(&t.admin), &record, json!({})).await.ok();
+    app.record_usage(&t.admin, &resource, 8).await.ok();
 
     let report = tenantry::billing::usage::report(&app.app).await.unwrap();
     assert_eq!(report.reported, 1);
@@ -954,9 +933,7 @@ async fn soft_overage_is_reported_to_stripe_once() {
     );
 
     // More overage while Stripe is down: the same pending report is resent once it is back.
-    let record =
-        format!("mutation {{ recordUsage(resource: \"{resource}\", amount: 2) {{ used }} }}");
-    app.gql(Some(&t.admin), &record, json!({})).await.ok();
+    app.record_usage(&t.admin, &resource, 2).await.ok();
     fake.fail_with(500, "down");
     let r = tenantry::billing::usage::report(&app.app).await.unwrap();
     assert_eq!(r.failed, 1);
@@ -993,11 +970,10 @@ async fn soft_overage_is_reported_to_stripe_once() {
 async fn a_pending_intent_expires_after_a_day_but_stripe_stays_the_source_of_truth() {
     let (app, fake) = live().await;
     let (t, _customer, sub_id) = subscribed(&app, &fake, "starter").await;
-    let change = "mutation { changePlan(planSlug: \"professional\") { id status } }";
-    let resp = app.gql(Some(&t.admin), change, json!({})).await;
+    let resp = app.change_plan(&t.admin, "professional").await;
     let intent_id = resp.ok()["changePlan"]["id"].as_str().unwrap().to_owned();
     // One plan change at a time.
-    app.gql(Some(&t.admin), change, json!({}))
+    app.change_plan(&t.admin, "professional")
         .await
         .err("CONFLICT");
 
@@ -1040,13 +1016,7 @@ async fn a_pending_intent_expires_after_a_day_but_stripe_stays_the_source_of_tru
 async fn a_confirmation_overtaken_by_a_later_state_is_not_lost() {
     let (app, fake) = live().await;
     let (t, customer, sub_id) = subscribed(&app, &fake, "starter").await;
-    let resp = app
-        .gql(
-            Some(&t.admin),
-            "mutation { changePlan(planSlug: \"professional\") { id } }",
-            json!({}),
-        )
-        .await;
+    let resp = app.change_plan(&t.admin, "professional").await;
     let intent_id = resp.ok()["changePlan"]["id"].as_str().unwrap().to_owned();
     let confirmation = event(
         "evt_slow",
@@ -1133,13 +1103,7 @@ async fn a_confirmation_overtaken_by_a_later_state_is_not_lost() {
 async fn a_subscription_ended_by_stripe_ends_overrides_of_features_outside_the_plan() {
     let (app, fake) = live().await;
     let (t, _customer, sub_id) = subscribed(&app, &fake, "professional").await;
-    let resp = app
-        .gql(
-            Some(&t.admin),
-            "mutation { setFeature(key: \"audit_logs\", enabled: true) { source } }",
-            json!({}),
-        )
-        .await;
+    let resp = app.set_feature(&t.admin, "audit_logs", true).await;
     assert_eq!(resp.ok()["setFeature"]["source"], "OVERRIDE");
     let logs = "{ auditLogs(first: 1) { totalCount } }";
     app.gql(Some(&t.admin), logs, json!({})).await.ok();

@@ -26,13 +26,7 @@ async fn suspension_through_one_instance_applies_on_the_other_within_a_second() 
         .await
         .ok();
 
-    a.gql(
-        Some(&a.admin_token()),
-        "mutation($id: ID!) { suspendTenant(id: $id, reason: \"r\") { id } }",
-        json!({ "id": id }),
-    )
-    .await
-    .ok();
+    a.suspend_tenant(&id, "r").await.ok();
 
     let started = Instant::now();
     loop {
@@ -49,13 +43,7 @@ async fn suspension_through_one_instance_applies_on_the_other_within_a_second() 
     }
 
     // Deletion reaches B's cached resolution too: the tenant's users get NOT_FOUND there.
-    a.gql(
-        Some(&a.admin_token()),
-        "mutation($id: ID!) { deleteTenant(id: $id) { id } }",
-        json!({ "id": id }),
-    )
-    .await
-    .ok();
+    a.delete_tenant(&id).await.ok();
     let started = Instant::now();
     loop {
         let resp = b.gql(Some(&t.member), "{ me { role } }", json!({})).await;

@@ -227,13 +227,7 @@ async fn context_features_quotas_and_validate() {
             "{body}: {v}"
         );
     }
-    app.gql(
-        Some(&app.admin_token()),
-        "mutation($id: ID!) { suspendTenant(id: $id, reason: \"x\") { id } }",
-        json!({ "id": t.id.to_string() }),
-    )
-    .await
-    .ok();
+    app.suspend_tenant(t.id, "x").await.ok();
     let (_, v) = call(
         &app,
         "POST",

@@ -16,7 +16,6 @@ async fn tenant_tables(app: &TestApp) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_deleted_31_days_ago_is_gone_from_every_table() {
     let app = TestApp::spawn().await;
-    let admin = app.admin_token();
     let old = app.tenant().create().await;
     let recent = app.tenant().create().await;
     let live = app.tenant().create().await;
@@ -25,13 +24,7 @@ async fn a_tenant_deleted_31_days_ago_is_gone_from_every_table() {
         fill_every_table(&mut db, t).await;
     }
     for t in [&old, &recent] {
-        app.gql(
-            Some(&admin),
-            "mutation($id: ID!) { deleteTenant(id: $id) { id } }",
-            json!({ "id": t.id.to_string() }),
-        )
-        .await
-        .ok();
+        app.delete_tenant(t.id).await.ok();
     }
     db.batch_execute(&format!(
         "update tenants set deleted_at = now() - interval '31 days' where id = '{}'",
@@ -264,13 +257,7 @@ async fn tenant_admins_export_only_what_their_features_show() {
     assert_eq!(doc["omitted"], json!({}));
 
     // Professional, with audit_logs switched off by the tenant: usage yes, audit log no.
-    app.gql(
-        Some(&pro.admin),
-        "mutation { setFeature(key: \"audit_logs\", enabled: false) { enabled } }",
-        json!({}),
-    )
-    .await
-    .ok();
+    app.set_feature(&pro.admin, "audit_logs", false).await.ok();
     let resp = app
         .gql(
             Some(&pro.admin),

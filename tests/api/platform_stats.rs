@@ -16,20 +16,8 @@ async fn operators_see_tenants_subscriptions_revenue_and_alerts() {
     let pro = app.tenant().plan("professional").create().await; // trialing: no revenue yet
     let starter = app.tenant().plan("starter").create().await;
     let gone = app.tenant().plan("enterprise").create().await;
-    app.gql(
-        Some(&admin),
-        "mutation($id: ID!) { deleteTenant(id: $id) { id } }",
-        json!({ "id": gone.id.to_string() }),
-    )
-    .await
-    .ok();
-    app.gql(
-        Some(&admin),
-        "mutation($id: ID!) { suspendTenant(id: $id, reason: \"r\") { id } }",
-        json!({ "id": free.id.to_string() }),
-    )
-    .await
-    .ok();
+    app.delete_tenant(gone.id).await.ok();
+    app.suspend_tenant(free.id, "r").await.ok();
     let mut db = app.db.superuser().await;
     // The starter tenant pays yearly (29,000 / 12 = 2,416 a month).
     db.batch_execute(&format!(
@@ -38,13 +26,7 @@ async fn operators_see_tenants_subscriptions_revenue_and_alerts() {
     ))
     .await
     .unwrap();
-    app.gql(
-        Some(&pro.member),
-        "mutation { recordUsage(resource: \"users\", amount: 80) { used } }",
-        json!({}),
-    )
-    .await
-    .ok();
+    app.record_usage(&pro.member, "users", 80).await.ok();
 
     let resp = app.gql(Some(&admin), STATS, json!({})).await;
     let s = &resp.ok()["platformStats"];
@@ -132,13 +114,9 @@ async fn growing_lists_count_their_total_for_the_callers_tenant_only() {
     let a = app.tenant().plan("professional").create().await;
     let b = app.tenant().plan("professional").create().await;
     for t in [&a, &b] {
-        app.gql(
-            Some(&t.admin),
-            "mutation { setFeature(key: \"custom_branding\", enabled: false) { key } }",
-            json!({}),
-        )
-        .await
-        .ok();
+        app.set_feature(&t.admin, "custom_branding", false)
+            .await
+            .ok();
     }
     app.gql(
         Some(&a.admin),

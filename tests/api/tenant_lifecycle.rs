@@ -83,13 +83,7 @@ async fn create_suspend_reactivate_delete_restore() {
     let sql = format!("select count(*) as n from tenants where id = '{id}' and name = 'Sneaky'");
     assert_eq!(count(&mut db, &sql).await, 0);
     // Suspending twice is a conflict, not a silent success.
-    app.gql(
-        Some(&admin),
-        "mutation($id: ID!) { suspendTenant(id: $id, reason: \"again\") { id } }",
-        json!({ "id": id }),
-    )
-    .await
-    .err("CONFLICT");
+    app.suspend_tenant(&id, "again").await.err("CONFLICT");
 
     // Reactivate: writes work again.
     let resp = app
@@ -178,16 +172,9 @@ async fn create_suspend_reactivate_delete_restore() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_tenant_older_than_the_window_cannot_be_restored() {
     let app = TestApp::spawn().await;
-    let admin = app.admin_token();
     let t = app.tenant().create().await;
     let id = t.id.to_string();
-    app.gql(
-        Some(&admin),
-        "mutation($id: ID!) { deleteTenant(id: $id) { id } }",
-        json!({ "id": id }),
-    )
-    .await
-    .ok();
+    app.delete_tenant(&id).await.ok();
     let mut db = app.db.superuser().await;
     use diesel_async::SimpleAsyncConnection;
     db.batch_execute(&format!(
@@ -195,22 +182,10 @@ async fn a_deleted_tenant_older_than_the_window_cannot_be_restored() {
     ))
     .await
     .unwrap();
-    app.gql(
-        Some(&admin),
-        "mutation($id: ID!) { restoreTenant(id: $id) { id } }",
-        json!({ "id": id }),
-    )
-    .await
-    .err("CONFLICT");
+    app.restore_tenant(&id).await.err("CONFLICT");
     // Restoring a tenant that is not deleted is a conflict too.
     let other = app.tenant().create().await;
-    app.gql(
-        Some(&admin),
-        "mutation($id: ID!) { restoreTenant(id: $id) { id } }",
-        json!({ "id": other.id.to_string() }),
-    )
-    .await
-    .err("CONFLICT");
+    app.restore_tenant(other.id).await.err("CONFLICT");
 }
 
 const CREATE: &str = "mutation($input: CreateTenantInput!) { createTenant(input: $input) { id } }";

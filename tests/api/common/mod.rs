@@ -6,6 +6,7 @@
 //! `redis://127.0.0.1:6379`), `TEST_LOG=1` to see the server's logs.
 #![allow(dead_code)]
 
+pub mod domain;
 pub mod stripe;
 pub mod ws;
 
