@@ -26,8 +26,8 @@ if [ -f tests/node/package.json ]; then
     fi
 fi
 
-# Stripe's own Python library cross-checks our webhook signatures (tests/stripe_python.rs);
-# schemathesis fuzzes the whole schema (tests/fuzz.rs).
+# Stripe's own Python library cross-checks our webhook signatures (tests/api/stripe_python.rs);
+# schemathesis fuzzes the whole schema (tests/api/fuzz.rs).
 if ! python3 -c "import stripe, schemathesis" >/dev/null 2>&1; then
     log "installing the Python test tools (stripe, schemathesis)"
     python3 -m pip install --quiet --user --disable-pip-version-check -r tests/python/requirements.txt ||
@@ -39,7 +39,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked || log "warning: installing cargo-nextest failed; using cargo test"
 fi
 
-# Targets: the library, the binary and tests/ (unit tests of src/ included). Not
+# Targets: the library, the binary and tests/ (unit tests of src/ included; the integration
+# tests are one binary, tests/api/main.rs, their names prefixed by module: `billing_stripe::`). Not
 # --all-targets: benches/usage.rs is a harness = false benchmark, which would be run (or
 # listed) as if it were a test.
 if cargo nextest --version >/dev/null 2>&1; then

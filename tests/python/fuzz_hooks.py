@@ -1,4 +1,4 @@
-"""Schemathesis hooks for tests/fuzz.rs: strategies for Tenantry's custom scalars, and the one
+"""Schemathesis hooks for tests/api/fuzz.rs: strategies for Tenantry's custom scalars, and the one
 check that matters for the contract. schemathesis's own `not_a_server_error` counts every
 GraphQL error with a path as a server failure, but Tenantry answers domain refusals
 (NOT_FOUND, FORBIDDEN, ...) as coded GraphQL errors by contract; what must never happen is a
