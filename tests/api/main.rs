@@ -15,6 +15,7 @@ mod audit_trail;
 mod auth;
 mod billing_local;
 mod billing_stripe;
+mod billing_versions;
 mod config_bounds;
 mod crash;
 mod db_role;

@@ -2,12 +2,10 @@
 //! read, applied and recorded like the newest layout; an event that cannot be read is stored
 //! FAILED with its reason, acknowledged (2xx, so Stripe keeps the endpoint) and replayable.
 
-mod common;
-
-use common::stripe::{
+use crate::common::stripe::{
     deliver, event_in, invoice_2024_06_20, now, subscription_2024_06_20, FakeStripe,
 };
-use common::{count, text, TestApp};
+use crate::common::{count, text, TestApp};
 use serde_json::{json, Value};
 
 const SECRET: &str = "whsec_test_versions";
