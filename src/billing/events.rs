@@ -170,15 +170,15 @@ pub async fn due(conn: &mut Conn, now: DateTime<Utc>, limit: i64) -> QueryResult
 
 #[derive(Default, Clone)]
 pub struct EventFilter {
-    pub status: Option<String>,
+    pub status: Option<EventStatus>,
     pub event_type: Option<String>,
     pub tenant_id: Option<Uuid>,
 }
 
 fn filtered<'a>(f: &EventFilter) -> stripe_events::BoxedQuery<'a, diesel::pg::Pg> {
     let mut q = stripe_events::table.into_boxed();
-    if let Some(s) = &f.status {
-        q = q.filter(stripe_events::status.eq(s.clone()));
+    if let Some(s) = f.status {
+        q = q.filter(stripe_events::status.eq(s));
     }
     if let Some(t) = &f.event_type {
         q = q.filter(stripe_events::event_type.eq(t.clone()));

@@ -2,14 +2,10 @@
 //! `createCheckoutSession`, `cancelSubscription`, `resumeSubscription`, and the
 //! `BillingSubscription`/`Invoice` types that hang off `Tenant`.
 
-use std::collections::HashMap;
-
-use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use scoped_futures::ScopedFutureExt;
-use uuid::Uuid;
 
+pub use super::loader::SubscriptionOfTenant;
 use super::model::{
     BillingMode, IntentRow, IntentStatus, InvoiceRow, InvoiceStatus, SubscriptionRow,
     SubscriptionStatus,
@@ -19,36 +15,11 @@ use crate::auth::Role;
 use crate::error::AppError;
 use crate::graphql::context::CtxExt;
 use crate::graphql::guards::RequireRole;
-use crate::graphql::loaders::DbLoader;
 use crate::graphql::scalars::BigInt;
 use crate::graphql::target_tenant;
 use crate::plans::graphql::Plan;
 use crate::plans::loader::PlanById;
 use crate::plans::model::{BillingCycle, PlanRow};
-
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub struct SubscriptionOfTenant(pub Uuid);
-
-impl Loader<SubscriptionOfTenant> for DbLoader {
-    type Value = SubscriptionRow;
-    type Error = AppError;
-
-    async fn load(
-        &self,
-        keys: &[SubscriptionOfTenant],
-    ) -> Result<HashMap<SubscriptionOfTenant, SubscriptionRow>, AppError> {
-        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = self
-            .run(|c| {
-                async move { Ok(super::store::subscriptions_of(c, &ids).await?) }.scope_boxed()
-            })
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (SubscriptionOfTenant(r.tenant_id), r))
-            .collect())
-    }
-}
 
 pub struct BillingSubscription(pub SubscriptionRow);
 

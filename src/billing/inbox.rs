@@ -11,12 +11,14 @@ use serde_json::{json, Value};
 
 use super::apply::{self, StripeObject};
 use super::decide::EventKind;
-use super::events::{self, EventRow, EventStatus};
+use super::events::{self, EventStatus};
+pub use super::events::{EventFilter, EventRow};
 use super::wire;
 use crate::app::App;
 use crate::audit;
 use crate::auth::Actor;
-use crate::db::{Conn, Scope};
+use crate::db::page::{Page, PageArgs};
+use crate::db::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
 
 /// A verified delivery: the envelope fields and the whole payload.
@@ -29,6 +31,22 @@ pub struct Delivery<'a> {
 }
 
 const SCOPE: Scope = Scope::Platform("stripe_webhook");
+
+/// Received events, newest first, for platform admins' `webhookEvents`.
+pub async fn list(
+    db: &Db,
+    filter: EventFilter,
+    page: PageArgs<String>,
+) -> AppResult<Page<EventRow>> {
+    let f = &filter;
+    page.load(
+        db,
+        Scope::Platform("webhook_events"),
+        |c, before, limit| events::list(c, f, before, limit).scope_boxed(),
+        |c| events::count(c, f).scope_boxed(),
+    )
+    .await
+}
 
 /// Records a verified delivery and processes it unless it was processed before.
 pub async fn receive(app: &App, d: &Delivery<'_>) -> AppResult<EventRow> {

@@ -16,6 +16,7 @@ pub mod events_graphql;
 pub mod graphql;
 pub mod inbox;
 pub mod invoices;
+pub mod loader;
 pub mod model;
 pub mod plan_apply;
 pub mod plan_change;

@@ -14,7 +14,7 @@ use super::store;
 use crate::app::App;
 use crate::audit;
 use crate::auth::Actor;
-use crate::db::{Conn, Scope};
+use crate::db::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
 use crate::plans;
 use crate::plans::model::{BillingCycle, PlanRow};
@@ -107,6 +107,31 @@ pub async fn change_plan(
         .await?;
     app.tenant_changed(tenant_id).await;
     Ok(out)
+}
+
+/// One of the tenant's plan-change intents with the plans it goes from and to.
+pub async fn intent(
+    db: &Db,
+    actor: &Actor,
+    tenant_id: Uuid,
+    intent_id: Uuid,
+) -> AppResult<(IntentRow, PlanRow, PlanRow)> {
+    let scope = target_scope(actor, tenant_id, "billing")?;
+    db.scoped(scope, |c| {
+        async move {
+            let i = store::intent(c, tenant_id, intent_id)
+                .await?
+                .ok_or_else(|| AppError::not_found("plan change intent"))?;
+            let plans = plans::store::by_ids(c, &[i.from_plan_id, i.to_plan_id]).await?;
+            let find = |id: Uuid| plans.iter().find(|p| p.id == id).cloned();
+            let (Some(from), Some(to)) = (find(i.from_plan_id), find(i.to_plan_id)) else {
+                return Err(AppError::not_found("plan"));
+            };
+            Ok((i, from, to))
+        }
+        .scope_boxed()
+    })
+    .await
 }
 
 /// What a plan change needs from the database before Stripe is called.

@@ -5,8 +5,9 @@
 //!    `src/**/*_graphql.rs`, any file under an aggregate's `graphql/` folder, any file of
 //!    `src/graphql/` that is not the shared infrastructure (`http`, `ws`, `admission`,
 //!    `context`, `guards`, `loaders`, `scalars`, `pagination`, `mod`), and any file under
-//!    `src/admin/` — neither imports nor calls a store module: `<aggregate>::store` or
-//!    `billing::events` (the store of received Stripe events).
+//!    `src/admin/` but the admin aggregate's own `service.rs`, `store.rs` and `model.rs` —
+//!    neither imports nor calls a store module: `<aggregate>::store` or `billing::events` (the
+//!    store of received Stripe events).
 //! 2. **Stores are SQL only.** A store file (`src/**/store.rs`, `src/**/store/*.rs`,
 //!    `src/billing/events.rs`) uses no GraphQL or HTTP type: `async_graphql`, `axum`,
 //!    `crate::graphql`, `crate::http`.
@@ -159,7 +160,8 @@ fn is_resolver_file(path: &str) -> bool {
     let (dirs, name) = parts.split_at(parts.len() - 1);
     let name = name[0];
     if dirs.first() == Some(&"admin") || rel == "admin.rs" {
-        return true;
+        // The admin views are an aggregate too: its service may use its store.
+        return !matches!(name, "service.rs" | "store.rs" | "model.rs");
     }
     if dirs.first() == Some(&"graphql") {
         // The shared infrastructure, unless a resolver file was put there.
@@ -674,6 +676,8 @@ mod rules {
             assert!(is_resolver_file(resolver), "{resolver}");
         }
         for other in [
+            "src/admin/service.rs",
+            "src/admin/store.rs",
             "src/graphql/http.rs",
             "src/graphql/mod.rs",
             "src/graphql/ws.rs",
