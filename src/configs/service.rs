@@ -24,8 +24,7 @@ use crate::bus::Event;
 use crate::db::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
 use crate::tenants::model::TenantRow;
-use crate::tenants::service::{ensure_writable, target_scope};
-use crate::tenants::store as tenant_store;
+use crate::tenants::service::target_scope;
 use crate::{features, plans};
 
 pub use super::layers::TenantConfig;
@@ -232,15 +231,6 @@ fn audit_value(encrypted: bool, value: Option<&Value>) -> Value {
     }
 }
 
-async fn locked_tenant(conn: &mut Conn, actor: &Actor, tenant_id: Uuid) -> AppResult<TenantRow> {
-    let tenant = tenant_store::find_for_update(conn, tenant_id)
-        .await?
-        .filter(|t| t.deleted_at.is_none())
-        .ok_or_else(|| AppError::not_found("tenant"))?;
-    ensure_writable(actor, &tenant)?;
-    Ok(tenant)
-}
-
 pub async fn set(app: &App, actor: &Actor, input: SetConfig) -> AppResult<ConfigEntry> {
     may_write(actor)?;
     check_category(&input.category)?;
@@ -265,7 +255,7 @@ pub async fn set(app: &App, actor: &Actor, input: SetConfig) -> AppResult<Config
         .db
         .scoped(scope, |c| {
             async move {
-                let tenant = locked_tenant(c, &actor_c, input.tenant_id).await?;
+                let tenant = crate::tenants::lifecycle::lock_writable(c, &actor_c, input.tenant_id).await?;
                 check_category_feature(c, &tenant, &input.category).await?;
                 let defaults = store::defaults(c).await?;
                 let default = defaults.iter().find(|d| d.category == input.category && d.key == input.key);
@@ -363,7 +353,8 @@ pub async fn remove(
         .db
         .scoped(scope, |c| {
             async move {
-                let tenant = locked_tenant(c, &actor_c, tenant_id).await?;
+                let tenant =
+                    crate::tenants::lifecycle::lock_writable(c, &actor_c, tenant_id).await?;
                 let touches_branding = category.as_deref().is_none_or(|cat| cat == "branding");
                 let removed =
                     store::delete(c, tenant.id, category.as_deref(), key.as_deref()).await?;

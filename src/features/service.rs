@@ -22,8 +22,7 @@ use crate::bus::Event;
 use crate::db::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
 use crate::plans;
-use crate::tenants::service::{ensure_writable, target_scope};
-use crate::tenants::store as tenant_store;
+use crate::tenants::service::target_scope;
 
 /// Per-tenant feature inputs. Invalidated on every instance by `Event::FeaturesChanged` and
 /// `Event::TenantChanged`; the TTL only bounds staleness if Redis was unreachable.
@@ -185,11 +184,7 @@ async fn locked_inputs(
     tenant_id: Uuid,
     key: &str,
 ) -> AppResult<(crate::tenants::model::TenantRow, FeatureInputs)> {
-    let tenant = tenant_store::find_for_update(c, tenant_id)
-        .await?
-        .filter(|t| t.deleted_at.is_none())
-        .ok_or_else(|| AppError::not_found("tenant"))?;
-    ensure_writable(actor, &tenant)?;
+    let tenant = crate::tenants::lifecycle::lock_writable(c, actor, tenant_id).await?;
     let inputs = load_inputs(c, &[(tenant.id, tenant.plan_id)])
         .await?
         .remove(&tenant.id)

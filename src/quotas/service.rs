@@ -244,10 +244,7 @@ pub async fn set_quota(
         .db
         .scoped(Scope::Platform("quota_admin"), |c| {
             async move {
-                let tenant = crate::tenants::store::find_for_update(c, tenant_id)
-                    .await?
-                    .filter(|t| t.deleted_at.is_none())
-                    .ok_or_else(|| AppError::not_found("tenant"))?;
+                let tenant = crate::tenants::lifecycle::lock_live(c, tenant_id).await?;
                 let now = Clock::now();
                 let before = store::find(c, tenant.id, &input.resource)
                     .await?

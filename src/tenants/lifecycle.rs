@@ -56,6 +56,21 @@ pub async fn lock_live(c: &mut Conn, tenant_id: Uuid) -> AppResult<TenantRow> {
         .ok_or_else(|| AppError::not_found("tenant"))
 }
 
+/// Tenant users may not change anything while their tenant is suspended (SPEC §3).
+pub fn ensure_writable(actor: &Actor, tenant: &TenantRow) -> AppResult<()> {
+    if !actor.is_platform() && tenant.status == TenantStatus::Suspended {
+        return Err(AppError::TenantSuspended);
+    }
+    Ok(())
+}
+
+/// [`lock_live`], then [`ensure_writable`] for `actor`.
+pub async fn lock_writable(c: &mut Conn, actor: &Actor, tenant_id: Uuid) -> AppResult<TenantRow> {
+    let tenant = lock_live(c, tenant_id).await?;
+    ensure_writable(actor, &tenant)?;
+    Ok(tenant)
+}
+
 /// The change `transition` makes to `t` at `now`: `Ok(None)` when it does not apply and is
 /// not an error (a payment for a tenant that is not suspended for nonpayment).
 pub fn next(

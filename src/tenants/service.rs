@@ -179,7 +179,6 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
         ));
     }
     let actor_c = actor.clone();
-    let stripe = app.stripe.as_ref();
     let tenant = app
         .db
         .scoped(Scope::Platform("tenant_create"), |c| {
@@ -201,21 +200,12 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
                     region,
                     settings: json!({}),
                 };
-                let mut tenant = store::insert(c, &new).await.map_err(unique_violation)?;
+                let tenant = store::insert(c, &new).await.map_err(unique_violation)?;
                 let plan_quotas = plans::store::quotas_of(c, &[plan.id]).await?;
                 quotas::service::provision(c, tenant.id, &plan_quotas, Utc::now()).await?;
                 let sub =
                     crate::billing::plan_apply::initial_subscription(tenant.id, &plan, Utc::now());
                 crate::billing::store::insert_subscription(c, &sub).await?;
-                // With live billing the Stripe customer is created before the commit (the
-                // tenant id is the Idempotency-Key); if Stripe fails nothing is kept.
-                if let Some(api) = stripe {
-                    let customer = api
-                        .create_customer(tenant.id, &tenant.name, &tenant.slug)
-                        .await?;
-                    crate::billing::checkout::link_customer(c, tenant.id, &customer).await?;
-                    tenant.stripe_customer_id = Some(customer);
-                }
                 audit::record(
                     c,
                     &actor_c,
@@ -235,8 +225,54 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
             .scope_boxed()
         })
         .await?;
+    // After the commit, never inside it: with live billing the tenant's Stripe customer (the
+    // tenant id is the Idempotency-Key). If Stripe refuses, the tenant is removed again, so a
+    // failed creation keeps nothing; a crash in between leaves a tenant without a customer,
+    // which Checkout creates on first use (`billing::checkout::ensure_customer`).
+    let tenant = match app.stripe.is_some() {
+        false => tenant,
+        true => match crate::billing::checkout::ensure_customer(app, &tenant).await {
+            Ok(customer) => TenantRow {
+                stripe_customer_id: Some(customer),
+                ..tenant
+            },
+            Err(e) => {
+                revert_create(app, actor, &tenant, &e).await;
+                return Err(e);
+            }
+        },
+    };
     app.tenant_keys_changed(tenant.id, keys_of(&tenant)).await;
     Ok(tenant)
+}
+
+/// Removes a tenant whose creation could not be completed after its commit (audited).
+async fn revert_create(app: &App, actor: &Actor, tenant: &TenantRow, cause: &AppError) {
+    let (actor, id, why) = (actor.clone(), tenant.id, cause.to_string());
+    let reverted = app
+        .db
+        .scoped(Scope::Platform("tenant_create"), |c| {
+            async move {
+                store::remove(c, id).await?;
+                let change = audit::Change {
+                    tenant_id: Some(id),
+                    entity_type: "tenant",
+                    entity_id: id.to_string(),
+                    action: "CREATE_REVERTED",
+                    before: Value::Null,
+                    after: Value::Null,
+                    metadata: json!({ "reason": why }),
+                };
+                audit::record(c, &actor, change).await?;
+                Ok(())
+            }
+            .scope_boxed()
+        })
+        .await;
+    if let Err(e) = reverted {
+        tracing::error!(tenant = %id, error = %e, "could not remove a tenant whose creation failed");
+    }
+    app.tenant_keys_changed(id, keys_of(tenant)).await;
 }
 
 /// Locks the tenant, lets `decide` check the rule and produce the change, writes it with its
@@ -318,13 +354,7 @@ pub(super) async fn change_with_claim(
     Ok(row)
 }
 
-/// Tenant users may not change anything while their tenant is suspended (SPEC §3).
-pub fn ensure_writable(actor: &Actor, tenant: &TenantRow) -> AppResult<()> {
-    if !actor.is_platform() && tenant.status == TenantStatus::Suspended {
-        return Err(AppError::TenantSuspended);
-    }
-    Ok(())
-}
+pub use super::lifecycle::ensure_writable;
 
 pub(super) fn not_deleted(t: &TenantRow) -> AppResult<()> {
     if t.status == TenantStatus::Deleted {

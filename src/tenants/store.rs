@@ -122,6 +122,11 @@ pub async fn count(conn: &mut Conn, f: &ListFilter) -> QueryResult<i64> {
 }
 
 /// The row, locked for the rest of the transaction (lifecycle changes are serialized).
+/// Removes the tenant and (by cascade) everything it owns; audit rows stay.
+pub async fn remove(conn: &mut Conn, id: Uuid) -> QueryResult<usize> {
+    diesel::delete(tenants::table.find(id)).execute(conn).await
+}
+
 pub async fn find_for_update(conn: &mut Conn, id: Uuid) -> QueryResult<Option<TenantRow>> {
     tenants::table
         .find(id)
