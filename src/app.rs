@@ -45,8 +45,8 @@ pub struct App {
     pub previews: crate::billing::preview_cache::PreviewCache,
     /// DNS look-ups of custom-domain challenges.
     pub domains: crate::tenants::domains::DnsVerifier,
-    /// The Stripe client; `None` in LOCAL billing mode.
-    pub stripe: Option<crate::billing::stripe::StripeApi>,
+    /// The payment provider (Stripe); `None` in LOCAL billing mode.
+    pub payments: Option<Arc<dyn crate::billing::payments::Payments>>,
 }
 
 impl App {
@@ -92,12 +92,13 @@ impl App {
             &settings.redis_prefix,
         )
         .on_redis_error(settings.rate_limit_on_redis_error);
-        let stripe = crate::billing::stripe::StripeApi::from_settings(&settings)?;
+        let payments = crate::billing::stripe::StripeApi::from_settings(&settings)?
+            .map(|api| Arc::new(api) as Arc<dyn crate::billing::payments::Payments>);
         let domains = crate::tenants::domains::DnsVerifier::new(settings.domain_verification_dns);
         let app = Arc::new(App {
             domains,
             previews: Default::default(),
-            stripe,
+            payments,
             settings,
             db,
             redis: redis.map(|(pool, _)| pool),

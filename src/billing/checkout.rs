@@ -4,6 +4,7 @@ use scoped_futures::ScopedFutureExt;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::payments::CheckoutRequest;
 use super::plan_change::change_plan;
 use super::prices::{active_plan, stripe_price};
 use super::store::{self, SubscriptionChanges};
@@ -40,7 +41,7 @@ pub async fn start(
             return Err(AppError::bad_input(field, "must be an http(s) URL"));
         }
     }
-    if app.stripe.is_some() {
+    if app.payments.is_some() {
         return checkout_stripe(app, actor, tenant_id, plan_slug, cycle, urls).await;
     }
     let (i, _, _) = change_plan(app, actor, tenant_id, plan_slug, cycle).await?;
@@ -59,7 +60,7 @@ async fn checkout_stripe(
     urls: Urls<'_>,
 ) -> AppResult<(String, String)> {
     actor.require_tenant_admin()?;
-    let Some(api) = app.stripe.as_ref() else {
+    let Some(api) = app.payments.as_deref() else {
         return Err(AppError::Billing("Stripe is not configured".into()));
     };
     let scope = target_scope(actor, tenant_id, "billing")?;
@@ -91,15 +92,15 @@ async fn checkout_stripe(
         None => ensure_customer(app, &tenant).await?,
     };
     let session = api
-        .checkout(
+        .checkout(CheckoutRequest {
             tenant_id,
-            &customer,
-            &price_id,
-            &plan.slug,
-            urls.success,
-            urls.cancel,
-            Uuid::new_v4(),
-        )
+            customer: &customer,
+            price_id: &price_id,
+            plan_slug: &plan.slug,
+            success_url: urls.success,
+            cancel_url: urls.cancel,
+            idempotency_key: Uuid::new_v4(),
+        })
         .await?;
     let (actor_c, slug) = (actor.clone(), plan.slug.clone());
     app.db
@@ -130,7 +131,7 @@ async fn checkout_stripe(
 /// The tenant's Stripe customer, created (idempotently, keyed by the tenant id) when the
 /// tenant predates live billing.
 pub async fn ensure_customer(app: &App, tenant: &TenantRow) -> AppResult<String> {
-    let Some(api) = app.stripe.as_ref() else {
+    let Some(api) = app.payments.as_deref() else {
         return Err(AppError::Billing("Stripe is not configured".into()));
     };
     let customer = api

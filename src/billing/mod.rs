@@ -18,6 +18,7 @@ pub mod inbox;
 pub mod invoices;
 pub mod loader;
 pub mod model;
+pub mod payments;
 pub mod plan_apply;
 pub mod plan_change;
 pub mod preview;

@@ -63,7 +63,7 @@ pub async fn change_plan(
     cycle: BillingCycle,
 ) -> AppResult<(IntentRow, PlanRow, PlanRow)> {
     actor.require_tenant_admin()?;
-    if app.stripe.is_some() {
+    if app.payments.is_some() {
         return change_plan_stripe(app, actor, tenant_id, plan_slug, cycle).await;
     }
     let scope = target_scope(actor, tenant_id, "billing")?;
@@ -154,7 +154,7 @@ async fn change_plan_stripe(
     plan_slug: &str,
     cycle: BillingCycle,
 ) -> AppResult<(IntentRow, PlanRow, PlanRow)> {
-    let Some(api) = app.stripe.as_ref() else {
+    let Some(api) = app.payments.as_deref() else {
         return Err(AppError::Billing("Stripe is not configured".into()));
     };
     let scope = target_scope(actor, tenant_id, "billing")?;

@@ -121,7 +121,7 @@ pub async fn preview(
         })
         .await?;
     // With Stripe, the amount is Stripe's own invoice preview of the proration.
-    if let (Some(api), Some((sub_id, price_id))) = (app.stripe.as_ref(), stripe_ids) {
+    if let (Some(api), Some((sub_id, price_id))) = (app.payments.as_deref(), stripe_ids) {
         let current = api.subscription(&sub_id).await?;
         let (amount, currency) = api.preview_change(&current, &price_id).await?;
         preview.proration_amount = amount;

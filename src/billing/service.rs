@@ -93,7 +93,7 @@ pub async fn cancel(
         }
         Ok(())
     };
-    if let Some(api) = app.stripe.as_ref() {
+    if let Some(api) = app.payments.as_deref() {
         let row = subscription_row(app, actor, tenant_id).await?;
         if let Some(sub_id) = row.stripe_subscription_id.clone() {
             check(&row)?;
@@ -130,7 +130,7 @@ pub async fn resume(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<Subs
         }
         Ok(())
     };
-    if let Some(api) = app.stripe.as_ref() {
+    if let Some(api) = app.payments.as_deref() {
         let row = subscription_row(app, actor, tenant_id).await?;
         if let Some(sub_id) = row.stripe_subscription_id.clone() {
             check(&row)?;

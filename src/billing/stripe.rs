@@ -25,6 +25,7 @@ use stripe_core::customer::CreateCustomer;
 use stripe_shared::{CheckoutSessionMode, Invoice, Subscription};
 use uuid::Uuid;
 
+use super::payments::CheckoutRequest;
 use crate::config::Settings;
 use crate::error::{AppError, AppResult};
 
@@ -267,17 +268,16 @@ impl StripeApi {
     }
 
     /// A Checkout session for a new paid subscription; returns its id and Stripe's URL.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn checkout(
-        &self,
-        tenant_id: Uuid,
-        customer: &str,
-        price_id: &str,
-        plan_slug: &str,
-        success_url: &str,
-        cancel_url: &str,
-        idempotency_key: Uuid,
-    ) -> AppResult<(String, String)> {
+    pub async fn checkout(&self, req: CheckoutRequest<'_>) -> AppResult<(String, String)> {
+        let CheckoutRequest {
+            tenant_id,
+            customer,
+            price_id,
+            plan_slug,
+            success_url,
+            cancel_url,
+            idempotency_key,
+        } = req;
         let meta = HashMap::from([
             ("tenant_id".to_owned(), tenant_id.to_string()),
             ("plan".to_owned(), plan_slug.to_owned()),

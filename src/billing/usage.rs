@@ -53,7 +53,7 @@ pub struct ReportSummary {
 /// Records new report targets and sends every pending report. In LOCAL mode nothing is
 /// recorded or sent.
 pub async fn report(app: &App) -> AppResult<ReportSummary> {
-    let Some(api) = app.stripe.as_ref() else {
+    let Some(api) = app.payments.as_deref() else {
         return Ok(ReportSummary::default());
     };
     let pending: Vec<Pending> = app

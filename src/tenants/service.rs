@@ -229,7 +229,7 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
     // tenant id is the Idempotency-Key). If Stripe refuses, the tenant is removed again, so a
     // failed creation keeps nothing; a crash in between leaves a tenant without a customer,
     // which Checkout creates on first use (`billing::checkout::ensure_customer`).
-    let tenant = match app.stripe.is_some() {
+    let tenant = match app.payments.is_some() {
         false => tenant,
         true => match crate::billing::checkout::ensure_customer(app, &tenant).await {
             Ok(customer) => TenantRow {
