@@ -37,6 +37,33 @@ pub struct Change<'a> {
     pub metadata: Value,
 }
 
+impl<'a> Change<'a> {
+    /// A change of an entity of tenant `tenant_id`, without extra metadata.
+    pub fn new(
+        tenant_id: Uuid,
+        entity_type: &'a str,
+        entity_id: impl ToString,
+        action: &'a str,
+        before: Value,
+        after: Value,
+    ) -> Self {
+        Change {
+            tenant_id: Some(tenant_id),
+            entity_type,
+            entity_id: entity_id.to_string(),
+            action,
+            before,
+            after,
+            metadata: Value::Object(Default::default()),
+        }
+    }
+
+    /// The same change with extra metadata (reason, ticket id, source).
+    pub fn with_metadata(self, metadata: Value) -> Self {
+        Change { metadata, ..self }
+    }
+}
+
 pub async fn record(conn: &mut Conn, actor: &Actor, change: Change<'_>) -> QueryResult<()> {
     let mut metadata = match change.metadata {
         Value::Object(m) => m,

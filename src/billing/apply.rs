@@ -372,15 +372,8 @@ async fn record(
     before: Value,
     after: Value,
 ) -> AppResult<()> {
-    let change = audit::Change {
-        tenant_id: Some(tenant_id),
-        entity_type,
-        entity_id: tenant_id.to_string(),
-        action,
-        before,
-        after,
-        metadata: json!({ "source": "stripe" }),
-    };
+    let change = audit::Change::new(tenant_id, entity_type, tenant_id, action, before, after)
+        .with_metadata(json!({ "source": "stripe" }));
     audit::record(c, actor, change).await?;
     Ok(())
 }

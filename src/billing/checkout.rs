@@ -109,15 +109,14 @@ async fn checkout_stripe(
                 audit::record(
                     c,
                     &actor_c,
-                    audit::Change {
-                        tenant_id: Some(tenant_id),
-                        entity_type: "subscription",
-                        entity_id: tenant_id.to_string(),
-                        action: "CHECKOUT",
-                        before: Value::Null,
-                        after: json!({ "plan": slug, "billingCycle": cycle.as_str() }),
-                        metadata: json!({}),
-                    },
+                    audit::Change::new(
+                        tenant_id,
+                        "subscription",
+                        tenant_id,
+                        "CHECKOUT",
+                        Value::Null,
+                        json!({ "plan": slug, "billingCycle": cycle.as_str() }),
+                    ),
                 )
                 .await?;
                 Ok(())

@@ -121,15 +121,14 @@ pub async fn apply_plan(
     audit::record(
         c,
         actor,
-        audit::Change {
-            tenant_id: Some(tenant.id),
-            entity_type: "tenant",
-            entity_id: tenant.id.to_string(),
-            action: "PLAN_CHANGE",
-            before: json!({ "planId": tenant.plan_id }),
-            after: json!({ "planId": plan.id, "plan": plan.slug, "billingCycle": cycle.as_str() }),
-            metadata: json!({}),
-        },
+        audit::Change::new(
+            tenant.id,
+            "tenant",
+            tenant.id,
+            "PLAN_CHANGE",
+            json!({ "planId": tenant.plan_id }),
+            json!({ "planId": plan.id, "plan": plan.slug, "billingCycle": cycle.as_str() }),
+        ),
     )
     .await?;
     Ok(())

@@ -193,15 +193,7 @@ async fn change_plan_stripe(
                 audit::record(
                     c,
                     &actor_c,
-                    audit::Change {
-                        tenant_id: Some(tenant_id),
-                        entity_type: "plan_change_intent",
-                        entity_id: intent.id.to_string(),
-                        action: "PLAN_CHANGE_REQUESTED",
-                        before: Value::Null,
-                        after: json!({ "from": from.slug, "to": to.slug, "billingCycle": cycle.as_str(), "status": intent.status }),
-                        metadata: json!({}),
-                    },
+                    audit::Change::new(tenant_id, "plan_change_intent", intent.id, "PLAN_CHANGE_REQUESTED", Value::Null, json!({ "from": from.slug, "to": to.slug, "billingCycle": cycle.as_str(), "status": intent.status })),
                 )
                 .await?;
                 Ok(PlanChangeStart { intent, from, to, subscription_id, price_id })
@@ -243,15 +235,14 @@ async fn fail_intent(app: &App, actor: &Actor, intent: &IntentRow, error: &str) 
                     audit::record(
                         c,
                         &actor_c,
-                        audit::Change {
-                            tenant_id: Some(intent_c.tenant_id),
-                            entity_type: "plan_change_intent",
-                            entity_id: intent_c.id.to_string(),
-                            action: "PLAN_CHANGE_FAILED",
-                            before: json!({ "status": intent_c.status }),
-                            after: json!({ "status": "FAILED", "error": error }),
-                            metadata: json!({}),
-                        },
+                        audit::Change::new(
+                            intent_c.tenant_id,
+                            "plan_change_intent",
+                            intent_c.id,
+                            "PLAN_CHANGE_FAILED",
+                            json!({ "status": intent_c.status }),
+                            json!({ "status": "FAILED", "error": error }),
+                        ),
                     )
                     .await?;
                 }

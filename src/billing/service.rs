@@ -180,15 +180,7 @@ async fn change_subscription(
                 audit::record(
                     c,
                     &actor_c,
-                    audit::Change {
-                        tenant_id: Some(tenant_id),
-                        entity_type: "subscription",
-                        entity_id: tenant_id.to_string(),
-                        action,
-                        before: view(&before),
-                        after: view(&after),
-                        metadata: json!({}),
-                    },
+                    audit::Change::new(tenant_id, "subscription", tenant_id, action, view(&before), view(&after)),
                 )
                 .await?;
                 Ok(after)
@@ -251,20 +243,24 @@ pub async fn maintenance_override(
                 let mut after = store::update_subscription(c, tenant_id, &changes).await?;
                 // An ended subscription ends its paid plan, whoever ended it.
                 if !is_live(after.status) && is_live(before.status) {
-                    after = downgrade_to_free(c, &actor_c, &tenant, now).await?.unwrap_or(after);
+                    after = downgrade_to_free(c, &actor_c, &tenant, now)
+                        .await?
+                        .unwrap_or(after);
                 }
                 audit::record(
                     c,
                     &actor_c,
-                    audit::Change {
-                        tenant_id: Some(tenant_id),
-                        entity_type: "subscription",
-                        entity_id: tenant_id.to_string(),
-                        action: "OVERRIDE",
-                        before: json!({ "status": before.status }),
-                        after: json!({ "status": after.status }),
-                        metadata: json!({ "reason": reason, "ticketId": ticket, "maintenanceMode": true }),
-                    },
+                    audit::Change::new(
+                        tenant_id,
+                        "subscription",
+                        tenant_id,
+                        "OVERRIDE",
+                        json!({ "status": before.status }),
+                        json!({ "status": after.status }),
+                    )
+                    .with_metadata(
+                        json!({ "reason": reason, "ticketId": ticket, "maintenanceMode": true }),
+                    ),
                 )
                 .await?;
                 Ok(after)

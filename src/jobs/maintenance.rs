@@ -42,15 +42,15 @@ pub async fn purge_deleted_tenants(c: &mut Conn, actor: &Actor) -> AppResult<Vec
         audit::record(
             c,
             actor,
-            audit::Change {
-                tenant_id: Some(p.id),
-                entity_type: "tenant",
-                entity_id: p.id.to_string(),
-                action: "PURGE",
-                before: serde_json::Value::Null,
-                after: serde_json::Value::Null,
-                metadata: json!({ "reason": "deleted more than 30 days ago" }),
-            },
+            audit::Change::new(
+                p.id,
+                "tenant",
+                p.id,
+                "PURGE",
+                serde_json::Value::Null,
+                serde_json::Value::Null,
+            )
+            .with_metadata(json!({ "reason": "deleted more than 30 days ago" })),
         )
         .await?;
     }

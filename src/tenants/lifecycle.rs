@@ -169,15 +169,15 @@ pub async fn apply(
     audit::record(
         c,
         actor,
-        audit::Change {
-            tenant_id: Some(t.id),
-            entity_type: "tenant",
-            entity_id: t.id.to_string(),
-            action: transition.action(),
-            before: json!({ "status": t.status, "suspendReason": t.suspend_reason }),
-            after: json!({ "status": after.status, "suspendReason": after.suspend_reason }),
-            metadata: json!({ "source": source }),
-        },
+        audit::Change::new(
+            t.id,
+            "tenant",
+            t.id,
+            transition.action(),
+            json!({ "status": t.status, "suspendReason": t.suspend_reason }),
+            json!({ "status": after.status, "suspendReason": after.suspend_reason }),
+        )
+        .with_metadata(json!({ "source": source })),
     )
     .await?;
     Ok(Some(after))

@@ -209,15 +209,15 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
                 audit::record(
                     c,
                     &actor_c,
-                    audit::Change {
-                        tenant_id: Some(tenant.id),
-                        entity_type: "tenant",
-                        entity_id: tenant.id.to_string(),
-                        action: "CREATE",
-                        before: Value::Null,
-                        after: audit_view(&tenant),
-                        metadata: json!({ "plan": plan.slug }),
-                    },
+                    audit::Change::new(
+                        tenant.id,
+                        "tenant",
+                        tenant.id,
+                        "CREATE",
+                        Value::Null,
+                        audit_view(&tenant),
+                    )
+                    .with_metadata(json!({ "plan": plan.slug })),
                 )
                 .await?;
                 Ok(tenant)
@@ -254,15 +254,15 @@ async fn revert_create(app: &App, actor: &Actor, tenant: &TenantRow, cause: &App
         .scoped(Scope::Platform("tenant_create"), |c| {
             async move {
                 store::remove(c, id).await?;
-                let change = audit::Change {
-                    tenant_id: Some(id),
-                    entity_type: "tenant",
-                    entity_id: id.to_string(),
-                    action: "CREATE_REVERTED",
-                    before: Value::Null,
-                    after: Value::Null,
-                    metadata: json!({ "reason": why }),
-                };
+                let change = audit::Change::new(
+                    id,
+                    "tenant",
+                    id,
+                    "CREATE_REVERTED",
+                    Value::Null,
+                    Value::Null,
+                )
+                .with_metadata(json!({ "reason": why }));
                 audit::record(c, &actor, change).await?;
                 Ok(())
             }
