@@ -192,18 +192,6 @@ impl Actor {
         }
     }
 
-    /// Tenant admins and platform actors: who may manage a tenant (features, billing,
-    /// domains, exports) and see its secrets. Same as `has(Role::TenantAdmin)`.
-    pub fn is_tenant_admin(&self) -> bool {
-        self.has(Role::TenantAdmin)
-    }
-
-    /// Same as `require(Role::TenantAdmin)`; kept for the callers not switched yet (billing,
-    /// features).
-    pub fn require_tenant_admin(&self) -> crate::error::AppResult<()> {
-        self.require(Role::TenantAdmin)
-    }
-
     /// The scope for reading or writing `tenant_id`'s rows: platform actors use the explicit
     /// bypass, tenant users their own tenant only (RLS then hides any other tenant), anyone
     /// else no tenant at all (RLS hides every tenant-owned row).

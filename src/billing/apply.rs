@@ -9,9 +9,9 @@ use uuid::Uuid;
 
 use super::decide::{self, EventKind, Ignore, Payment, Stored, StoredInvoice};
 use super::model::{IntentStatus, PaymentOutcome, SubscriptionRow, SubscriptionStatus};
+use super::payments::{InvoiceState, SubscriptionState};
 use super::plan_apply::{apply_plan, downgrade_to_free};
 use super::store::{self, InvoiceWrite, SubscriptionChanges, VersionedSubscription};
-use super::stripe::{InvoiceState, SubscriptionState};
 use super::wire::CheckoutState;
 use crate::audit;
 use crate::auth::Actor;

@@ -10,7 +10,7 @@ use super::prices::{active_plan, stripe_price};
 use super::store::{self, SubscriptionChanges};
 use crate::app::App;
 use crate::audit;
-use crate::auth::Actor;
+use crate::auth::{Actor, Role};
 use crate::db::{Conn, Scope};
 use crate::error::{AppError, AppResult};
 use crate::plans::model::BillingCycle;
@@ -59,7 +59,7 @@ async fn checkout_stripe(
     cycle: BillingCycle,
     urls: Urls<'_>,
 ) -> AppResult<(String, String)> {
-    actor.require_tenant_admin()?;
+    actor.require(Role::TenantAdmin)?;
     let Some(api) = app.payments.as_deref() else {
         return Err(AppError::Billing("Stripe is not configured".into()));
     };

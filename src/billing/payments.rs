@@ -1,14 +1,55 @@
 //! What billing needs from a payment provider, as a trait: the services hold a
-//! `&dyn Payments` (Stripe through async-stripe in production, [`super::stripe::StripeApi`]),
+//! `&dyn Payments` (Stripe through async-stripe in production: `stripe::StripeApi`),
 //! so a signature says when it reaches the provider, and a rule can be exercised with a fake
 //! provider and no HTTP. End-to-end tests keep the Stripe-compatible HTTP server.
 
-use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+use chrono::{DateTime, TimeZone, Utc};
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
-use super::stripe::{StripeApi, SubscriptionState};
 use crate::error::AppResult;
+
+/// Stripe's state of one subscription, as Tenantry mirrors it. Built from API answers and from
+/// webhook payloads alike.
+#[derive(Debug, Clone)]
+pub struct SubscriptionState {
+    pub id: String,
+    pub customer: String,
+    /// Stripe's status (`active`, `past_due`, ...).
+    pub status: String,
+    pub item_id: Option<String>,
+    pub price_id: Option<String>,
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+    pub trial_end: Option<DateTime<Utc>>,
+    pub cancel_at_period_end: bool,
+    pub canceled_at: Option<DateTime<Utc>>,
+    pub metadata: HashMap<String, String>,
+}
+
+pub fn ts(secs: i64) -> Option<DateTime<Utc>> {
+    Utc.timestamp_opt(secs, 0).single()
+}
+
+/// Stripe's state of one invoice.
+#[derive(Debug, Clone)]
+pub struct InvoiceState {
+    pub id: String,
+    pub customer: Option<String>,
+    /// The subscription the invoice bills, if any.
+    pub subscription: Option<String>,
+    pub status: Option<String>,
+    pub amount_due: i64,
+    pub amount_paid: i64,
+    pub currency: String,
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+    pub due_date: Option<DateTime<Utc>>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub hosted_invoice_url: Option<String>,
+}
 
 /// A Checkout session to open for a new paid subscription.
 #[derive(Debug, Clone, Copy)]
@@ -77,73 +118,4 @@ pub trait Payments: Send + Sync {
         identifier: &'a str,
         at: DateTime<Utc>,
     ) -> BoxFuture<'a, AppResult<()>>;
-}
-
-impl Payments for StripeApi {
-    fn create_customer<'a>(
-        &'a self,
-        tenant_id: Uuid,
-        name: &'a str,
-        slug: &'a str,
-    ) -> BoxFuture<'a, AppResult<String>> {
-        Box::pin(StripeApi::create_customer(self, tenant_id, name, slug))
-    }
-
-    fn subscription<'a>(&'a self, id: &'a str) -> BoxFuture<'a, AppResult<SubscriptionState>> {
-        Box::pin(StripeApi::subscription(self, id))
-    }
-
-    fn change_price<'a>(
-        &'a self,
-        sub: &'a SubscriptionState,
-        price_id: &'a str,
-        intent_id: Uuid,
-    ) -> BoxFuture<'a, AppResult<SubscriptionState>> {
-        Box::pin(StripeApi::change_price(self, sub, price_id, intent_id))
-    }
-
-    fn preview_change<'a>(
-        &'a self,
-        sub: &'a SubscriptionState,
-        price_id: &'a str,
-    ) -> BoxFuture<'a, AppResult<(i64, String)>> {
-        Box::pin(StripeApi::preview_change(self, sub, price_id))
-    }
-
-    fn checkout<'a>(
-        &'a self,
-        req: CheckoutRequest<'a>,
-    ) -> BoxFuture<'a, AppResult<(String, String)>> {
-        Box::pin(StripeApi::checkout(self, req))
-    }
-
-    fn cancel<'a>(
-        &'a self,
-        sub_id: &'a str,
-        at_period_end: bool,
-        key: Uuid,
-    ) -> BoxFuture<'a, AppResult<SubscriptionState>> {
-        Box::pin(StripeApi::cancel(self, sub_id, at_period_end, key))
-    }
-
-    fn resume<'a>(
-        &'a self,
-        sub_id: &'a str,
-        key: Uuid,
-    ) -> BoxFuture<'a, AppResult<SubscriptionState>> {
-        Box::pin(StripeApi::resume(self, sub_id, key))
-    }
-
-    fn meter_event<'a>(
-        &'a self,
-        event_name: &'a str,
-        customer: &'a str,
-        value: i64,
-        identifier: &'a str,
-        at: DateTime<Utc>,
-    ) -> BoxFuture<'a, AppResult<()>> {
-        Box::pin(StripeApi::meter_event(
-            self, event_name, customer, value, identifier, at,
-        ))
-    }
 }

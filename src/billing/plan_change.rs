@@ -13,7 +13,7 @@ use super::prices::{active_plan, stripe_price};
 use super::store;
 use crate::app::App;
 use crate::audit;
-use crate::auth::Actor;
+use crate::auth::{Actor, Role};
 use crate::db::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
 use crate::plans;
@@ -62,7 +62,7 @@ pub async fn change_plan(
     plan_slug: &str,
     cycle: BillingCycle,
 ) -> AppResult<(IntentRow, PlanRow, PlanRow)> {
-    actor.require_tenant_admin()?;
+    actor.require(Role::TenantAdmin)?;
     if app.payments.is_some() {
         return change_plan_stripe(app, actor, tenant_id, plan_slug, cycle).await;
     }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::preview::{self, Preview};
 use crate::app::App;
-use crate::auth::Actor;
+use crate::auth::{Actor, Role};
 use crate::error::AppResult;
 use crate::plans::model::BillingCycle;
 use crate::tenants::service::target_scope;
@@ -66,7 +66,7 @@ pub async fn preview(
     plan_slug: &str,
     cycle: BillingCycle,
 ) -> AppResult<Arc<Preview>> {
-    actor.require_tenant_admin()?;
+    actor.require(Role::TenantAdmin)?;
     target_scope(actor, tenant_id, "billing")?;
     let cache = &app.previews;
     let key: Key = (tenant_id, plan_slug.to_owned(), cycle.as_str());

@@ -11,12 +11,12 @@ use uuid::Uuid;
 use super::apply;
 use super::decide::is_live;
 use super::model::{BillingMode, SubscriptionRow, SubscriptionStatus};
+use super::payments::SubscriptionState;
 use super::plan_apply::downgrade_to_free;
 use super::store::{self, SubscriptionChanges};
-use super::stripe::SubscriptionState;
 use crate::app::App;
 use crate::audit;
-use crate::auth::Actor;
+use crate::auth::{Actor, Role};
 use crate::error::{AppError, AppResult};
 use crate::tenants::lifecycle::lock_live;
 use crate::tenants::service::target_scope;
@@ -83,7 +83,7 @@ pub async fn cancel(
     tenant_id: Uuid,
     at_period_end: bool,
 ) -> AppResult<SubscriptionRow> {
-    actor.require_tenant_admin()?;
+    actor.require(Role::TenantAdmin)?;
     let check = |s: &SubscriptionRow| {
         if s.status == SubscriptionStatus::Canceled {
             return Err(AppError::conflict(
@@ -123,7 +123,7 @@ pub async fn cancel(
 
 /// `resumeSubscription`: undoes a cancellation scheduled for the period end.
 pub async fn resume(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<SubscriptionRow> {
-    actor.require_tenant_admin()?;
+    actor.require(Role::TenantAdmin)?;
     let check = |s: &SubscriptionRow| {
         if !s.cancel_at_period_end || s.status == SubscriptionStatus::Canceled {
             return Err(AppError::conflict(None, "no cancellation is scheduled"));
@@ -204,9 +204,7 @@ pub async fn maintenance_override(
     reason: &str,
     ticket_id: &str,
 ) -> AppResult<SubscriptionRow> {
-    if !actor.is_platform() {
-        return Err(AppError::forbidden("requires role platform_admin"));
-    }
+    actor.require(Role::PlatformAdmin)?;
     if !app.settings.admin_maintenance_mode {
         return Err(AppError::forbidden(
             "subscription overrides are allowed only in maintenance mode (ADMIN_MAINTENANCE_MODE=true)",

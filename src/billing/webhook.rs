@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::inbox::{self, Delivery};
+use super::payments::ts;
 use super::signature::verify;
-use super::stripe::ts;
 use crate::app::HttpState;
 
 #[derive(Deserialize)]

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::stripe::{ts, InvoiceState, SubscriptionState};
+use super::payments::{ts, InvoiceState, SubscriptionState};
 
 /// The oldest API version whose events this reader is tested against.
 pub const OLDEST_API_VERSION: &str = "2024-06-20";

@@ -19,7 +19,7 @@ use super::model::{
 use super::store::{self, Upsert};
 use crate::app::App;
 use crate::audit;
-use crate::auth::Actor;
+use crate::auth::{Actor, Role};
 use crate::bus::Event;
 use crate::db::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
@@ -106,7 +106,7 @@ pub async fn of_tenants(
 
 /// Whether the actor sees encrypted values in plain text (tenant admins and platform actors).
 pub fn reveals_secrets(actor: &Actor) -> bool {
-    actor.is_tenant_admin()
+    actor.has(Role::TenantAdmin)
 }
 
 /// All layers merged: `{ category: { key: { value, layer } } }`; later layers win.
@@ -160,11 +160,7 @@ pub struct SetConfig {
 }
 
 fn may_write(actor: &Actor) -> AppResult<()> {
-    if reveals_secrets(actor) {
-        Ok(())
-    } else {
-        Err(AppError::forbidden("requires role tenant_admin"))
-    }
+    actor.require(Role::TenantAdmin)
 }
 
 fn check_category(category: &str) -> AppResult<()> {

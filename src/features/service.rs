@@ -17,7 +17,7 @@ use super::model::{EffectiveFeature, FeatureInputs, FeatureOverride};
 use super::store;
 use crate::app::App;
 use crate::audit;
-use crate::auth::Actor;
+use crate::auth::{Actor, Role};
 use crate::bus::Event;
 use crate::db::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
@@ -266,7 +266,7 @@ pub async fn set_override(
     enabled: bool,
     expires_at: Option<DateTime<Utc>>,
 ) -> AppResult<EffectiveFeature> {
-    actor.require_tenant_admin()?;
+    actor.require(Role::TenantAdmin)?;
     let scope = target_scope(actor, tenant_id, "feature_override")?;
     let (actor_c, key_c) = (actor.clone(), key.to_owned());
     let tenant = app
@@ -323,7 +323,7 @@ pub async fn clear_override(
     tenant_id: Uuid,
     key: &str,
 ) -> AppResult<EffectiveFeature> {
-    actor.require_tenant_admin()?;
+    actor.require(Role::TenantAdmin)?;
     let scope = target_scope(actor, tenant_id, "feature_override")?;
     let (actor_c, key_c) = (actor.clone(), key.to_owned());
     let tenant = app

@@ -79,9 +79,13 @@ pub fn next(
     now: DateTime<Utc>,
 ) -> AppResult<Option<TenantChanges>> {
     let status = t.status;
-    let deleted = status == TenantStatus::Deleted;
-    if deleted && *transition != Transition::Restore {
-        return Err(AppError::not_found("tenant"));
+    if status == TenantStatus::Deleted {
+        match transition {
+            Transition::Restore => {}
+            // Stripe may still report on a deleted tenant: nothing to lift, not an error.
+            Transition::PaymentReceived => return Ok(None),
+            _ => return Err(AppError::not_found("tenant")),
+        }
     }
     let to = |s: TenantStatus| TenantChanges {
         status: Some(s),
@@ -181,4 +185,89 @@ pub async fn apply(
     )
     .await?;
     Ok(Some(after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::AppError;
+
+    fn tenant(status: TenantStatus, reason: Option<&str>) -> TenantRow {
+        let now = Utc::now();
+        TenantRow {
+            id: Uuid::nil(),
+            name: "t".into(),
+            slug: "t".into(),
+            domain: None,
+            status,
+            plan_id: Uuid::nil(),
+            owner_id: None,
+            region: "US".into(),
+            settings: serde_json::json!({}),
+            stripe_customer_id: None,
+            created_at: now,
+            updated_at: now,
+            suspended_at: reason.map(|_| now),
+            suspend_reason: reason.map(str::to_owned),
+            deleted_at: (status == TenantStatus::Deleted).then_some(now),
+        }
+    }
+
+    fn to(t: &TenantRow, tr: Transition) -> Result<Option<TenantStatus>, AppError> {
+        next(t, &tr, Utc::now()).map(|c| c.and_then(|c| c.status))
+    }
+
+    #[test]
+    fn every_cause_over_every_status() {
+        use TenantStatus::*;
+        let active = tenant(Active, None);
+        let by_admin = tenant(Suspended, Some("abuse"));
+        let unpaid = tenant(Suspended, Some(NONPAYMENT_SUSPEND_REASON));
+        let deleted = tenant(Deleted, None);
+
+        assert_eq!(
+            to(&active, Transition::Suspend("x".into())).unwrap(),
+            Some(Suspended)
+        );
+        assert_eq!(
+            to(&active, Transition::SuspendForNonpayment).unwrap(),
+            Some(Suspended)
+        );
+        assert!(to(&by_admin, Transition::Suspend("y".into())).is_err());
+        assert!(to(&active, Transition::Reactivate).is_err());
+        assert_eq!(to(&by_admin, Transition::Reactivate).unwrap(), Some(Active));
+
+        // A payment lifts exactly the nonpayment suspension, nothing else.
+        assert_eq!(
+            to(&unpaid, Transition::PaymentReceived).unwrap(),
+            Some(Active)
+        );
+        assert_eq!(to(&by_admin, Transition::PaymentReceived).unwrap(), None);
+        assert_eq!(to(&active, Transition::PaymentReceived).unwrap(), None);
+        assert_eq!(to(&deleted, Transition::PaymentReceived).unwrap(), None);
+
+        // A deleted tenant is NOT_FOUND to everything but a restore.
+        for tr in [
+            Transition::Suspend("x".into()),
+            Transition::Reactivate,
+            Transition::Delete,
+        ] {
+            assert!(matches!(to(&deleted, tr), Err(AppError::NotFound(_))));
+        }
+        assert_eq!(to(&deleted, Transition::Restore).unwrap(), Some(Active));
+        let deleted_while_suspended = TenantRow {
+            suspended_at: Some(Utc::now()),
+            ..deleted.clone()
+        };
+        assert_eq!(
+            to(&deleted_while_suspended, Transition::Restore).unwrap(),
+            Some(Suspended)
+        );
+        let long_gone = TenantRow {
+            deleted_at: Some(Utc::now() - Duration::days(RESTORE_WINDOW_DAYS + 1)),
+            ..deleted
+        };
+        assert!(to(&long_gone, Transition::Restore).is_err());
+        assert!(to(&active, Transition::Restore).is_err());
+    }
 }

@@ -44,10 +44,6 @@ pub struct UpdateTenant {
 
 /// `actor.require(Role::PlatformAdmin)`, named for the lifecycle functions that
 /// `tenants::lifecycle` will take over.
-fn require_platform(actor: &Actor) -> AppResult<()> {
-    actor.require(Role::PlatformAdmin)
-}
-
 /// The scope for touching tenant `id`: tenant users only ever reach their own tenant; any other
 /// id is answered as if it did not exist (and the attempt is counted and logged).
 pub fn target_scope(actor: &Actor, id: Uuid, reason: &'static str) -> AppResult<Scope> {
@@ -402,7 +398,7 @@ pub async fn update(
 }
 
 pub async fn suspend(app: &App, actor: &Actor, id: Uuid, reason: &str) -> AppResult<TenantRow> {
-    require_platform(actor)?;
+    actor.require(Role::PlatformAdmin)?;
     let reason = reason.trim().to_owned();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(AppError::bad_input(
@@ -415,19 +411,19 @@ pub async fn suspend(app: &App, actor: &Actor, id: Uuid, reason: &str) -> AppRes
 }
 
 pub async fn reactivate(app: &App, actor: &Actor, id: Uuid) -> AppResult<TenantRow> {
-    require_platform(actor)?;
+    actor.require(Role::PlatformAdmin)?;
     transition(app, actor, id, Transition::Reactivate, json!({})).await
 }
 
 /// Soft delete: the tenant's users get NOT_FOUND from now on; restorable for 30 days.
 pub async fn delete(app: &App, actor: &Actor, id: Uuid) -> AppResult<TenantRow> {
-    require_platform(actor)?;
+    actor.require(Role::PlatformAdmin)?;
     transition(app, actor, id, Transition::Delete, json!({})).await
 }
 
 /// Undoes a soft delete within the window; a tenant deleted while suspended comes back suspended.
 pub async fn restore(app: &App, actor: &Actor, id: Uuid) -> AppResult<TenantRow> {
-    require_platform(actor)?;
+    actor.require(Role::PlatformAdmin)?;
     transition(app, actor, id, Transition::Restore, json!({})).await
 }
 
