@@ -224,7 +224,14 @@ pub async fn mirror(
             .unwrap_or(after);
     }
     if m.status == SubscriptionStatus::Active {
-        lifecycle::apply(c, actor, tenant, Transition::PaymentReceived, "stripe").await?;
+        lifecycle::apply(
+            c,
+            actor,
+            tenant,
+            Transition::PaymentReceived,
+            payment_received(),
+        )
+        .await?;
     }
     let view = |s: &SubscriptionRow| json!({ "status": s.status, "planId": s.plan_id, "cancelAtPeriodEnd": s.cancel_at_period_end, "gracePeriodEnd": s.grace_period_end });
     let (b, a) = (view(&before.row), view(&after));
@@ -352,7 +359,14 @@ async fn invoice(
             let after = store::update_subscription(c, tenant.id, &ch).await?;
             store::set_payment_outcome(c, tenant.id, outcome).await?;
             if after.status == SubscriptionStatus::Active {
-                lifecycle::apply(c, actor, tenant, Transition::PaymentReceived, "stripe").await?;
+                lifecycle::apply(
+                    c,
+                    actor,
+                    tenant,
+                    Transition::PaymentReceived,
+                    payment_received(),
+                )
+                .await?;
             }
             let before =
                 json!({ "status": stored.status, "gracePeriodEnd": stored.grace_period_end });
@@ -361,6 +375,11 @@ async fn invoice(
         }
     }
     Ok(())
+}
+
+/// The audit metadata of a suspension lifted by a payment.
+fn payment_received() -> Value {
+    json!({ "source": "stripe", "reason": "payment received" })
 }
 
 async fn record(

@@ -205,7 +205,7 @@ pub fn mirror(stored: &Stored, stripe_status: &str, deleted: bool, at: DateTime<
     let grace_period_end = match status {
         SubscriptionStatus::PastDue | SubscriptionStatus::Unpaid => stored
             .grace_period_end
-            .or(Some(at + Duration::days(GRACE_PERIOD_DAYS))),
+            .or(at.checked_add_signed(Duration::days(GRACE_PERIOD_DAYS))),
         _ => None,
     };
     Mirror {
@@ -318,10 +318,12 @@ fn payment(
         Some(status) => Payment::Set {
             outcome,
             status,
-            grace_period_end: (status == SubscriptionStatus::PastDue).then(|| {
-                s.grace_period_end
-                    .unwrap_or(created + Duration::days(GRACE_PERIOD_DAYS))
-            }),
+            grace_period_end: match status {
+                SubscriptionStatus::PastDue => s
+                    .grace_period_end
+                    .or(created.checked_add_signed(Duration::days(GRACE_PERIOD_DAYS))),
+                _ => None,
+            },
         },
     }
 }

@@ -122,13 +122,15 @@ pub async fn fail(
     event_type: &str,
     payload: &Value,
     created: DateTime<Utc>,
+    api_version: Option<&str>,
     error: &str,
 ) -> QueryResult<()> {
     diesel::sql_query(
-        "INSERT INTO stripe_events AS e (id, event_type, payload, event_created, status, attempts, last_error)
-         VALUES ($1, $2, $3, $4, 'FAILED', 1, $5)
+        "INSERT INTO stripe_events AS e (id, event_type, payload, event_created, status, attempts, last_error, api_version)
+         VALUES ($1, $2, $3, $4, 'FAILED', 1, $5, $6)
          ON CONFLICT (id) DO UPDATE SET status = 'FAILED', attempts = e.attempts + 1,
-             last_error = excluded.last_error
+             last_error = excluded.last_error,
+             api_version = coalesce(e.api_version, excluded.api_version)
          WHERE e.status NOT IN ('PROCESSED', 'IGNORED')",
     )
     .bind::<Text, _>(id)
@@ -136,6 +138,7 @@ pub async fn fail(
     .bind::<Jsonb, _>(payload)
     .bind::<Timestamptz, _>(created)
     .bind::<Text, _>(error)
+    .bind::<Nullable<Text>, _>(api_version)
     .execute(conn)
     .await?;
     let attempts: Option<i32> = stripe_events::table

@@ -120,11 +120,13 @@ async fn settle(
                 d.payload.clone(),
                 d.created,
             );
+            let version = d.api_version.map(str::to_owned);
             let recorded = app
                 .db
                 .scoped(SCOPE, |c| {
                     async move {
-                        events::fail(c, &id, &kind, &payload, created, &msg).await?;
+                        events::fail(c, &id, &kind, &payload, created, version.as_deref(), &msg)
+                            .await?;
                         Ok(())
                     }
                     .scope_boxed()
@@ -162,7 +164,17 @@ async fn process_locked(
             Err(reason) => {
                 tracing::warn!(event = %id, api_version = ?row.api_version, %reason, "stripe event cannot be read");
                 let r = &row;
-                events::fail(c, id, &r.event_type, &r.payload, r.event_created, &reason).await?;
+                let version = r.api_version.as_deref();
+                events::fail(
+                    c,
+                    id,
+                    &r.event_type,
+                    &r.payload,
+                    r.event_created,
+                    version,
+                    &reason,
+                )
+                .await?;
                 events::find(c, id)
                     .await?
                     .ok_or_else(|| AppError::not_found("webhook event"))?

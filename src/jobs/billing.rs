@@ -99,7 +99,7 @@ pub async fn grace_suspension(c: &mut Conn, actor: &Actor) -> AppResult<Vec<Uuid
             continue;
         };
         let cause = Transition::SuspendForNonpayment;
-        if lifecycle::apply(c, actor, &tenant, cause, "grace_period_job")
+        if lifecycle::apply(c, actor, &tenant, cause, json!({ "job": true }))
             .await?
             .is_some()
         {

@@ -148,10 +148,9 @@ async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<(u64, Vec<Uuid>)> {
             let due = crate::billing::events::due(c, chrono::Utc::now(), 100).await?;
             let mut n = 0;
             for id in due {
-                if crate::billing::inbox::reprocess(app, &id, None)
-                    .await
-                    .is_ok()
-                {
+                // Counted when processed; an event that still cannot be read stays FAILED.
+                let done = crate::billing::inbox::reprocess(app, &id, None).await;
+                if done.is_ok_and(|row| row.is_done()) {
                     n += 1;
                 }
             }

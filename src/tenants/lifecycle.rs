@@ -164,7 +164,7 @@ pub async fn apply(
     actor: &Actor,
     t: &TenantRow,
     transition: Transition,
-    source: &'static str,
+    metadata: serde_json::Value,
 ) -> AppResult<Option<TenantRow>> {
     let Some(changes) = next(t, &transition, Utc::now())? else {
         return Ok(None);
@@ -181,7 +181,7 @@ pub async fn apply(
             json!({ "status": t.status, "suspendReason": t.suspend_reason }),
             json!({ "status": after.status, "suspendReason": after.suspend_reason }),
         )
-        .with_metadata(json!({ "source": source })),
+        .with_metadata(metadata),
     )
     .await?;
     Ok(Some(after))

@@ -42,8 +42,6 @@ pub struct UpdateTenant {
     pub settings: Option<Value>,
 }
 
-/// `actor.require(Role::PlatformAdmin)`, named for the lifecycle functions that
-/// `tenants::lifecycle` will take over.
 /// The scope for touching tenant `id`: tenant users only ever reach their own tenant; any other
 /// id is answered as if it did not exist (and the attempt is counted and logged).
 pub fn target_scope(actor: &Actor, id: Uuid, reason: &'static str) -> AppResult<Scope> {
@@ -232,24 +230,28 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
                 stripe_customer_id: Some(customer),
                 ..tenant
             },
-            Err(e) => {
-                revert_create(app, actor, &tenant, &e).await;
-                return Err(e);
-            }
+            Err(e) if revert_create(app, actor, &tenant, &e).await => return Err(e),
+            // Not removed (changed meanwhile, or the database failed): the tenant stands, and
+            // Checkout creates its customer on first use.
+            Err(_) => tenant,
         },
     };
     app.tenant_keys_changed(tenant.id, keys_of(&tenant)).await;
     Ok(tenant)
 }
 
-/// Removes a tenant whose creation could not be completed after its commit (audited).
-async fn revert_create(app: &App, actor: &Actor, tenant: &TenantRow, cause: &AppError) {
+/// Removes a tenant whose creation could not be completed after its commit (audited), unless
+/// it changed meanwhile. Returns whether it was removed.
+async fn revert_create(app: &App, actor: &Actor, tenant: &TenantRow, cause: &AppError) -> bool {
     let (actor, id, why) = (actor.clone(), tenant.id, cause.to_string());
+    let updated_at = tenant.updated_at;
     let reverted = app
         .db
         .scoped(Scope::Platform("tenant_create"), |c| {
             async move {
-                store::remove(c, id).await?;
+                if !store::remove_unchanged(c, id, updated_at).await? {
+                    return Ok(false);
+                }
                 let change = audit::Change::new(
                     id,
                     "tenant",
@@ -260,15 +262,25 @@ async fn revert_create(app: &App, actor: &Actor, tenant: &TenantRow, cause: &App
                 )
                 .with_metadata(json!({ "reason": why }));
                 audit::record(c, &actor, change).await?;
-                Ok(())
+                Ok(true)
             }
             .scope_boxed()
         })
         .await;
-    if let Err(e) = reverted {
-        tracing::error!(tenant = %id, error = %e, "could not remove a tenant whose creation failed");
+    match reverted {
+        Ok(true) => {
+            app.tenant_keys_changed(id, keys_of(tenant)).await;
+            true
+        }
+        Ok(false) => {
+            tracing::warn!(tenant = %id, "tenant changed before its failed creation was undone; kept");
+            false
+        }
+        Err(e) => {
+            tracing::error!(tenant = %id, error = %e, "could not remove a tenant whose creation failed");
+            false
+        }
     }
-    app.tenant_keys_changed(id, keys_of(tenant)).await;
 }
 
 /// Locks the tenant, lets `decide` check the rule and produce the change, writes it with its

@@ -121,12 +121,24 @@ pub async fn count(conn: &mut Conn, f: &ListFilter) -> QueryResult<i64> {
     filtered(f).count().get_result(conn).await
 }
 
-/// The row, locked for the rest of the transaction (lifecycle changes are serialized).
-/// Removes the tenant and (by cascade) everything it owns; audit rows stay.
-pub async fn remove(conn: &mut Conn, id: Uuid) -> QueryResult<usize> {
-    diesel::delete(tenants::table.find(id)).execute(conn).await
+/// Removes the tenant and (by cascade) everything it owns, if it is still as it was at
+/// `updated_at`; audit rows stay. Returns whether it was removed.
+pub async fn remove_unchanged(
+    conn: &mut Conn,
+    id: Uuid,
+    updated_at: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let n = diesel::delete(
+        tenants::table
+            .find(id)
+            .filter(tenants::updated_at.eq(updated_at)),
+    )
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
 }
 
+/// The row, locked for the rest of the transaction (lifecycle changes are serialized).
 pub async fn find_for_update(conn: &mut Conn, id: Uuid) -> QueryResult<Option<TenantRow>> {
     tenants::table
         .find(id)

@@ -823,7 +823,7 @@ async fn a_failed_event_is_listed_replayed_and_retried() {
     assert_eq!(deliver(&app.base, &ev, SECRET).await.0, 500);
     assert_eq!(deliver(&app.base, &ev2, SECRET).await.0, 500);
     let resp = app
-        .gql(Some(&app.admin_token()), "{ webhookEvents(first: 1, filter: { status: FAILED }) { totalCount pageInfo { hasNextPage } edges { node { id attempts lastError nextAttemptAt } } } }", json!({}))
+        .gql(Some(&app.admin_token()), "{ webhookEvents(first: 1, filter: { status: FAILED }) { totalCount pageInfo { hasNextPage } edges { node { id attempts lastError nextAttemptAt apiVersion } } } }", json!({}))
         .await;
     let edges = resp.ok()["webhookEvents"]["edges"]
         .as_array()
@@ -833,6 +833,8 @@ async fn a_failed_event_is_listed_replayed_and_retried() {
     assert_eq!(resp.ok()["webhookEvents"]["totalCount"], 2);
     assert_eq!(resp.ok()["webhookEvents"]["pageInfo"]["hasNextPage"], true);
     assert_eq!(edges[0]["node"]["attempts"], 1);
+    // Recorded although the first pass rolled back.
+    assert_eq!(edges[0]["node"]["apiVersion"], "2026-09-30.endive");
     assert!(edges[0]["node"]["nextAttemptAt"].is_string());
     let resp = app
         .gql(
