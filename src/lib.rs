@@ -13,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod features;
 pub mod graphql;
+pub mod ids;
 pub mod http;
 pub mod jobs;
 pub mod plans;
