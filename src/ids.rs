@@ -113,10 +113,22 @@ mod tests {
     #[test]
     fn parse_refuses_a_malformed_id_on_its_field() {
         let uuid = Uuid::now_v7();
-        assert_eq!(TenantId::parse("id", &uuid.to_string()).unwrap(), TenantId::from(uuid));
+        assert_eq!(
+            TenantId::parse("id", &uuid.to_string()).unwrap(),
+            TenantId::from(uuid)
+        );
         let err = TenantId::parse("tenantId", "acme").unwrap_err();
         assert_eq!(err.code(), "BAD_USER_INPUT");
-        assert!(matches!(err, AppError::BadInput { field: Some("tenantId"), .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                AppError::BadInput {
+                    field: Some("tenantId"),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 pub use crate::db::page::{Key, Page, PageArgs, DEFAULT_PAGE, MAX_PAGE};
 use crate::error::AppError;
+use crate::ids::TenantId;
 
 /// The id half of a cursor's key.
 pub trait CursorId: Sized + Send + Sync {
@@ -32,6 +33,16 @@ pub trait CursorId: Sized + Send + Sync {
 impl CursorId for Uuid {
     fn parse(s: &str) -> Option<Self> {
         Uuid::parse_str(s).ok()
+    }
+    fn text(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// The admin tenant list is keyed by `(createdAt, TenantId)`; the cursor text is the same UUID.
+impl CursorId for TenantId {
+    fn parse(s: &str) -> Option<Self> {
+        Uuid::parse_str(s).ok().map(TenantId::from)
     }
     fn text(&self) -> String {
         self.to_string()
