@@ -45,10 +45,12 @@ macro_rules! id_type {
                     .map_err(|_| AppError::bad_input(field, "must be a UUID"))
             }
 
+            /// The bare UUID, for an API that takes any entity's id (audit `entityId`, export).
             pub fn into_inner(self) -> Uuid {
                 self.0
             }
 
+            /// The bare UUID, borrowed.
             pub fn as_uuid(&self) -> &Uuid {
                 &self.0
             }

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! The connection's type is `Connection<Cursor<Id>, Node, TotalCount>`; `Id` is the key's id
-//! type ([`CursorId`]: `Uuid`, or `String` for Stripe's event ids). The cursor text is
+//! type ([`CursorId`]: `Uuid`, `TenantId` for the tenant list, or `String` for Stripe's event
+//! ids). The cursor text is
 //! `base64url("<micros>|<id>")` for every list.
 
 use async_graphql::connection::{Connection, CursorType, Edge};
