@@ -12,7 +12,6 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use uuid::Uuid;
 
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::resolve::TenantCache;
@@ -24,6 +23,7 @@ use crate::features::service::FeatureCache;
 use crate::graphql::{self, AppSchema};
 use crate::http;
 use crate::http::ratelimit::RateLimiter;
+use crate::ids::TenantId;
 use crate::plans::cache::PlanCache;
 use crate::quotas::metering::Meter;
 
@@ -117,13 +117,13 @@ impl App {
 
     /// Called after every committed tenant change: drops the tenant's cached resolutions here
     /// at once and on every other instance through the bus.
-    pub async fn tenant_changed(&self, tenant_id: Uuid) {
+    pub async fn tenant_changed(&self, tenant_id: TenantId) {
         self.tenant_keys_changed(tenant_id, Vec::new()).await;
     }
 
     /// Like [`App::tenant_changed`], naming the resolution keys (old and new slug and domain,
     /// see `auth::resolve::keys_of`) whose cached answers, found or not found, are now wrong.
-    pub async fn tenant_keys_changed(&self, tenant_id: Uuid, keys: Vec<String>) {
+    pub async fn tenant_keys_changed(&self, tenant_id: TenantId, keys: Vec<String>) {
         self.tenant_cache.forget(tenant_id, &keys).await;
         self.previews.invalidate_tenant(tenant_id);
         self.features.invalidate(tenant_id).await;

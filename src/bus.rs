@@ -23,6 +23,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
 use crate::app::RedisPool;
+use crate::ids::TenantId;
 
 /// How long one `PUBLISH` (with the pool's connect, the first time) may take before the
 /// event is delivered locally only and every instance is asked to resync. No write waits on
@@ -44,14 +45,14 @@ pub enum Event {
     /// name that now resolves are dropped too. Absent in events of older versions (then only
     /// the tenant's own entries are dropped); older versions ignore it.
     TenantChanged {
-        tenant_id: Uuid,
+        tenant_id: TenantId,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         keys: Vec<String>,
     },
     /// A tenant's feature overrides changed.
-    FeaturesChanged { tenant_id: Uuid },
+    FeaturesChanged { tenant_id: TenantId },
     /// A tenant's configuration changed.
-    ConfigChanged { tenant_id: Uuid },
+    ConfigChanged { tenant_id: TenantId },
     /// A quota threshold was crossed (the row is already committed).
     QuotaAlert(AlertEvent),
     /// Some events reached only their own instance (Redis was down when they were
@@ -62,7 +63,7 @@ pub enum Event {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AlertEvent {
     pub id: Uuid,
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub resource: String,
     pub threshold: i32,
     pub used: i64,
@@ -285,7 +286,7 @@ mod tests {
 
     #[test]
     fn tenant_changed_stays_compatible_with_older_instances() {
-        let id = Uuid::nil();
+        let id = TenantId::from(Uuid::nil());
         // An older instance's event (no keys) still reads.
         let old: Event = serde_json::from_str(&format!(
             r#"{{"kind":"tenant_changed","tenant_id":"{id}"}}"#

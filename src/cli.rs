@@ -10,6 +10,7 @@ use crate::app::{self, App};
 use crate::auth::{jwt, Role};
 use crate::config::Settings;
 use crate::db::roles;
+use crate::ids::TenantId;
 use crate::{graphql, jobs, seed, telemetry};
 
 #[derive(Parser, Debug)]
@@ -137,9 +138,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn tenant_id_of(settings: &Settings, key: &str) -> anyhow::Result<Uuid> {
+async fn tenant_id_of(settings: &Settings, key: &str) -> anyhow::Result<TenantId> {
     if let Ok(id) = Uuid::parse_str(key) {
-        return Ok(id);
+        return Ok(id.into());
     }
     let app = App::new(settings.clone()).await?;
     let row = app

@@ -14,6 +14,7 @@ pub mod error;
 pub mod features;
 pub mod graphql;
 pub mod http;
+pub mod ids;
 pub mod jobs;
 pub mod plans;
 pub mod quotas;

@@ -15,6 +15,7 @@ use crate::db::schema::{
 };
 use crate::db::{Db, Scope};
 use crate::error::AppError;
+use crate::ids::PlanId;
 use crate::tenants::model::TenantRow;
 use crate::tenants::service::{self, CreateTenant};
 
@@ -175,7 +176,7 @@ pub async fn seed_catalogue(db: &Db) -> Result<(), AppError> {
             for (order, p) in PLANS.iter().enumerate() {
                 diesel::insert_into(plans::table)
                     .values((
-                        plans::id.eq(Uuid::now_v7()),
+                        plans::id.eq(PlanId::now_v7()),
                         plans::slug.eq(p.slug),
                         plans::name.eq(p.name),
                         plans::description.eq(p.description),
@@ -187,7 +188,7 @@ pub async fn seed_catalogue(db: &Db) -> Result<(), AppError> {
                     .do_nothing()
                     .execute(c)
                     .await?;
-                let plan_id: Uuid = plans::table
+                let plan_id: PlanId = plans::table
                     .filter(plans::slug.eq(p.slug))
                     .select(plans::id)
                     .first(c)

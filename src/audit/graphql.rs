@@ -5,15 +5,14 @@
 use async_graphql::connection::Connection;
 use async_graphql::{Context, InputObject, Json, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::model::{AuditFilter, AuditRow};
 use super::service;
 use crate::auth::Role;
-use crate::error::AppError;
 use crate::graphql::context::CtxExt;
 use crate::graphql::guards::{RequireFeature, RequireRole};
 use crate::graphql::pagination::{connection, page_args, KeysetCursor, TotalCount};
+use crate::ids::TenantId;
 
 #[derive(SimpleObject)]
 pub struct AuditLog {
@@ -82,13 +81,10 @@ impl AuditQuery {
         let page = page_args(ctx, first, after.as_deref())?;
         let req = ctx.req();
         let f = filter.unwrap_or_default();
-        let requested = match &f.tenant_id {
-            Some(id) => Some(
-                Uuid::parse_str(id.as_str())
-                    .map_err(|_| AppError::bad_input("tenantId", "must be a UUID"))?,
-            ),
-            None => None,
-        };
+        let requested = f
+            .tenant_id
+            .map(|id| TenantId::parse("tenantId", id.as_str()))
+            .transpose()?;
         let filter = AuditFilter {
             tenant_id: requested,
             entity_type: f.entity_type,

@@ -5,12 +5,13 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::db::schema::audit_logs;
+use crate::ids::TenantId;
 
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = audit_logs, check_for_backend(diesel::pg::Pg))]
 pub struct AuditRow {
     pub id: Uuid,
-    pub tenant_id: Option<Uuid>,
+    pub tenant_id: Option<TenantId>,
     pub entity_type: String,
     pub entity_id: String,
     pub action: String,
@@ -24,7 +25,7 @@ pub struct AuditRow {
 /// What the list narrows to; `tenant_id` is decided by the service's visibility rule.
 #[derive(Default, Clone)]
 pub struct AuditFilter {
-    pub tenant_id: Option<Uuid>,
+    pub tenant_id: Option<TenantId>,
     pub entity_type: Option<String>,
     pub entity_id: Option<String>,
     pub action: Option<String>,

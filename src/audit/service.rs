@@ -3,7 +3,6 @@
 //! (`X-Tenant-ID`) or of `filter.tenant_id`, else every tenant's.
 
 use scoped_futures::ScopedFutureExt;
-use uuid::Uuid;
 
 use super::model::{AuditFilter, AuditRow};
 use super::store;
@@ -11,13 +10,14 @@ use crate::auth::{cross_tenant_denied, Actor};
 use crate::db::page::{Page, PageArgs};
 use crate::db::{Db, Scope};
 use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
 
 /// A page of entries, newest first. `request_tenant` is the tenant the request is scoped to;
 /// `filter.tenant_id` is the tenant the caller asked for (replaced by the visible one).
 pub async fn list(
     db: &Db,
     actor: &Actor,
-    request_tenant: Option<Uuid>,
+    request_tenant: Option<TenantId>,
     mut filter: AuditFilter,
     page: PageArgs,
 ) -> AppResult<Page<AuditRow>> {

@@ -10,12 +10,13 @@ use super::model::{AuditFilter, AuditRow};
 use crate::auth::Actor;
 use crate::db::schema::audit_logs;
 use crate::db::Conn;
+use crate::ids::TenantId;
 
 #[derive(Insertable, Debug)]
 #[diesel(table_name = audit_logs)]
 struct NewAuditLog<'a> {
     id: Uuid,
-    tenant_id: Option<Uuid>,
+    tenant_id: Option<TenantId>,
     entity_type: &'a str,
     entity_id: String,
     action: &'a str,
@@ -27,7 +28,7 @@ struct NewAuditLog<'a> {
 
 /// One audited change: `entity_type`/`entity_id`/`action` plus before/after.
 pub struct Change<'a> {
-    pub tenant_id: Option<Uuid>,
+    pub tenant_id: Option<TenantId>,
     pub entity_type: &'a str,
     pub entity_id: String,
     pub action: &'a str,
@@ -40,7 +41,7 @@ pub struct Change<'a> {
 impl<'a> Change<'a> {
     /// A change of an entity of tenant `tenant_id`, without extra metadata.
     pub fn new(
-        tenant_id: Uuid,
+        tenant_id: TenantId,
         entity_type: &'a str,
         entity_id: impl ToString,
         action: &'a str,

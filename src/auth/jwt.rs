@@ -7,17 +7,17 @@ use jsonwebtoken::{
     decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
 };
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::{Principal, Role};
 use crate::config::Settings;
 use crate::error::AppError;
+use crate::ids::TenantId;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant_id: Option<Uuid>,
+    pub tenant_id: Option<TenantId>,
     pub role: String,
     pub exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,7 +128,7 @@ impl JwtVerifier {
 pub fn issue(
     s: &Settings,
     role: Role,
-    tenant_id: Option<Uuid>,
+    tenant_id: Option<TenantId>,
     sub: &str,
     ttl: std::time::Duration,
 ) -> anyhow::Result<String> {

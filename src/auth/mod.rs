@@ -8,9 +8,9 @@ pub mod resolve;
 pub type JwtVerifierRef<'a> = &'a jwt::JwtVerifier;
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::db::Scope;
+use crate::ids::TenantId;
 
 #[derive(async_graphql::Enum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -57,7 +57,7 @@ impl Role {
 pub struct Principal {
     pub user_id: String,
     pub role: Role,
-    pub tenant_id: Option<Uuid>,
+    pub tenant_id: Option<TenantId>,
     /// When the token expires (unix seconds).
     pub expires_at: i64,
 }
@@ -114,7 +114,7 @@ pub struct Actor {
     pub id: Option<String>,
     pub role: Option<Role>,
     /// The tenant a tenant user belongs to; `None` for platform actors.
-    pub tenant_id: Option<Uuid>,
+    pub tenant_id: Option<TenantId>,
     pub request_id: Option<String>,
 }
 
@@ -195,7 +195,7 @@ impl Actor {
     /// The scope for reading or writing `tenant_id`'s rows: platform actors use the explicit
     /// bypass, tenant users their own tenant only (RLS then hides any other tenant), anyone
     /// else no tenant at all (RLS hides every tenant-owned row).
-    pub fn scope_for(&self, reason: &'static str, _tenant_id: Uuid) -> Scope {
+    pub fn scope_for(&self, reason: &'static str, _tenant_id: TenantId) -> Scope {
         match (self.is_platform(), self.tenant_id) {
             (true, _) => Scope::Platform(reason),
             (false, Some(own)) => Scope::Tenant(own),
@@ -208,7 +208,7 @@ impl Actor {
 /// answered exactly like a missing row so ids cannot be probed.
 pub fn cross_tenant_denied(
     actor: &Actor,
-    target: Uuid,
+    target: TenantId,
     what: &'static str,
 ) -> crate::error::AppError {
     metrics::counter!("tenantry_cross_tenant_attempts_total", "resource" => what).increment(1);
@@ -232,7 +232,7 @@ mod tests {
         assert_eq!(actor.kind, ActorType::Anonymous);
         assert!(!actor.is_platform());
         assert!(matches!(
-            actor.scope_for("x", Uuid::new_v4()),
+            actor.scope_for("x", TenantId::now_v7()),
             Scope::Anonymous
         ));
         assert!(Actor::system().is_platform());
@@ -244,7 +244,7 @@ mod tests {
             let p = Principal {
                 user_id: "u".into(),
                 role,
-                tenant_id: Some(Uuid::new_v4()),
+                tenant_id: Some(TenantId::now_v7()),
                 expires_at: 0,
             };
             Actor::from_caller(&Caller::User(p), None)

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::{cross_tenant_denied, Actor, Caller, JwtVerifierRef, Role};
 use crate::db::{Db, Scope};
 use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
 use crate::tenants::model::{TenantDomain, TenantRow, TenantSlug, TenantStatus};
 use crate::tenants::store;
 
@@ -79,7 +80,7 @@ impl TenantCache {
     /// Drops what is cached about one tenant: its id entry, the given keys (its old and new
     /// slug and domain — positive or negative entries alike, so a name that just became a
     /// tenant resolves at once), and any other entry holding that tenant's row.
-    pub async fn forget(&self, tenant_id: Uuid, keys: &[String]) {
+    pub async fn forget(&self, tenant_id: TenantId, keys: &[String]) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let id_key = format!("id:{tenant_id}");
         self.hits.invalidate(&id_key).await;
@@ -126,7 +127,7 @@ impl TenantCache {
     }
 
     /// By id, read within that tenant's own scope.
-    pub async fn by_id(&self, db: &Db, id: Uuid) -> AppResult<Option<TenantRow>> {
+    pub async fn by_id(&self, db: &Db, id: TenantId) -> AppResult<Option<TenantRow>> {
         self.cached(
             format!("id:{id}"),
             db.scoped(Scope::Tenant(id), |c| {
@@ -140,7 +141,7 @@ impl TenantCache {
     /// A key that cannot be a slug names no tenant and costs no query.
     pub async fn by_id_or_slug(&self, db: &Db, key: &str) -> AppResult<Option<TenantRow>> {
         if let Ok(id) = Uuid::parse_str(key) {
-            return self.by_id(db, id).await;
+            return self.by_id(db, id.into()).await;
         }
         let Ok(slug) = TenantSlug::parse(&key.to_ascii_lowercase()) else {
             return Ok(None);

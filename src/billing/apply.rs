@@ -17,6 +17,7 @@ use crate::audit;
 use crate::auth::Actor;
 use crate::db::Conn;
 use crate::error::{AppError, AppResult};
+use crate::ids::{PlanId, TenantId};
 use crate::tenants::lifecycle::{self, Transition};
 use crate::tenants::model::TenantRow;
 use crate::{plans, tenants};
@@ -30,19 +31,19 @@ pub enum StripeObject {
 
 /// What applying an event did: the tenant it concerned and, when nothing changed, why.
 pub struct Applied {
-    pub tenant_id: Option<Uuid>,
+    pub tenant_id: Option<TenantId>,
     pub ignored: Option<Ignore>,
 }
 
 impl Applied {
-    fn done(tenant_id: Uuid) -> Self {
+    fn done(tenant_id: TenantId) -> Self {
         Applied {
             tenant_id: Some(tenant_id),
             ignored: None,
         }
     }
 
-    fn ignored(tenant_id: Option<Uuid>, why: Ignore) -> Self {
+    fn ignored(tenant_id: Option<TenantId>, why: Ignore) -> Self {
         Applied {
             tenant_id,
             ignored: Some(why),
@@ -245,7 +246,7 @@ async fn complete_intent(
     c: &mut Conn,
     tenant: &TenantRow,
     s: &SubscriptionState,
-    plan_id: Uuid,
+    plan_id: PlanId,
 ) -> AppResult<()> {
     let Some(intent_id) = s
         .metadata
@@ -385,7 +386,7 @@ fn payment_received() -> Value {
 async fn record(
     c: &mut Conn,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     entity_type: &'static str,
     action: &'static str,
     before: Value,

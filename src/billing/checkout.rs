@@ -13,6 +13,7 @@ use crate::audit;
 use crate::auth::{Actor, Role};
 use crate::db::{Conn, Scope};
 use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
 use crate::plans::model::BillingCycle;
 use crate::tenants;
 use crate::tenants::lifecycle::lock_live;
@@ -31,7 +32,7 @@ pub struct Urls<'a> {
 pub async fn start(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     plan_slug: &str,
     cycle: BillingCycle,
     urls: Urls<'_>,
@@ -54,7 +55,7 @@ pub async fn start(
 async fn checkout_stripe(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     plan_slug: &str,
     cycle: BillingCycle,
     urls: Urls<'_>,
@@ -146,7 +147,7 @@ pub async fn ensure_customer(app: &App, tenant: &TenantRow) -> AppResult<String>
 }
 
 /// Stores the customer → tenant mapping the webhook relies on.
-pub async fn link_customer(c: &mut Conn, tenant_id: Uuid, customer: &str) -> AppResult<()> {
+pub async fn link_customer(c: &mut Conn, tenant_id: TenantId, customer: &str) -> AppResult<()> {
     tenants::store::update(
         c,
         tenant_id,

@@ -6,10 +6,10 @@ use diesel::prelude::*;
 use diesel::sql_types::{Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::db::schema::stripe_events;
 use crate::db::Conn;
+use crate::ids::TenantId;
 
 /// Retries stop after this many attempts; an admin can still replay the event.
 pub const MAX_ATTEMPTS: i32 = 10;
@@ -21,7 +21,7 @@ pub use super::model::EventStatus;
 pub struct EventRow {
     pub id: String,
     pub event_type: String,
-    pub tenant_id: Option<Uuid>,
+    pub tenant_id: Option<TenantId>,
     pub payload: Value,
     pub status: EventStatus,
     pub attempts: i32,
@@ -90,7 +90,7 @@ pub async fn finish(
     conn: &mut Conn,
     id: &str,
     status: EventStatus,
-    tenant_id: Option<Uuid>,
+    tenant_id: Option<TenantId>,
     note: Option<&str>,
 ) -> QueryResult<EventRow> {
     diesel::update(stripe_events::table.find(id))
@@ -175,7 +175,7 @@ pub async fn due(conn: &mut Conn, now: DateTime<Utc>, limit: i64) -> QueryResult
 pub struct EventFilter {
     pub status: Option<EventStatus>,
     pub event_type: Option<String>,
-    pub tenant_id: Option<Uuid>,
+    pub tenant_id: Option<TenantId>,
 }
 
 fn filtered<'a>(f: &EventFilter) -> stripe_events::BoxedQuery<'a, diesel::pg::Pg> {

@@ -16,6 +16,7 @@ use crate::graphql::context::CtxExt;
 use crate::graphql::guards::RequireRole;
 use crate::graphql::pagination::{connection, page_args, Cursor, TotalCount};
 use crate::graphql::target_tenant;
+use crate::ids::TenantId;
 
 /// One Stripe event as received, with its processing outcome.
 #[derive(SimpleObject)]
@@ -83,10 +84,7 @@ impl WebhookEventQuery {
         let f = filter.unwrap_or_default();
         let tenant_id = f
             .tenant_id
-            .map(|t| {
-                Uuid::parse_str(t.as_str())
-                    .map_err(|_| AppError::bad_input("tenantId", "must be a UUID"))
-            })
+            .map(|t| TenantId::parse("tenantId", t.as_str()))
             .transpose()?;
         let filter = EventFilter {
             status: f.status,

@@ -4,15 +4,15 @@ use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
 use scoped_futures::ScopedFutureExt;
-use uuid::Uuid;
 
 use super::model::SubscriptionRow;
 use super::store;
 use crate::error::AppError;
 use crate::graphql::loaders::DbLoader;
+use crate::ids::TenantId;
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub struct SubscriptionOfTenant(pub Uuid);
+pub struct SubscriptionOfTenant(pub TenantId);
 
 impl Loader<SubscriptionOfTenant> for DbLoader {
     type Value = SubscriptionRow;
@@ -22,7 +22,7 @@ impl Loader<SubscriptionOfTenant> for DbLoader {
         &self,
         keys: &[SubscriptionOfTenant],
     ) -> Result<HashMap<SubscriptionOfTenant, SubscriptionRow>, AppError> {
-        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let ids: Vec<TenantId> = keys.iter().map(|k| k.0).collect();
         let rows = self
             .run(|c| async move { Ok(store::subscriptions_of(c, &ids).await?) }.scope_boxed())
             .await?;

@@ -6,13 +6,14 @@ use uuid::Uuid;
 
 use crate::db::schema::{billing_subscriptions, invoices, plan_change_intents};
 use crate::db::text_enum::text_enum;
+use crate::ids::{PlanId, TenantId};
 
 #[derive(Queryable, Selectable, Insertable, Debug, Clone)]
 #[diesel(table_name = billing_subscriptions, check_for_backend(diesel::pg::Pg))]
 pub struct SubscriptionRow {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub status: SubscriptionStatus,
-    pub plan_id: Uuid,
+    pub plan_id: PlanId,
     pub billing_cycle: String,
     pub stripe_customer_id: Option<String>,
     pub stripe_subscription_id: Option<String>,
@@ -27,7 +28,7 @@ pub struct SubscriptionRow {
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = invoices, check_for_backend(diesel::pg::Pg))]
 pub struct InvoiceRow {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub id: Uuid,
     pub stripe_invoice_id: String,
     pub amount_due: i64,
@@ -45,10 +46,10 @@ pub struct InvoiceRow {
 #[derive(Queryable, Selectable, Insertable, Debug, Clone)]
 #[diesel(table_name = plan_change_intents, check_for_backend(diesel::pg::Pg))]
 pub struct IntentRow {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub id: Uuid,
-    pub from_plan_id: Uuid,
-    pub to_plan_id: Uuid,
+    pub from_plan_id: PlanId,
+    pub to_plan_id: PlanId,
     pub billing_cycle: String,
     pub status: IntentStatus,
     pub version: i32,

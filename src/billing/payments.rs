@@ -10,6 +10,7 @@ use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
 use crate::error::AppResult;
+use crate::ids::TenantId;
 
 /// Stripe's state of one subscription, as Tenantry mirrors it. Built from API answers and from
 /// webhook payloads alike.
@@ -54,7 +55,7 @@ pub struct InvoiceState {
 /// A Checkout session to open for a new paid subscription.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckoutRequest<'a> {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub customer: &'a str,
     pub price_id: &'a str,
     pub plan_slug: &'a str,
@@ -68,7 +69,7 @@ pub trait Payments: Send + Sync {
     /// A customer for a new tenant, keyed by the tenant id.
     fn create_customer<'a>(
         &'a self,
-        tenant_id: Uuid,
+        tenant_id: TenantId,
         name: &'a str,
         slug: &'a str,
     ) -> BoxFuture<'a, AppResult<String>>;

@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, Duration, Months, Utc};
 use serde_json::json;
-use uuid::Uuid;
 
 use super::model::{SubscriptionRow, SubscriptionStatus};
 use super::store::{self, SubscriptionChanges};
@@ -12,6 +11,7 @@ use crate::audit;
 use crate::auth::Actor;
 use crate::db::Conn;
 use crate::error::AppResult;
+use crate::ids::TenantId;
 use crate::plans::model::{BillingCycle, PlanQuotaRow, PlanRow};
 use crate::quotas::model::{QuotaRow, ResetPeriod};
 use crate::tenants::model::TenantRow;
@@ -27,7 +27,7 @@ fn period_end(start: DateTime<Utc>, cycle: BillingCycle) -> DateTime<Utc> {
 /// The subscription a new tenant starts with: TRIALING for `trial_days` when the plan has a
 /// trial, ACTIVE otherwise.
 pub fn initial_subscription(
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     plan: &PlanRow,
     now: DateTime<Utc>,
 ) -> SubscriptionRow {

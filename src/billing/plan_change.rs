@@ -16,6 +16,7 @@ use crate::audit;
 use crate::auth::{Actor, Role};
 use crate::db::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
+use crate::ids::{PlanId, TenantId};
 use crate::plans;
 use crate::plans::model::{BillingCycle, PlanRow};
 use crate::tenants::lifecycle::lock_live;
@@ -58,7 +59,7 @@ async fn open_intent(
 pub async fn change_plan(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     plan_slug: &str,
     cycle: BillingCycle,
 ) -> AppResult<(IntentRow, PlanRow, PlanRow)> {
@@ -113,7 +114,7 @@ pub async fn change_plan(
 pub async fn intent(
     db: &Db,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     intent_id: Uuid,
 ) -> AppResult<(IntentRow, PlanRow, PlanRow)> {
     let scope = target_scope(actor, tenant_id, "billing")?;
@@ -123,7 +124,7 @@ pub async fn intent(
                 .await?
                 .ok_or_else(|| AppError::not_found("plan change intent"))?;
             let plans = plans::store::by_ids(c, &[i.from_plan_id, i.to_plan_id]).await?;
-            let find = |id: Uuid| plans.iter().find(|p| p.id == id).cloned();
+            let find = |id: PlanId| plans.iter().find(|p| p.id == id).cloned();
             let (Some(from), Some(to)) = (find(i.from_plan_id), find(i.to_plan_id)) else {
                 return Err(AppError::not_found("plan"));
             };
@@ -150,7 +151,7 @@ struct PlanChangeStart {
 async fn change_plan_stripe(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     plan_slug: &str,
     cycle: BillingCycle,
 ) -> AppResult<(IntentRow, PlanRow, PlanRow)> {

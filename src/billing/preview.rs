@@ -3,13 +3,13 @@
 
 use chrono::Utc;
 use scoped_futures::ScopedFutureExt;
-use uuid::Uuid;
 
 use super::prices::{active_plan, price};
 use super::store;
 use crate::app::App;
 use crate::auth::Actor;
 use crate::error::{AppError, AppResult};
+use crate::ids::{PlanId, TenantId};
 use crate::plans;
 use crate::plans::model::{BillingCycle, PlanPriceRow, PlanRow};
 use crate::tenants;
@@ -32,7 +32,7 @@ pub struct Preview {
 pub async fn preview(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     plan_slug: &str,
     cycle: BillingCycle,
 ) -> AppResult<Preview> {
@@ -79,7 +79,7 @@ pub async fn preview(
                     quotas.iter().map(|q| q.resource.clone()).collect();
                 resources.sort();
                 resources.dedup();
-                let limit_of = |plan: Uuid, r: &str| {
+                let limit_of = |plan: PlanId, r: &str| {
                     quotas
                         .iter()
                         .find(|q| q.plan_id == plan && q.resource == r)
@@ -91,7 +91,8 @@ pub async fn preview(
                     .filter(|(a, b, _)| a != b)
                     .map(|(a, b, r)| (r, a, b))
                     .collect();
-                let has = |plan: Uuid, f: &str| features.iter().any(|(p, k)| *p == plan && k == f);
+                let has =
+                    |plan: PlanId, f: &str| features.iter().any(|(p, k)| *p == plan && k == f);
                 let mut keys: Vec<&String> = features.iter().map(|(_, k)| k).collect();
                 keys.sort();
                 keys.dedup();

@@ -10,19 +10,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moka::future::Cache;
-use uuid::Uuid;
 
 use super::preview::{self, Preview};
 use crate::app::App;
 use crate::auth::{Actor, Role};
 use crate::error::AppResult;
+use crate::ids::TenantId;
 use crate::plans::model::BillingCycle;
 use crate::tenants::service::target_scope;
 
 const TTL: Duration = Duration::from_secs(60);
 const CAPACITY: u64 = 10_000;
 
-type Key = (Uuid, String, &'static str);
+type Key = (TenantId, String, &'static str);
 
 pub struct PreviewCache {
     cache: Cache<Key, Arc<Preview>>,
@@ -44,7 +44,7 @@ impl Default for PreviewCache {
 }
 
 impl PreviewCache {
-    pub fn invalidate_tenant(&self, tenant_id: Uuid) {
+    pub fn invalidate_tenant(&self, tenant_id: TenantId) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let _ = self
             .cache
@@ -62,7 +62,7 @@ impl PreviewCache {
 pub async fn preview(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     plan_slug: &str,
     cycle: BillingCycle,
 ) -> AppResult<Arc<Preview>> {

@@ -1,10 +1,9 @@
 //! The catalogue as billing reads it: an active plan by slug, and a plan's price for a region
 //! and billing cycle.
 
-use uuid::Uuid;
-
 use crate::db::Conn;
 use crate::error::{AppError, AppResult};
+use crate::ids::PlanId;
 use crate::plans;
 use crate::plans::model::{BillingCycle, PlanPriceRow, PlanRow};
 
@@ -39,7 +38,7 @@ pub(super) async fn stripe_price(
 
 pub(super) fn price(
     prices: &[PlanPriceRow],
-    plan: Uuid,
+    plan: PlanId,
     region: &str,
     cycle: BillingCycle,
 ) -> Option<PlanPriceRow> {

@@ -18,6 +18,7 @@ use crate::app::App;
 use crate::audit;
 use crate::auth::{Actor, Role};
 use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
 use crate::tenants::lifecycle::lock_live;
 use crate::tenants::service::target_scope;
 
@@ -30,7 +31,11 @@ pub fn mode(app: &App) -> BillingMode {
 }
 
 /// The tenant's subscription mirror, read in the caller's scope.
-async fn subscription_row(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<SubscriptionRow> {
+async fn subscription_row(
+    app: &App,
+    actor: &Actor,
+    tenant_id: TenantId,
+) -> AppResult<SubscriptionRow> {
     let scope = target_scope(actor, tenant_id, "billing")?;
     app.db
         .scoped(scope, |c| {
@@ -50,7 +55,7 @@ async fn subscription_row(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResul
 async fn mirror_answer(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     action: &'static str,
     state: SubscriptionState,
 ) -> AppResult<SubscriptionRow> {
@@ -80,7 +85,7 @@ async fn mirror_answer(
 pub async fn cancel(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     at_period_end: bool,
 ) -> AppResult<SubscriptionRow> {
     actor.require(Role::TenantAdmin)?;
@@ -122,7 +127,7 @@ pub async fn cancel(
 }
 
 /// `resumeSubscription`: undoes a cancellation scheduled for the period end.
-pub async fn resume(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<SubscriptionRow> {
+pub async fn resume(app: &App, actor: &Actor, tenant_id: TenantId) -> AppResult<SubscriptionRow> {
     actor.require(Role::TenantAdmin)?;
     let check = |s: &SubscriptionRow| {
         if !s.cancel_at_period_end || s.status == SubscriptionStatus::Canceled {
@@ -151,7 +156,7 @@ pub async fn resume(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<Subs
 async fn change_subscription(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     action: &'static str,
     decide: impl FnOnce(&SubscriptionRow, DateTime<Utc>) -> AppResult<SubscriptionChanges>
         + Send
@@ -199,7 +204,7 @@ async fn change_subscription(
 pub async fn maintenance_override(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     status: SubscriptionStatus,
     reason: &str,
     ticket_id: &str,

@@ -11,6 +11,7 @@ use super::model::{
 };
 use crate::db::schema::{billing_subscriptions as subs, invoices, plan_change_intents as intents};
 use crate::db::Conn;
+use crate::ids::{PlanId, TenantId};
 
 pub async fn insert_subscription(conn: &mut Conn, row: &SubscriptionRow) -> QueryResult<()> {
     diesel::insert_into(subs::table)
@@ -23,7 +24,7 @@ pub async fn insert_subscription(conn: &mut Conn, row: &SubscriptionRow) -> Quer
 
 pub async fn subscriptions_of(
     conn: &mut Conn,
-    tenant_ids: &[Uuid],
+    tenant_ids: &[TenantId],
 ) -> QueryResult<Vec<SubscriptionRow>> {
     subs::table
         .filter(subs::tenant_id.eq_any(tenant_ids))
@@ -34,7 +35,7 @@ pub async fn subscriptions_of(
 
 pub async fn subscription_for_update(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
 ) -> QueryResult<Option<SubscriptionRow>> {
     subs::table
         .find(tenant_id)
@@ -49,7 +50,7 @@ pub async fn subscription_for_update(
 #[diesel(table_name = subs)]
 pub struct SubscriptionChanges {
     pub status: Option<SubscriptionStatus>,
-    pub plan_id: Option<Uuid>,
+    pub plan_id: Option<PlanId>,
     pub billing_cycle: Option<String>,
     pub cancel_at_period_end: Option<bool>,
     pub canceled_at: Option<Option<DateTime<Utc>>>,
@@ -66,7 +67,7 @@ pub struct SubscriptionChanges {
 
 pub async fn update_subscription(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     c: &SubscriptionChanges,
 ) -> QueryResult<SubscriptionRow> {
     diesel::update(subs::table.find(tenant_id))
@@ -87,7 +88,7 @@ pub async fn insert_intent(conn: &mut Conn, row: &IntentRow) -> QueryResult<Inte
 /// Optimistic update: applies only if the intent is still at `version`; `None` = lost race.
 pub async fn advance_intent(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     id: Uuid,
     version: i32,
     status: IntentStatus,
@@ -118,7 +119,7 @@ pub async fn advance_intent(
 
 pub async fn count_invoices(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     status: Option<&str>,
 ) -> QueryResult<i64> {
     let mut q = invoices::table
@@ -132,7 +133,7 @@ pub async fn count_invoices(
 
 pub async fn invoices_of(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     status: Option<&str>,
     before: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
@@ -157,7 +158,11 @@ pub async fn invoices_of(
         .await
 }
 
-pub async fn intent(conn: &mut Conn, tenant_id: Uuid, id: Uuid) -> QueryResult<Option<IntentRow>> {
+pub async fn intent(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    id: Uuid,
+) -> QueryResult<Option<IntentRow>> {
     intents::table
         .filter(intents::tenant_id.eq(tenant_id))
         .filter(intents::id.eq(id))
@@ -169,7 +174,7 @@ pub async fn intent(conn: &mut Conn, tenant_id: Uuid, id: Uuid) -> QueryResult<O
 
 pub async fn set_intent_subscription(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     id: Uuid,
     stripe_subscription_id: &str,
 ) -> QueryResult<()> {
@@ -200,7 +205,7 @@ pub async fn invoice_by_stripe_id(
 #[derive(Insertable, AsChangeset)]
 #[diesel(table_name = invoices)]
 pub struct InvoiceWrite {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub id: Uuid,
     pub stripe_invoice_id: String,
     pub amount_due: i64,
@@ -242,7 +247,7 @@ pub struct VersionedSubscription {
 /// The subscription (locked) with its Stripe event times.
 pub async fn subscription_with_version(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
 ) -> QueryResult<Option<VersionedSubscription>> {
     subs::table
         .find(tenant_id)
@@ -263,7 +268,7 @@ struct Outcome {
 /// table is at diesel's 16-column limit).
 pub async fn payment_outcome(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
 ) -> QueryResult<Option<PaymentOutcome>> {
     let rows: Vec<Outcome> =
         diesel::sql_query("select payment_outcome from billing_subscriptions where tenant_id = $1")
@@ -275,7 +280,7 @@ pub async fn payment_outcome(
 
 pub async fn set_payment_outcome(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     outcome: PaymentOutcome,
 ) -> QueryResult<()> {
     diesel::sql_query("update billing_subscriptions set payment_outcome = $2 where tenant_id = $1")
@@ -289,7 +294,7 @@ pub async fn set_payment_outcome(
 /// The tenant's unexpired PENDING intent, if any (one plan change at a time).
 pub async fn pending_intent(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     now: DateTime<Utc>,
 ) -> QueryResult<Option<IntentRow>> {
     intents::table

@@ -30,6 +30,7 @@ use futures_util::future::BoxFuture;
 use super::payments::{ts, CheckoutRequest, InvoiceState, Payments, SubscriptionState};
 use crate::config::Settings;
 use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
 
 impl From<Subscription> for SubscriptionState {
     fn from(s: Subscription) -> Self {
@@ -126,7 +127,7 @@ impl StripeApi {
     /// A customer for a new tenant; the tenant id is the Idempotency-Key and in the metadata.
     pub async fn create_customer(
         &self,
-        tenant_id: Uuid,
+        tenant_id: TenantId,
         name: &str,
         slug: &str,
     ) -> AppResult<String> {
@@ -341,7 +342,7 @@ impl StripeApi {
 impl Payments for StripeApi {
     fn create_customer<'a>(
         &'a self,
-        tenant_id: Uuid,
+        tenant_id: TenantId,
         name: &'a str,
         slug: &'a str,
     ) -> BoxFuture<'a, AppResult<String>> {

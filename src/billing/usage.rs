@@ -18,18 +18,18 @@ use diesel::sql_types::{BigInt, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
-use uuid::Uuid;
 
 use crate::app::App;
 use crate::db::Scope;
 use crate::error::AppResult;
+use crate::ids::TenantId;
 
 pub const METER_EVENT_PREFIX: &str = "tenantry_";
 
 #[derive(QueryableByName, Debug)]
 struct Pending {
     #[diesel(sql_type = SqlUuid)]
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     #[diesel(sql_type = Text)]
     resource: String,
     #[diesel(sql_type = Timestamptz)]

@@ -3,19 +3,19 @@
 //! (tenant, category, key) as associated data, so a ciphertext copied onto another row does
 //! not decrypt.
 
+use crate::ids::TenantId;
 use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
-use uuid::Uuid;
 
 const NONCE_LEN: usize = 12;
 
-fn aad(tenant_id: Uuid, category: &str, key: &str) -> Vec<u8> {
+fn aad(tenant_id: TenantId, category: &str, key: &str) -> Vec<u8> {
     format!("{tenant_id}/{category}/{key}").into_bytes()
 }
 
 pub fn encrypt(
     secret: &[u8; 32],
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     category: &str,
     key: &str,
     plain: &[u8],
@@ -40,7 +40,7 @@ pub fn encrypt(
 /// `None` when the key is wrong or the stored bytes were tampered with.
 pub fn decrypt(
     secret: &[u8; 32],
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     category: &str,
     key: &str,
     stored: &[u8],
@@ -69,7 +69,7 @@ mod tests {
     #[test]
     fn round_trip_with_fresh_nonces_bound_to_the_row() {
         let k = [7u8; 32];
-        let t = Uuid::new_v4();
+        let t = TenantId::now_v7();
         let a = encrypt(&k, t, "integrations", "api_key", b"sk_live_secret");
         let b = encrypt(&k, t, "integrations", "api_key", b"sk_live_secret");
         assert_ne!(a, b, "a fresh nonce per value");
@@ -83,7 +83,7 @@ mod tests {
             "bound to its key"
         );
         assert!(
-            decrypt(&k, Uuid::new_v4(), "integrations", "api_key", &a).is_none(),
+            decrypt(&k, TenantId::now_v7(), "integrations", "api_key", &a).is_none(),
             "bound to its tenant"
         );
         assert!(decrypt(&[8u8; 32], t, "integrations", "api_key", &a).is_none());

@@ -6,17 +6,17 @@
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
-use uuid::Uuid;
 
 use super::crypto;
 use super::model::{ConfigDefault, ConfigEntry, ConfigLayer, ConfigRow, MASK};
 use crate::features::model::EffectiveFeature;
+use crate::ids::TenantId;
 use crate::plans::model::{PlanQuotaRow, PlanRow};
 
 /// A tenant's stored entries plus the defaults they override.
 #[derive(Debug)]
 pub struct TenantConfig {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub rows: Vec<ConfigRow>,
     pub defaults: Arc<Vec<ConfigDefault>>,
 }

@@ -4,14 +4,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
-use uuid::Uuid;
 
 use super::service::{self, TenantConfig};
 use crate::error::AppError;
 use crate::graphql::loaders::DbLoader;
+use crate::ids::TenantId;
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub struct ConfigOfTenant(pub Uuid);
+pub struct ConfigOfTenant(pub TenantId);
 
 impl Loader<ConfigOfTenant> for DbLoader {
     type Value = Arc<TenantConfig>;
@@ -21,7 +21,7 @@ impl Loader<ConfigOfTenant> for DbLoader {
         &self,
         keys: &[ConfigOfTenant],
     ) -> Result<HashMap<ConfigOfTenant, Self::Value>, AppError> {
-        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let ids: Vec<TenantId> = keys.iter().map(|k| k.0).collect();
         let found = service::of_tenants(&self.app, &self.db, self.scope, &ids).await?;
         Ok(found
             .into_iter()

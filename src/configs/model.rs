@@ -3,15 +3,15 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::db::schema::{config_defaults, configs};
 use crate::db::text_enum::text_enum;
+use crate::ids::TenantId;
 
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = configs, check_for_backend(diesel::pg::Pg))]
 pub struct ConfigRow {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub category: String,
     pub key: String,
     pub value: Option<Value>,

@@ -9,7 +9,6 @@ use std::time::Duration;
 use moka::future::Cache;
 use scoped_futures::ScopedFutureExt;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 use super::crypto;
 use super::layers::{self, visible_value, ReadOnlyLayers};
@@ -23,6 +22,7 @@ use crate::auth::{Actor, Role};
 use crate::bus::Event;
 use crate::db::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
 use crate::tenants::model::TenantRow;
 use crate::tenants::service::target_scope;
 use crate::{features, plans};
@@ -30,7 +30,7 @@ use crate::{features, plans};
 pub use super::layers::TenantConfig;
 
 #[derive(Clone)]
-pub struct ConfigCache(Cache<Uuid, Arc<TenantConfig>>);
+pub struct ConfigCache(Cache<TenantId, Arc<TenantConfig>>);
 
 impl Default for ConfigCache {
     fn default() -> Self {
@@ -44,7 +44,7 @@ impl Default for ConfigCache {
 }
 
 impl ConfigCache {
-    pub async fn invalidate(&self, tenant_id: Uuid) {
+    pub async fn invalidate(&self, tenant_id: TenantId) {
         self.0.invalidate(&tenant_id).await;
     }
 
@@ -58,8 +58,8 @@ pub async fn of_tenants(
     app: &App,
     db: &Db,
     scope: Scope,
-    ids: &[Uuid],
-) -> AppResult<HashMap<Uuid, Arc<TenantConfig>>> {
+    ids: &[TenantId],
+) -> AppResult<HashMap<TenantId, Arc<TenantConfig>>> {
     let mut found = HashMap::new();
     let mut missing = Vec::new();
     for id in ids {
@@ -87,7 +87,7 @@ pub async fn of_tenants(
             })
             .await?;
         let defaults = Arc::new(defaults);
-        let mut by_tenant: HashMap<Uuid, Vec<ConfigRow>> = HashMap::new();
+        let mut by_tenant: HashMap<TenantId, Vec<ConfigRow>> = HashMap::new();
         for row in rows {
             by_tenant.entry(row.tenant_id).or_default().push(row);
         }
@@ -151,7 +151,7 @@ pub async fn effective(
 }
 
 pub struct SetConfig {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub category: String,
     pub key: String,
     pub value: Value,
@@ -335,7 +335,7 @@ pub async fn set(app: &App, actor: &Actor, input: SetConfig) -> AppResult<Config
 pub async fn remove(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     category: Option<String>,
     key: Option<String>,
 ) -> AppResult<Vec<ConfigRow>> {
@@ -382,7 +382,7 @@ pub async fn remove(
     Ok(removed)
 }
 
-async fn changed(app: &App, tenant_id: Uuid) {
+async fn changed(app: &App, tenant_id: TenantId) {
     app.configs.invalidate(tenant_id).await;
     app.bus.publish(Event::ConfigChanged { tenant_id }).await;
 }

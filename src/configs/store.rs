@@ -4,13 +4,13 @@ use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde_json::Value;
-use uuid::Uuid;
 
 use super::model::{ConfigDataType, ConfigDefault, ConfigRow};
 use crate::db::schema::{config_defaults, configs};
 use crate::db::Conn;
+use crate::ids::TenantId;
 
-pub async fn of_tenants(conn: &mut Conn, tenant_ids: &[Uuid]) -> QueryResult<Vec<ConfigRow>> {
+pub async fn of_tenants(conn: &mut Conn, tenant_ids: &[TenantId]) -> QueryResult<Vec<ConfigRow>> {
     configs::table
         .filter(configs::tenant_id.eq_any(tenant_ids))
         .order((configs::category, configs::key))
@@ -29,7 +29,7 @@ pub async fn defaults(conn: &mut Conn) -> QueryResult<Vec<ConfigDefault>> {
 
 pub async fn find(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     category: &str,
     key: &str,
 ) -> QueryResult<Option<ConfigRow>> {
@@ -44,7 +44,7 @@ pub async fn find(
 }
 
 pub struct Upsert<'a> {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub category: &'a str,
     pub key: &'a str,
     pub value: Option<Value>,
@@ -84,7 +84,7 @@ pub async fn upsert(conn: &mut Conn, u: Upsert<'_>) -> QueryResult<ConfigRow> {
 /// Deletes matching rows (one key, one category, or all) and returns them.
 pub async fn delete(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     category: Option<&str>,
     key: Option<&str>,
 ) -> QueryResult<Vec<ConfigRow>> {
@@ -112,7 +112,7 @@ pub struct Totals {
 }
 
 /// A tenant's configuration entries and the sum of their stored value sizes.
-pub async fn totals(conn: &mut Conn, tenant_id: Uuid) -> QueryResult<Totals> {
+pub async fn totals(conn: &mut Conn, tenant_id: TenantId) -> QueryResult<Totals> {
     diesel::sql_query(
         "select count(*)::bigint as entries,
                 coalesce(sum(coalesce(octet_length(value::text), 0) + coalesce(octet_length(encrypted_value), 0)), 0)::bigint as bytes

@@ -24,9 +24,9 @@ use diesel_async::{
 };
 use futures_util::FutureExt;
 pub use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
-use uuid::Uuid;
 
 use crate::error::AppResult;
+use crate::ids::TenantId;
 pub use stats::RequestStats;
 
 pub type PgPool = Pool<AsyncPgConnection>;
@@ -36,7 +36,7 @@ pub type Conn = AsyncPgConnection;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     /// Only this tenant's rows.
-    Tenant(Uuid),
+    Tenant(TenantId),
     /// Every tenant's rows: the explicit, audited platform bypass. The reason is logged and
     /// counted (`tenantry_rls_bypass_total{reason}`).
     Platform(&'static str),
@@ -184,7 +184,7 @@ impl Db {
 /// Switches the current transaction's tenant scope (transaction-local, like [`Db::scoped`]).
 /// For batched units of work that serve several tenants one after another — the metering
 /// writer — so that RLS still confines each item to its own tenant.
-pub async fn switch_tenant_scope(conn: &mut Conn, tenant_id: Uuid) -> diesel::QueryResult<()> {
+pub async fn switch_tenant_scope(conn: &mut Conn, tenant_id: TenantId) -> diesel::QueryResult<()> {
     diesel::sql_query(
         "select set_config('app.tenant_id', $1, true), set_config('app.bypass_rls', 'off', true)",
     )

@@ -5,17 +5,17 @@ use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
 use chrono::Utc;
-use uuid::Uuid;
 
 use super::model::EffectiveFeature;
 use super::service;
 use crate::error::AppError;
 use crate::graphql::loaders::DbLoader;
+use crate::ids::{PlanId, TenantId};
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub struct FeaturesOfTenant {
-    pub tenant_id: Uuid,
-    pub plan_id: Uuid,
+    pub tenant_id: TenantId,
+    pub plan_id: PlanId,
 }
 
 impl Loader<FeaturesOfTenant> for DbLoader {
@@ -26,7 +26,8 @@ impl Loader<FeaturesOfTenant> for DbLoader {
         &self,
         keys: &[FeaturesOfTenant],
     ) -> Result<HashMap<FeaturesOfTenant, Self::Value>, AppError> {
-        let pairs: Vec<(Uuid, Uuid)> = keys.iter().map(|k| (k.tenant_id, k.plan_id)).collect();
+        let pairs: Vec<(TenantId, PlanId)> =
+            keys.iter().map(|k| (k.tenant_id, k.plan_id)).collect();
         let inputs = service::inputs_of(&self.app, &self.db, self.scope, &pairs).await?;
         let now = Utc::now();
         Ok(keys

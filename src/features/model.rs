@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use uuid::Uuid;
 
 use crate::db::schema::{feature_definitions, tenant_features};
+use crate::ids::{PlanId, TenantId};
 
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = feature_definitions, check_for_backend(diesel::pg::Pg))]
@@ -18,7 +18,7 @@ pub struct FeatureDefinition {
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = tenant_features, check_for_backend(diesel::pg::Pg))]
 pub struct FeatureOverride {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub feature_key: String,
     pub enabled: bool,
     pub expires_at: Option<DateTime<Utc>>,
@@ -95,7 +95,7 @@ pub fn evaluate(
 /// an override's expiry takes effect without invalidation or a job.
 #[derive(Debug, Clone)]
 pub struct FeatureInputs {
-    pub plan_id: Uuid,
+    pub plan_id: PlanId,
     pub definitions: std::sync::Arc<Vec<FeatureDefinition>>,
     pub plan_features: Vec<String>,
     pub overrides: Vec<FeatureOverride>,
@@ -126,7 +126,7 @@ mod tests {
         let defs = [def("a"), def("b"), def("c")];
         let plan = vec!["a".to_string()];
         let ov = |k: &str, enabled, exp: Option<DateTime<Utc>>| FeatureOverride {
-            tenant_id: Uuid::nil(),
+            tenant_id: TenantId::from(uuid::Uuid::nil()),
             feature_key: k.into(),
             enabled,
             expires_at: exp,

@@ -11,7 +11,6 @@ use diesel::QueryResult;
 use moka::future::Cache;
 use scoped_futures::ScopedFutureExt;
 use serde_json::json;
-use uuid::Uuid;
 
 use super::model::{EffectiveFeature, FeatureInputs, FeatureOverride};
 use super::store;
@@ -21,13 +20,14 @@ use crate::auth::{Actor, Role};
 use crate::bus::Event;
 use crate::db::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
+use crate::ids::{PlanId, TenantId};
 use crate::plans;
 use crate::tenants::service::target_scope;
 
 /// Per-tenant feature inputs. Invalidated on every instance by `Event::FeaturesChanged` and
 /// `Event::TenantChanged`; the TTL only bounds staleness if Redis was unreachable.
 #[derive(Clone)]
-pub struct FeatureCache(Cache<Uuid, Arc<FeatureInputs>>);
+pub struct FeatureCache(Cache<TenantId, Arc<FeatureInputs>>);
 
 impl Default for FeatureCache {
     fn default() -> Self {
@@ -41,7 +41,7 @@ impl Default for FeatureCache {
 }
 
 impl FeatureCache {
-    pub async fn get(&self, tenant_id: Uuid, plan_id: Uuid) -> Option<Arc<FeatureInputs>> {
+    pub async fn get(&self, tenant_id: TenantId, plan_id: PlanId) -> Option<Arc<FeatureInputs>> {
         let hit = self
             .0
             .get(&tenant_id)
@@ -52,11 +52,11 @@ impl FeatureCache {
         hit
     }
 
-    pub async fn put(&self, tenant_id: Uuid, inputs: Arc<FeatureInputs>) {
+    pub async fn put(&self, tenant_id: TenantId, inputs: Arc<FeatureInputs>) {
         self.0.insert(tenant_id, inputs).await;
     }
 
-    pub async fn invalidate(&self, tenant_id: Uuid) {
+    pub async fn invalidate(&self, tenant_id: TenantId) {
         self.0.invalidate(&tenant_id).await;
     }
 
@@ -69,10 +69,10 @@ impl FeatureCache {
 /// overrides). `keys` are (tenant id, plan id).
 pub async fn load_inputs(
     conn: &mut Conn,
-    keys: &[(Uuid, Uuid)],
-) -> QueryResult<HashMap<Uuid, FeatureInputs>> {
-    let tenant_ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-    let mut plan_ids: Vec<Uuid> = keys.iter().map(|k| k.1).collect();
+    keys: &[(TenantId, PlanId)],
+) -> QueryResult<HashMap<TenantId, FeatureInputs>> {
+    let tenant_ids: Vec<TenantId> = keys.iter().map(|k| k.0).collect();
+    let mut plan_ids: Vec<PlanId> = keys.iter().map(|k| k.1).collect();
     plan_ids.sort();
     plan_ids.dedup();
     let definitions = Arc::new(store::definitions(conn).await?);
@@ -105,8 +105,8 @@ pub async fn inputs_of(
     app: &App,
     db: &Db,
     scope: Scope,
-    keys: &[(Uuid, Uuid)],
-) -> AppResult<HashMap<Uuid, Arc<FeatureInputs>>> {
+    keys: &[(TenantId, PlanId)],
+) -> AppResult<HashMap<TenantId, Arc<FeatureInputs>>> {
     let mut found = HashMap::new();
     let mut missing = Vec::new();
     for &(tenant_id, plan_id) in keys {
@@ -137,8 +137,8 @@ pub async fn effective(
     app: &App,
     db: &Db,
     scope: Scope,
-    tenant_id: Uuid,
-    plan_id: Uuid,
+    tenant_id: TenantId,
+    plan_id: PlanId,
 ) -> AppResult<Vec<EffectiveFeature>> {
     let inputs = inputs_of(app, db, scope, &[(tenant_id, plan_id)]).await?;
     Ok(inputs
@@ -151,8 +151,8 @@ pub async fn is_enabled(
     app: &App,
     db: &Db,
     scope: Scope,
-    tenant_id: Uuid,
-    plan_id: Uuid,
+    tenant_id: TenantId,
+    plan_id: PlanId,
     key: &str,
 ) -> AppResult<bool> {
     let flags = effective(app, db, scope, tenant_id, plan_id).await?;
@@ -164,8 +164,8 @@ pub async fn require(
     app: &App,
     db: &Db,
     scope: Scope,
-    tenant_id: Uuid,
-    plan_id: Uuid,
+    tenant_id: TenantId,
+    plan_id: PlanId,
     key: &str,
 ) -> AppResult<()> {
     if is_enabled(app, db, scope, tenant_id, plan_id, key).await? {
@@ -181,7 +181,7 @@ pub async fn require(
 async fn locked_inputs(
     c: &mut Conn,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     key: &str,
 ) -> AppResult<(crate::tenants::model::TenantRow, FeatureInputs)> {
     let tenant = crate::tenants::lifecycle::lock_writable(c, actor, tenant_id).await?;
@@ -219,7 +219,7 @@ fn guard_provenance(actor: &Actor, existing: Option<&FeatureOverride>) -> AppRes
 pub async fn reconcile_with_plan(
     c: &mut Conn,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     plan: &crate::plans::model::PlanRow,
 ) -> AppResult<Vec<String>> {
     let included: Vec<String> = plans::store::features_of(c, &[plan.id])
@@ -261,7 +261,7 @@ pub async fn reconcile_with_plan(
 pub async fn set_override(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     key: &str,
     enabled: bool,
     expires_at: Option<DateTime<Utc>>,
@@ -320,7 +320,7 @@ pub async fn set_override(
 pub async fn clear_override(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     key: &str,
 ) -> AppResult<EffectiveFeature> {
     actor.require(Role::TenantAdmin)?;
@@ -363,8 +363,8 @@ pub async fn clear_override(
 async fn one(
     app: &App,
     scope: Scope,
-    tenant_id: Uuid,
-    plan_id: Uuid,
+    tenant_id: TenantId,
+    plan_id: PlanId,
     key: &str,
 ) -> AppResult<EffectiveFeature> {
     effective(app, &app.db, scope, tenant_id, plan_id)
@@ -379,7 +379,7 @@ fn override_view(o: &super::model::FeatureOverride) -> serde_json::Value {
     json!({ "enabled": o.enabled, "expiresAt": o.expires_at })
 }
 
-async fn changed(app: &App, tenant_id: Uuid) {
+async fn changed(app: &App, tenant_id: TenantId) {
     app.features.invalidate(tenant_id).await;
     app.bus.publish(Event::FeaturesChanged { tenant_id }).await;
 }

@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use uuid::Uuid;
 
 use super::model::{FeatureDefinition, FeatureOverride};
 use crate::db::schema::{feature_definitions, tenant_features};
 use crate::db::Conn;
+use crate::ids::TenantId;
 
 pub async fn definitions(conn: &mut Conn) -> QueryResult<Vec<FeatureDefinition>> {
     feature_definitions::table
@@ -19,7 +19,7 @@ pub async fn definitions(conn: &mut Conn) -> QueryResult<Vec<FeatureDefinition>>
 
 pub async fn overrides_of(
     conn: &mut Conn,
-    tenant_ids: &[Uuid],
+    tenant_ids: &[TenantId],
 ) -> QueryResult<Vec<FeatureOverride>> {
     tenant_features::table
         .filter(tenant_features::tenant_id.eq_any(tenant_ids))
@@ -32,7 +32,7 @@ pub async fn overrides_of(
 #[allow(clippy::too_many_arguments)]
 pub async fn upsert_override(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     key: &str,
     enabled: bool,
     expires_at: Option<DateTime<Utc>>,
@@ -62,7 +62,11 @@ pub async fn upsert_override(
         .await
 }
 
-pub async fn delete_override(conn: &mut Conn, tenant_id: Uuid, key: &str) -> QueryResult<usize> {
+pub async fn delete_override(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    key: &str,
+) -> QueryResult<usize> {
     diesel::delete(
         tenant_features::table
             .filter(tenant_features::tenant_id.eq(tenant_id))
@@ -75,7 +79,7 @@ pub async fn delete_override(conn: &mut Conn, tenant_id: Uuid, key: &str) -> Que
 /// Deletes the tenant's enabling overrides of features not in `keep`; returns them.
 pub async fn delete_enabling_except(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     keep: &[String],
 ) -> QueryResult<Vec<FeatureOverride>> {
     diesel::delete(

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use async_graphql::Context;
-use uuid::Uuid;
 
 use crate::app::App;
 use crate::auth::{Actor, Caller, Principal};
 use crate::db::{Db, Scope};
 use crate::error::AppError;
 use crate::graphql::loaders::Loaders;
+use crate::ids::TenantId;
 use crate::tenants::model::TenantRow;
 
 pub struct RequestCtx {
@@ -35,7 +35,7 @@ impl RequestCtx {
     }
 
     /// The caller's own tenant (tenant users) or the one chosen by `X-Tenant-ID` (admins).
-    pub fn tenant_id(&self) -> Option<Uuid> {
+    pub fn tenant_id(&self) -> Option<TenantId> {
         self.tenant.as_ref().map(|t| t.id)
     }
 

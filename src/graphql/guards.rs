@@ -7,6 +7,7 @@ use async_graphql::{Context, Guard, Result};
 use super::context::CtxExt;
 use crate::auth::{Caller, Role};
 use crate::error::AppError;
+use crate::ids::{PlanId, TenantId};
 
 /// The caller must be authenticated with at least this role
 /// (platform admin ⊇ tenant admin ⊇ tenant member).
@@ -30,7 +31,7 @@ impl Guard for RequireRole {
 /// tenant (a platform admin's platform-wide view) is not gated.
 pub struct RequireFeature {
     key: &'static str,
-    tenant: Option<(uuid::Uuid, uuid::Uuid)>,
+    tenant: Option<(TenantId, PlanId)>,
 }
 
 impl RequireFeature {
@@ -38,7 +39,7 @@ impl RequireFeature {
         RequireFeature { key, tenant: None }
     }
 
-    pub fn of(key: &'static str, tenant_id: uuid::Uuid, plan_id: uuid::Uuid) -> Self {
+    pub fn of(key: &'static str, tenant_id: TenantId, plan_id: PlanId) -> Self {
         RequireFeature {
             key,
             tenant: Some((tenant_id, plan_id)),

@@ -16,7 +16,6 @@ use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 use crate::app::App;
 use async_graphql::{Context, ID};
-use uuid::Uuid;
 
 use crate::admin::AdminQuery;
 use crate::audit::graphql::AuditQuery;
@@ -25,6 +24,7 @@ use crate::billing::graphql::{BillingMutation, BillingQuery};
 use crate::configs::graphql::ConfigMutation;
 use crate::error::AppError;
 use crate::features::graphql::FeatureMutation;
+use crate::ids::TenantId;
 use crate::plans::graphql::PlanQuery;
 use crate::quotas::graphql::{QuotaMutation, QuotaQuery};
 use crate::quotas::subscription::QuotaSubscription;
@@ -87,10 +87,9 @@ pub fn sdl() -> String {
 }
 
 /// The tenant a mutation acts on: the `tenantId` argument, else the request's tenant.
-pub fn target_tenant(ctx: &Context<'_>, tenant_id: Option<&ID>) -> Result<Uuid, AppError> {
+pub fn target_tenant(ctx: &Context<'_>, tenant_id: Option<&ID>) -> Result<TenantId, AppError> {
     match tenant_id {
-        Some(id) => Uuid::parse_str(id.as_str())
-            .map_err(|_| AppError::bad_input("tenantId", "tenantId must be a UUID")),
+        Some(id) => TenantId::parse("tenantId", id.as_str()),
         None => ctx.req().tenant_id().ok_or_else(|| {
             AppError::bad_input("tenantId", "tenantId is required without a tenant scope")
         }),

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! The connection's type is `Connection<Cursor<Id>, Node, TotalCount>`; `Id` is the key's id
-//! type ([`CursorId`]: `Uuid`, or `String` for Stripe's event ids). The cursor text is
+//! type ([`CursorId`]: `Uuid`, `TenantId` for the tenant list, or `String` for Stripe's event
+//! ids). The cursor text is
 //! `base64url("<micros>|<id>")` for every list.
 
 use async_graphql::connection::{Connection, CursorType, Edge};
@@ -22,6 +23,7 @@ use uuid::Uuid;
 
 pub use crate::db::page::{Key, Page, PageArgs, DEFAULT_PAGE, MAX_PAGE};
 use crate::error::AppError;
+use crate::ids::TenantId;
 
 /// The id half of a cursor's key.
 pub trait CursorId: Sized + Send + Sync {
@@ -32,6 +34,16 @@ pub trait CursorId: Sized + Send + Sync {
 impl CursorId for Uuid {
     fn parse(s: &str) -> Option<Self> {
         Uuid::parse_str(s).ok()
+    }
+    fn text(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// The admin tenant list is keyed by `(createdAt, TenantId)`; the cursor text is the same UUID.
+impl CursorId for TenantId {
+    fn parse(s: &str) -> Option<Self> {
+        Uuid::parse_str(s).ok().map(TenantId::from)
     }
     fn text(&self) -> String {
         self.to_string()

@@ -38,22 +38,23 @@ use crate::app::HttpState;
 use crate::auth::resolve::resolve;
 use crate::db::RequestStats;
 use crate::error::AppError;
+use crate::ids::TenantId;
 
 /// How long one message may take to leave before the socket is dropped as not reading.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Open sockets per tenant on this instance.
 #[derive(Default)]
-pub struct Sockets(Mutex<HashMap<Uuid, usize>>);
+pub struct Sockets(Mutex<HashMap<TenantId, usize>>);
 
 /// One counted socket; the count drops with it.
 pub struct SocketSlot {
     sockets: Arc<Sockets>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
 }
 
 impl Sockets {
-    fn acquire(self: &Arc<Self>, tenant_id: Uuid, max: usize) -> Option<SocketSlot> {
+    fn acquire(self: &Arc<Self>, tenant_id: TenantId, max: usize) -> Option<SocketSlot> {
         let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(tenant_id).or_default();
         if *n >= max {

@@ -12,13 +12,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use uuid::Uuid;
 
 use crate::app::HttpState;
 use crate::auth::resolve::{bearer, resolve};
 use crate::auth::Actor;
 use crate::error::{AppError, AppResult};
 use crate::graphql::admission;
+use crate::ids::TenantId;
 
 #[derive(Deserialize)]
 pub struct DownloadQuery {
@@ -67,8 +67,7 @@ async fn stream(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let actor = Actor::from_caller(&resolved.caller, request_id);
-    let tenant_id =
-        Uuid::parse_str(id).map_err(|_| AppError::bad_input("id", "id must be a UUID"))?;
+    let tenant_id = TenantId::parse("id", id)?;
     let only = q.tables.map(|t| {
         t.split(',')
             .map(|s| s.trim().to_owned())

@@ -163,7 +163,7 @@ async fn usage(
 ) -> Result<Json<Value>, AppError> {
     let b = body(payload)?;
     let tenant_id = match Uuid::parse_str(&id) {
-        Ok(u) => u,
+        Ok(u) => u.into(),
         Err(_) => tenant(&st, &id).await?.id,
     };
     let out = quotas::service::record_usage(

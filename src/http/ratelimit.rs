@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::app::RedisPool;
 use crate::config::RedisErrorPolicy;
+use crate::ids::TenantId;
 
 const WINDOW_MS: u64 = 60_000;
 
@@ -54,7 +55,7 @@ pub struct Decision {
 pub struct RateLimiter {
     redis: Option<(RedisPool, String)>,
     script: redis::Script,
-    local: std::sync::Mutex<HashMap<Uuid, VecDeque<std::time::Instant>>>,
+    local: std::sync::Mutex<HashMap<TenantId, VecDeque<std::time::Instant>>>,
     on_redis_error: RedisErrorPolicy,
     /// After a Redis failure, Redis is not asked again until this instant (a circuit breaker):
     /// during an outage requests get the policy's answer at once instead of each waiting out
@@ -83,7 +84,7 @@ impl RateLimiter {
     }
 
     /// Charges `cost` units (at least one) to `tenant_id`'s window of `limit` units a minute.
-    pub async fn check(&self, tenant_id: Uuid, limit: u32, cost: u32) -> Decision {
+    pub async fn check(&self, tenant_id: TenantId, limit: u32, cost: u32) -> Decision {
         let cost = cost.max(1);
         match &self.redis {
             Some((pool, prefix)) => {
@@ -130,7 +131,7 @@ impl RateLimiter {
         &self,
         pool: &RedisPool,
         prefix: &str,
-        tenant_id: Uuid,
+        tenant_id: TenantId,
         limit: u32,
         cost: u32,
     ) -> Option<Decision> {
@@ -160,7 +161,7 @@ impl RateLimiter {
             .flatten()
     }
 
-    fn check_local(&self, tenant_id: Uuid, limit: u32, cost: u32) -> Decision {
+    fn check_local(&self, tenant_id: TenantId, limit: u32, cost: u32) -> Decision {
         let now = std::time::Instant::now();
         let window = Duration::from_millis(WINDOW_MS);
         let mut map = self.local.lock().unwrap_or_else(|p| p.into_inner());
@@ -203,7 +204,7 @@ mod tests {
     #[test]
     fn the_local_window_admits_the_limit_then_refuses() {
         let rl = RateLimiter::new(None, "t:");
-        let t = Uuid::new_v4();
+        let t = TenantId::now_v7();
         for i in 0..3 {
             let d = rl.check_local(t, 3, 1);
             assert!(d.allowed);
@@ -212,18 +213,21 @@ mod tests {
         let d = rl.check_local(t, 3, 1);
         assert!(!d.allowed);
         assert!(d.reset_secs >= 1 && d.reset_secs <= 60);
-        assert!(rl.check_local(Uuid::new_v4(), 3, 1).allowed, "per tenant");
+        assert!(
+            rl.check_local(TenantId::now_v7(), 3, 1).allowed,
+            "per tenant"
+        );
     }
 
     #[test]
     fn a_charge_that_does_not_fit_is_refused_whole() {
         let rl = RateLimiter::new(None, "t:");
-        let t = Uuid::new_v4();
+        let t = TenantId::now_v7();
         assert_eq!(rl.check_local(t, 10, 7).remaining, 3);
         let d = rl.check_local(t, 10, 4);
         assert!(!d.allowed);
         assert_eq!(d.remaining, 3, "a refused charge takes nothing");
         assert!(rl.check_local(t, 10, 3).allowed);
-        assert!(!rl.check_local(Uuid::new_v4(), 10, 11).allowed);
+        assert!(!rl.check_local(TenantId::now_v7(), 10, 11).allowed);
     }
 }

@@ -5,20 +5,20 @@ use chrono::Utc;
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::audit;
 use crate::auth::Actor;
 use crate::billing::plan_apply::downgrade_to_free;
 use crate::db::Conn;
 use crate::error::AppResult;
+use crate::ids::TenantId;
 use crate::tenants;
 use crate::tenants::lifecycle::{self, Transition};
 
 #[derive(diesel::QueryableByName)]
 struct Changed {
     #[diesel(sql_type = SqlUuid)]
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     #[diesel(sql_type = Text)]
     entity_id: String,
 }
@@ -53,7 +53,7 @@ async fn audit_each(
 
 /// Trials without a Stripe subscription end as EXPIRED (Stripe runs its own trials), and the
 /// tenant falls back to the free plan: the trial's paid entitlements end with it.
-pub async fn trial_expiry(c: &mut Conn, actor: &Actor) -> AppResult<Vec<Uuid>> {
+pub async fn trial_expiry(c: &mut Conn, actor: &Actor) -> AppResult<Vec<TenantId>> {
     let rows: Vec<Changed> = diesel::sql_query(
         "update billing_subscriptions set status = 'EXPIRED', updated_at = now()
           where status = 'TRIALING' and trial_end < now() and stripe_subscription_id is null
@@ -81,7 +81,7 @@ pub async fn trial_expiry(c: &mut Conn, actor: &Actor) -> AppResult<Vec<Uuid>> {
 
 /// PAST_DUE (or UNPAID) past the grace period: the tenant is suspended (a later payment lifts
 /// it), through the one status transition every cause uses.
-pub async fn grace_suspension(c: &mut Conn, actor: &Actor) -> AppResult<Vec<Uuid>> {
+pub async fn grace_suspension(c: &mut Conn, actor: &Actor) -> AppResult<Vec<TenantId>> {
     // Locks the candidates; a payment committing meanwhile is seen (the condition is checked
     // again on the newest row version before the lock is granted).
     let due: Vec<Changed> = diesel::sql_query(

@@ -3,12 +3,12 @@
 use diesel::sql_types::Uuid as SqlUuid;
 use diesel_async::RunQueryDsl;
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::audit;
 use crate::auth::Actor;
 use crate::db::Conn;
 use crate::error::AppResult;
+use crate::ids::TenantId;
 use crate::tenants::service::RESTORE_WINDOW_DAYS;
 
 pub async fn quota_resets(c: &mut Conn) -> AppResult<u64> {
@@ -24,14 +24,14 @@ pub async fn quota_resets(c: &mut Conn) -> AppResult<u64> {
 #[derive(diesel::QueryableByName)]
 struct Purged {
     #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
+    id: TenantId,
 }
 
 /// Hard delete: every tenant-owned row goes with the tenant (foreign keys cascade, the
 /// `purge` test checks every table from the catalogue) — except the audit trail, which has no
 /// foreign key and is kept for its two years, ending with this job's own PURGE entry (only
 /// the id, no personal data).
-pub async fn purge_deleted_tenants(c: &mut Conn, actor: &Actor) -> AppResult<Vec<Uuid>> {
+pub async fn purge_deleted_tenants(c: &mut Conn, actor: &Actor) -> AppResult<Vec<TenantId>> {
     let purged: Vec<Purged> = diesel::sql_query(format!(
         "delete from tenants where status = 'DELETED' and deleted_at < now() - interval '{RESTORE_WINDOW_DAYS} days'
          returning id"

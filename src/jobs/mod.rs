@@ -15,12 +15,11 @@ use diesel::sql_types::{BigInt, Bool};
 use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
 
-use uuid::Uuid;
-
 use crate::app::App;
 use crate::auth::Actor;
 use crate::db::{Conn, Scope};
 use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Job {
@@ -128,9 +127,9 @@ pub async fn run_once(app: &App, job: Job) -> AppResult<Outcome> {
 
 /// Runs one job in the caller's transaction: rows changed, and the tenants whose cached state
 /// the caller must drop once the transaction has committed.
-async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<(u64, Vec<Uuid>)> {
+async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<(u64, Vec<TenantId>)> {
     let actor = Actor::system();
-    let changed = |ids: Vec<Uuid>| (ids.len() as u64, ids);
+    let changed = |ids: Vec<TenantId>| (ids.len() as u64, ids);
     let count = |n: u64| (n, Vec::new());
     Ok(match job {
         Job::QuotaResets => count(maintenance::quota_resets(c).await?),

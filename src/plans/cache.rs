@@ -5,15 +5,15 @@ use std::time::Duration;
 
 use moka::future::Cache;
 use scoped_futures::ScopedFutureExt;
-use uuid::Uuid;
 
 use super::model::PlanRow;
 use super::store;
 use crate::db::{Db, Scope};
 use crate::error::{AppError, AppResult};
+use crate::ids::PlanId;
 
 #[derive(Clone)]
-pub struct PlanCache(Cache<Uuid, PlanRow>);
+pub struct PlanCache(Cache<PlanId, PlanRow>);
 
 impl Default for PlanCache {
     fn default() -> Self {
@@ -27,7 +27,7 @@ impl Default for PlanCache {
 }
 
 impl PlanCache {
-    pub async fn by_id(&self, db: &Db, id: Uuid) -> AppResult<PlanRow> {
+    pub async fn by_id(&self, db: &Db, id: PlanId) -> AppResult<PlanRow> {
         if let Some(p) = self.0.get(&id).await {
             return Ok(p);
         }

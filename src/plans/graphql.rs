@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use async_graphql::{Context, Object, Result, SimpleObject, ID};
-use uuid::Uuid;
 
 use super::loader::{FeaturesOfPlan, PricesOfPlan, QuotasOfPlan};
 use super::model::{BillingCycle, PlanPriceRow, PlanQuotaRow, PlanRow};
@@ -11,6 +10,7 @@ use super::service;
 use crate::graphql::context::CtxExt;
 use crate::graphql::loaders::SiblingBatch;
 use crate::graphql::scalars::BigInt;
+use crate::ids::PlanId;
 use crate::quotas::model::{QuotaEnforcement, ResetPeriod};
 
 /// The plans of one list: their prices, features and quotas load together.
@@ -21,7 +21,7 @@ pub struct PlanPage {
 }
 
 impl PlanPage {
-    pub fn new(ids: &[Uuid]) -> Arc<PlanPage> {
+    pub fn new(ids: &[PlanId]) -> Arc<PlanPage> {
         Arc::new(PlanPage {
             prices: SiblingBatch::new(ids.iter().map(|id| PricesOfPlan(*id)).collect()),
             features: SiblingBatch::new(ids.iter().map(|id| FeaturesOfPlan(*id)).collect()),

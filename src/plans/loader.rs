@@ -4,23 +4,23 @@ use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
 use scoped_futures::ScopedFutureExt;
-use uuid::Uuid;
 
 use super::model::{PlanPriceRow, PlanQuotaRow, PlanRow};
 use super::store;
 use crate::error::AppError;
 use crate::graphql::loaders::{group_by, DbLoader};
+use crate::ids::PlanId;
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub struct PlanById(pub Uuid);
+pub struct PlanById(pub PlanId);
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub struct PricesOfPlan(pub Uuid);
+pub struct PricesOfPlan(pub PlanId);
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub struct FeaturesOfPlan(pub Uuid);
+pub struct FeaturesOfPlan(pub PlanId);
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub struct QuotasOfPlan(pub Uuid);
+pub struct QuotasOfPlan(pub PlanId);
 
-fn ids<K: Copy>(keys: &[K], f: impl Fn(K) -> Uuid) -> Vec<Uuid> {
+fn ids<K: Copy>(keys: &[K], f: impl Fn(K) -> PlanId) -> Vec<PlanId> {
     keys.iter().map(|k| f(*k)).collect()
 }
 

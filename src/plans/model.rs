@@ -6,11 +6,12 @@ use uuid::Uuid;
 
 use crate::db::schema::{plan_prices, plan_quotas, plans};
 use crate::db::text_enum::text_enum;
+use crate::ids::PlanId;
 
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = plans, check_for_backend(diesel::pg::Pg))]
 pub struct PlanRow {
-    pub id: Uuid,
+    pub id: PlanId,
     pub slug: String,
     pub name: String,
     pub description: String,
@@ -28,7 +29,7 @@ pub struct PlanRow {
 #[diesel(table_name = plan_prices, check_for_backend(diesel::pg::Pg))]
 pub struct PlanPriceRow {
     pub id: Uuid,
-    pub plan_id: Uuid,
+    pub plan_id: PlanId,
     pub region: String,
     pub currency: String,
     pub billing_cycle: BillingCycle,
@@ -39,7 +40,7 @@ pub struct PlanPriceRow {
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = plan_quotas, check_for_backend(diesel::pg::Pg))]
 pub struct PlanQuotaRow {
-    pub plan_id: Uuid,
+    pub plan_id: PlanId,
     pub resource: String,
     pub limit: i64,
     pub unit: String,

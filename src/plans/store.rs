@@ -2,11 +2,11 @@
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use uuid::Uuid;
 
 use super::model::{PlanPriceRow, PlanQuotaRow, PlanRow};
 use crate::db::schema::{plan_features, plan_prices, plan_quotas, plans};
 use crate::db::Conn;
+use crate::ids::PlanId;
 
 pub async fn list_active(conn: &mut Conn) -> QueryResult<Vec<PlanRow>> {
     plans::table
@@ -26,7 +26,7 @@ pub async fn find_by_slug(conn: &mut Conn, slug: &str) -> QueryResult<Option<Pla
         .optional()
 }
 
-pub async fn by_ids(conn: &mut Conn, ids: &[Uuid]) -> QueryResult<Vec<PlanRow>> {
+pub async fn by_ids(conn: &mut Conn, ids: &[PlanId]) -> QueryResult<Vec<PlanRow>> {
     plans::table
         .filter(plans::id.eq_any(ids))
         .select(PlanRow::as_select())
@@ -34,7 +34,7 @@ pub async fn by_ids(conn: &mut Conn, ids: &[Uuid]) -> QueryResult<Vec<PlanRow>> 
         .await
 }
 
-pub async fn prices_of(conn: &mut Conn, plan_ids: &[Uuid]) -> QueryResult<Vec<PlanPriceRow>> {
+pub async fn prices_of(conn: &mut Conn, plan_ids: &[PlanId]) -> QueryResult<Vec<PlanPriceRow>> {
     plan_prices::table
         .filter(plan_prices::plan_id.eq_any(plan_ids))
         .order((plan_prices::region.asc(), plan_prices::billing_cycle.asc()))
@@ -44,7 +44,10 @@ pub async fn prices_of(conn: &mut Conn, plan_ids: &[Uuid]) -> QueryResult<Vec<Pl
 }
 
 /// (plan id, feature key) pairs of the given plans.
-pub async fn features_of(conn: &mut Conn, plan_ids: &[Uuid]) -> QueryResult<Vec<(Uuid, String)>> {
+pub async fn features_of(
+    conn: &mut Conn,
+    plan_ids: &[PlanId],
+) -> QueryResult<Vec<(PlanId, String)>> {
     plan_features::table
         .filter(plan_features::plan_id.eq_any(plan_ids))
         .order(plan_features::feature_key.asc())
@@ -53,7 +56,7 @@ pub async fn features_of(conn: &mut Conn, plan_ids: &[Uuid]) -> QueryResult<Vec<
         .await
 }
 
-pub async fn quotas_of(conn: &mut Conn, plan_ids: &[Uuid]) -> QueryResult<Vec<PlanQuotaRow>> {
+pub async fn quotas_of(conn: &mut Conn, plan_ids: &[PlanId]) -> QueryResult<Vec<PlanQuotaRow>> {
     plan_quotas::table
         .filter(plan_quotas::plan_id.eq_any(plan_ids))
         .order(plan_quotas::resource.asc())

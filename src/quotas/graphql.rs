@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 pub use super::model::Granularity;
 use super::model::{QuotaEnforcement, QuotaRow, ResetPeriod, UsageBucket};
 use crate::graphql::scalars::BigInt;
+use crate::ids::TenantId;
 
 /// A quota as of now (a finished period shows as a new one with nothing used).
 pub struct Quota(pub QuotaRow);
@@ -67,7 +68,6 @@ impl From<UsageBucket> for UsagePoint {
 }
 
 use async_graphql::{Context, InputObject, Result, SimpleObject, ID};
-use uuid::Uuid;
 
 use super::metering::UsageOutcome;
 use super::model::AlertRow;
@@ -184,7 +184,7 @@ pub struct SetQuotaInput {
     pub enforcement: Option<QuotaEnforcement>,
 }
 
-fn own_tenant(ctx: &Context<'_>) -> Result<Uuid, AppError> {
+fn own_tenant(ctx: &Context<'_>) -> Result<TenantId, AppError> {
     target_tenant(ctx, None)
 }
 

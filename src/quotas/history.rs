@@ -4,19 +4,19 @@
 
 use chrono::{DateTime, Utc};
 use scoped_futures::ScopedFutureExt;
-use uuid::Uuid;
 
 use super::model::{AlertRow, Granularity, UsageBucket};
 use super::store;
 use crate::db::page::{Page, PageArgs};
 use crate::db::{Db, Scope};
 use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
 
 /// A page of the tenant's alerts, newest first.
 pub async fn alerts(
     db: &Db,
     scope: Scope,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     page: PageArgs,
 ) -> AppResult<Page<AlertRow>> {
     page.load(
@@ -50,7 +50,7 @@ pub fn check_range(
 pub async fn usage_series(
     db: &Db,
     scope: Scope,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     resource: String,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     granularity: Granularity,

@@ -4,15 +4,15 @@ use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
 use scoped_futures::ScopedFutureExt;
-use uuid::Uuid;
 
 use super::model::QuotaRow;
 use super::store;
 use crate::error::AppError;
 use crate::graphql::loaders::{group_by, DbLoader};
+use crate::ids::TenantId;
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub struct QuotasOfTenant(pub Uuid);
+pub struct QuotasOfTenant(pub TenantId);
 
 impl Loader<QuotasOfTenant> for DbLoader {
     type Value = Vec<QuotaRow>;
@@ -22,7 +22,7 @@ impl Loader<QuotasOfTenant> for DbLoader {
         &self,
         keys: &[QuotasOfTenant],
     ) -> Result<HashMap<QuotasOfTenant, Self::Value>, AppError> {
-        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let ids: Vec<TenantId> = keys.iter().map(|k| k.0).collect();
         let rows = self
             .run(|c| async move { Ok(store::of_tenants(c, &ids).await?) }.scope_boxed())
             .await?;

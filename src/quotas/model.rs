@@ -5,11 +5,12 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::db::schema::quotas;
+use crate::ids::TenantId;
 
 #[derive(Queryable, Selectable, Insertable, Debug, Clone)]
 #[diesel(table_name = quotas, check_for_backend(diesel::pg::Pg))]
 pub struct QuotaRow {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub resource: String,
     pub limit: i64,
     pub used: i64,
@@ -132,7 +133,7 @@ impl QuotaRow {
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = crate::db::schema::quota_alerts, check_for_backend(diesel::pg::Pg))]
 pub struct AlertRow {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub id: Uuid,
     pub resource: String,
     pub threshold: i32,

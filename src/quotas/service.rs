@@ -3,15 +3,15 @@
 
 use chrono::{DateTime, Utc};
 use diesel::QueryResult;
-use uuid::Uuid;
 
 use super::model::{QuotaRow, ResetPeriod, DEFAULT_ALERT_THRESHOLDS, DEFAULT_QUOTAS};
 use super::store;
 use crate::db::{Conn, Scope};
+use crate::ids::{PlanId, TenantId};
 use crate::plans::model::PlanQuotaRow;
 
 pub fn provisioned_quotas(
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     plan: &[PlanQuotaRow],
     now: DateTime<Utc>,
 ) -> Vec<QuotaRow> {
@@ -49,7 +49,7 @@ pub fn provisioned_quotas(
 
 pub async fn provision(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     plan: &[PlanQuotaRow],
     now: DateTime<Utc>,
 ) -> QueryResult<Vec<QuotaRow>> {
@@ -73,12 +73,14 @@ use crate::tenants::model::TenantStatus;
 use crate::tenants::service::target_scope;
 
 /// The tenant must exist, not be deleted, and (for writes) not be suspended. Returns its plan.
-async fn live_tenant(app: &App, tenant_id: Uuid, write: bool) -> AppResult<Uuid> {
-    let tenant = app.tenant_cache.by_id(&app.db, tenant_id).await?;
-    match tenant.as_ref().map(|t| t.status) {
-        None | Some(TenantStatus::Deleted) => Err(AppError::not_found("tenant")),
-        Some(TenantStatus::Suspended) if write => Err(AppError::TenantSuspended),
-        Some(_) => Ok(tenant.map(|t| t.plan_id).unwrap_or_default()),
+async fn live_tenant(app: &App, tenant_id: TenantId, write: bool) -> AppResult<PlanId> {
+    match app.tenant_cache.by_id(&app.db, tenant_id).await? {
+        None => Err(AppError::not_found("tenant")),
+        Some(t) => match t.status {
+            TenantStatus::Deleted => Err(AppError::not_found("tenant")),
+            TenantStatus::Suspended if write => Err(AppError::TenantSuspended),
+            _ => Ok(t.plan_id),
+        },
     }
 }
 
@@ -112,7 +114,7 @@ fn soft_overage(app: &App, actor: &Actor) -> AppResult<bool> {
 pub async fn record_usage(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     resource: String,
     amount: i64,
     idempotency_key: Option<String>,
@@ -148,7 +150,7 @@ pub struct QuotaCheck {
 pub async fn check(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     resource: &str,
     amount: i64,
 ) -> AppResult<QuotaCheck> {
@@ -205,7 +207,7 @@ fn valid_resource(r: &str) -> bool {
 pub async fn set_quota(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     input: SetQuota,
 ) -> AppResult<QuotaRow> {
     actor.require(Role::PlatformAdmin)?;

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::model::{AlertRow, QuotaRow, UsageBucket};
 use crate::db::schema::quotas;
 use crate::db::Conn;
+use crate::ids::TenantId;
 
 pub async fn insert_many(conn: &mut Conn, rows: &[QuotaRow]) -> QueryResult<usize> {
     diesel::insert_into(quotas::table)
@@ -16,7 +17,7 @@ pub async fn insert_many(conn: &mut Conn, rows: &[QuotaRow]) -> QueryResult<usiz
         .await
 }
 
-pub async fn of_tenants(conn: &mut Conn, tenant_ids: &[Uuid]) -> QueryResult<Vec<QuotaRow>> {
+pub async fn of_tenants(conn: &mut Conn, tenant_ids: &[TenantId]) -> QueryResult<Vec<QuotaRow>> {
     quotas::table
         .filter(quotas::tenant_id.eq_any(tenant_ids))
         .order((quotas::tenant_id, quotas::resource))
@@ -28,7 +29,7 @@ pub async fn of_tenants(conn: &mut Conn, tenant_ids: &[Uuid]) -> QueryResult<Vec
 /// Usage of one resource summed per `unit` ('hour' | 'day' | 'month', UTC) over [from, to).
 pub async fn usage_series(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     resource: &str,
     from: chrono::DateTime<chrono::Utc>,
     to: chrono::DateTime<chrono::Utc>,
@@ -52,7 +53,7 @@ pub async fn usage_series(
 
 pub async fn find(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     resource: &str,
 ) -> QueryResult<Option<QuotaRow>> {
     quotas::table
@@ -83,7 +84,7 @@ pub async fn upsert(conn: &mut Conn, row: &QuotaRow) -> QueryResult<QuotaRow> {
         .await
 }
 
-pub async fn count_alerts(conn: &mut Conn, tenant_id: Uuid) -> QueryResult<i64> {
+pub async fn count_alerts(conn: &mut Conn, tenant_id: TenantId) -> QueryResult<i64> {
     use crate::db::schema::quota_alerts as qa;
     qa::table
         .filter(qa::tenant_id.eq(tenant_id))
@@ -95,7 +96,7 @@ pub async fn count_alerts(conn: &mut Conn, tenant_id: Uuid) -> QueryResult<i64> 
 /// A tenant's alerts, newest first, keyset on (created_at, id) descending.
 pub async fn alerts(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     before: Option<(chrono::DateTime<chrono::Utc>, Uuid)>,
     limit: i64,
 ) -> QueryResult<Vec<AlertRow>> {

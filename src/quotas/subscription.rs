@@ -6,7 +6,6 @@
 use async_graphql::{Context, Result, Subscription, ID};
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
-use uuid::Uuid;
 
 use super::graphql::QuotaAlert;
 use crate::auth::{cross_tenant_denied, Role};
@@ -14,6 +13,7 @@ use crate::bus::Event;
 use crate::error::AppError;
 use crate::graphql::context::CtxExt;
 use crate::graphql::guards::RequireRole;
+use crate::ids::TenantId;
 
 /// Counts live subscriptions (`tenantry_active_subscriptions`) for as long as it lives.
 struct Live;
@@ -47,13 +47,10 @@ impl QuotaSubscription {
         let req = ctx.req();
         let actor = req.actor();
         let requested = match &tenant_id {
-            Some(id) => Some(
-                Uuid::parse_str(id.as_str())
-                    .map_err(|_| AppError::bad_input("tenantId", "must be a UUID"))?,
-            ),
+            Some(id) => Some(TenantId::parse("tenantId", id.as_str())?),
             None => None,
         };
-        let only: Option<Uuid> = if actor.is_platform() {
+        let only: Option<TenantId> = if actor.is_platform() {
             requested.or(req.tenant_id())
         } else {
             let own = req

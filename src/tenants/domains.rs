@@ -20,7 +20,6 @@ use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 use rand::RngCore;
 use serde_json::json;
-use uuid::Uuid;
 
 use scoped_futures::ScopedFutureExt;
 
@@ -31,6 +30,7 @@ use crate::app::App;
 use crate::auth::{Actor, Role};
 use crate::db::Db;
 use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
 
 /// The label in front of the domain where the token must be published.
 pub const CHALLENGE_LABEL: &str = "_tenantry-challenge";
@@ -65,7 +65,7 @@ pub enum ClaimWrite {
 
 impl DomainChange {
     /// Sets the verified domain in `changes`, and says what happens to the claim.
-    pub fn apply(self, tenant_id: Uuid, changes: &mut TenantChanges) -> ClaimWrite {
+    pub fn apply(self, tenant_id: TenantId, changes: &mut TenantChanges) -> ClaimWrite {
         match self {
             DomainChange::Verified(d) => {
                 changes.domain = Some(Some(d));
@@ -90,7 +90,11 @@ impl DomainChange {
 }
 
 /// The tenant's live claim (tenant admins of that tenant and platform admins).
-pub async fn pending(db: &Db, actor: &Actor, tenant_id: Uuid) -> AppResult<Option<DomainClaim>> {
+pub async fn pending(
+    db: &Db,
+    actor: &Actor,
+    tenant_id: TenantId,
+) -> AppResult<Option<DomainClaim>> {
     actor.require(Role::TenantAdmin)?;
     let scope = target_scope(actor, tenant_id, "tenant_read")?;
     db.scoped(scope, |c| {
@@ -104,7 +108,7 @@ pub async fn pending(db: &Db, actor: &Actor, tenant_id: Uuid) -> AppResult<Optio
 pub async fn decide(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     domain: Option<TenantDomain>,
 ) -> AppResult<DomainChange> {
     let Some(domain) = domain.map(TenantDomain::into_inner) else {
@@ -137,7 +141,7 @@ pub async fn decide(
 
 /// Checks the DNS proof of the tenant's pending claim and, if it holds, makes the claimed
 /// domain the tenant's verified domain. Tenant admins of that tenant, or platform admins.
-pub async fn verify(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<TenantRow> {
+pub async fn verify(app: &App, actor: &Actor, tenant_id: TenantId) -> AppResult<TenantRow> {
     actor.require(Role::TenantAdmin)?;
     let tenant = get(&app.db, actor, tenant_id).await?;
     ensure_writable(actor, &tenant)?;

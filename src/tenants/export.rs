@@ -23,7 +23,6 @@ use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use scoped_futures::ScopedFutureExt;
 use serde_json::{json, Map, Value};
-use uuid::Uuid;
 
 use crate::app::App;
 use crate::audit;
@@ -32,6 +31,7 @@ use crate::configs::crypto;
 use crate::configs::model::MASK;
 use crate::db::{Conn, Scope};
 use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
 use crate::tenants::service::target_scope;
 
 #[derive(diesel::QueryableByName)]
@@ -59,7 +59,7 @@ pub async fn tenant_tables(c: &mut Conn) -> diesel::QueryResult<Vec<String>> {
     Ok(rows.into_iter().map(|r| r.name).collect())
 }
 
-fn reveal_configs(rows: &mut Value, tenant_id: Uuid, key: Option<&[u8; 32]>, reveal: bool) {
+fn reveal_configs(rows: &mut Value, tenant_id: TenantId, key: Option<&[u8; 32]>, reveal: bool) {
     let Some(list) = rows.as_array_mut() else {
         return;
     };
@@ -131,7 +131,7 @@ struct Grant {
 
 /// Platform admins export any tenant; tenant admins their own (members may not), without the
 /// tables whose feature is off.
-async fn authorize(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<Grant> {
+async fn authorize(app: &App, actor: &Actor, tenant_id: TenantId) -> AppResult<Grant> {
     actor.require(Role::TenantAdmin)?;
     let scope = target_scope(actor, tenant_id, "tenant_export")?;
     let mut withheld: Vec<(&'static str, &'static str)> = Vec::new();
@@ -151,7 +151,7 @@ async fn authorize(app: &App, actor: &Actor, tenant_id: Uuid) -> AppResult<Grant
 }
 
 /// The tenant's own row (a deleted tenant is exported to platform admins only).
-async fn tenant_row(c: &mut Conn, actor: &Actor, tenant_id: Uuid) -> AppResult<Value> {
+async fn tenant_row(c: &mut Conn, actor: &Actor, tenant_id: TenantId) -> AppResult<Value> {
     let tenant: Option<Rows> =
         diesel::sql_query("select to_jsonb(t) as rows from tenants t where id = $1")
             .bind::<SqlUuid, _>(tenant_id)
@@ -211,7 +211,7 @@ async fn select_tables(
 fn finish_rows(
     table: &str,
     rows: &mut Value,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     key: Option<&[u8; 32]>,
     reveal: bool,
 ) {
@@ -224,7 +224,7 @@ fn finish_rows(
 async fn record(
     c: &mut Conn,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     tables: usize,
     omitted: &Map<String, Value>,
     via: Option<&str>,
@@ -256,7 +256,7 @@ async fn record(
 pub async fn export(
     app: &App,
     actor: &Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     only: Option<Vec<String>>,
 ) -> AppResult<Value> {
     let grant = authorize(app, actor, tenant_id).await?;
@@ -320,7 +320,7 @@ pub type Chunk = Result<Bytes, AppError>;
 pub async fn download(
     app: Arc<App>,
     actor: Actor,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     only: Option<Vec<String>>,
 ) -> AppResult<(Bytes, tokio::sync::mpsc::Receiver<Chunk>)> {
     let grant = authorize(&app, &actor, tenant_id).await?;

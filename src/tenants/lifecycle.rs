@@ -8,7 +8,6 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
-use uuid::Uuid;
 
 use super::model::{TenantRow, TenantStatus};
 use super::store::{self, TenantChanges};
@@ -16,6 +15,7 @@ use crate::audit;
 use crate::auth::Actor;
 use crate::db::Conn;
 use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
 
 /// Deleted tenants can be restored for this long; then the purge job removes them.
 pub const RESTORE_WINDOW_DAYS: i64 = 30;
@@ -49,7 +49,7 @@ impl Transition {
 
 /// Locks the tenant row for the rest of the transaction; a missing or deleted tenant is
 /// NOT_FOUND.
-pub async fn lock_live(c: &mut Conn, tenant_id: Uuid) -> AppResult<TenantRow> {
+pub async fn lock_live(c: &mut Conn, tenant_id: TenantId) -> AppResult<TenantRow> {
     store::find_for_update(c, tenant_id)
         .await?
         .filter(|t| t.deleted_at.is_none())
@@ -65,7 +65,11 @@ pub fn ensure_writable(actor: &Actor, tenant: &TenantRow) -> AppResult<()> {
 }
 
 /// [`lock_live`], then [`ensure_writable`] for `actor`.
-pub async fn lock_writable(c: &mut Conn, actor: &Actor, tenant_id: Uuid) -> AppResult<TenantRow> {
+pub async fn lock_writable(
+    c: &mut Conn,
+    actor: &Actor,
+    tenant_id: TenantId,
+) -> AppResult<TenantRow> {
     let tenant = lock_live(c, tenant_id).await?;
     ensure_writable(actor, &tenant)?;
     Ok(tenant)
@@ -195,12 +199,12 @@ mod tests {
     fn tenant(status: TenantStatus, reason: Option<&str>) -> TenantRow {
         let now = Utc::now();
         TenantRow {
-            id: Uuid::nil(),
+            id: TenantId::from(uuid::Uuid::nil()),
             name: "t".into(),
             slug: "t".into(),
             domain: None,
             status,
-            plan_id: Uuid::nil(),
+            plan_id: crate::ids::PlanId::from(uuid::Uuid::nil()),
             owner_id: None,
             region: "US".into(),
             settings: serde_json::json!({}),

@@ -5,16 +5,16 @@ use std::collections::HashMap;
 use async_graphql::dataloader::Loader;
 use chrono::Utc;
 use scoped_futures::ScopedFutureExt;
-use uuid::Uuid;
 
 use super::model::DomainClaim;
 use super::store;
 use crate::error::AppError;
 use crate::graphql::loaders::DbLoader;
+use crate::ids::TenantId;
 
 /// A tenant's unexpired custom-domain claim (`Tenant.pendingDomain`).
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub struct PendingDomainOf(pub Uuid);
+pub struct PendingDomainOf(pub TenantId);
 
 impl Loader<PendingDomainOf> for DbLoader {
     type Value = DomainClaim;
@@ -24,7 +24,7 @@ impl Loader<PendingDomainOf> for DbLoader {
         &self,
         keys: &[PendingDomainOf],
     ) -> Result<HashMap<PendingDomainOf, DomainClaim>, AppError> {
-        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let ids: Vec<TenantId> = keys.iter().map(|k| k.0).collect();
         let rows = self
             .run(|c| {
                 async move { Ok(store::live_claims(c, &ids, Utc::now()).await?) }.scope_boxed()

@@ -7,20 +7,20 @@ use diesel::prelude::*;
 use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Text;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::db::schema::{tenant_domain_claims, tenants};
 use crate::error::AppError;
+use crate::ids::{PlanId, TenantId};
 
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = tenants, check_for_backend(diesel::pg::Pg))]
 pub struct TenantRow {
-    pub id: Uuid,
+    pub id: TenantId,
     pub name: String,
     pub slug: String,
     pub domain: Option<String>,
     pub status: TenantStatus,
-    pub plan_id: Uuid,
+    pub plan_id: PlanId,
     pub owner_id: Option<String>,
     pub region: String,
     pub settings: serde_json::Value,
@@ -45,7 +45,7 @@ pub struct ListFilter {
 #[derive(Queryable, Selectable, Insertable, Debug, Clone)]
 #[diesel(table_name = tenant_domain_claims, check_for_backend(diesel::pg::Pg))]
 pub struct DomainClaim {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub domain: String,
     pub token: String,
     pub expires_at: DateTime<Utc>,
@@ -56,12 +56,12 @@ pub struct DomainClaim {
 #[derive(Insertable, Debug)]
 #[diesel(table_name = tenants)]
 pub struct NewTenant {
-    pub id: Uuid,
+    pub id: TenantId,
     pub name: TenantName,
     pub slug: TenantSlug,
     pub domain: Option<TenantDomain>,
     pub status: TenantStatus,
-    pub plan_id: Uuid,
+    pub plan_id: PlanId,
     pub owner_id: Option<String>,
     pub region: String,
     pub settings: serde_json::Value,

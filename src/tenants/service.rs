@@ -5,7 +5,6 @@ use chrono::Utc;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use scoped_futures::ScopedFutureExt;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 use super::domains::ClaimWrite;
 use super::lifecycle::{self, Transition};
@@ -20,6 +19,7 @@ use crate::auth::{cross_tenant_denied, Actor, Role};
 use crate::db::page::{Page, PageArgs};
 use crate::db::{Db, Scope};
 use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
 use crate::{plans, quotas};
 
 pub use super::lifecycle::RESTORE_WINDOW_DAYS;
@@ -44,7 +44,7 @@ pub struct UpdateTenant {
 
 /// The scope for touching tenant `id`: tenant users only ever reach their own tenant; any other
 /// id is answered as if it did not exist (and the attempt is counted and logged).
-pub fn target_scope(actor: &Actor, id: Uuid, reason: &'static str) -> AppResult<Scope> {
+pub fn target_scope(actor: &Actor, id: TenantId, reason: &'static str) -> AppResult<Scope> {
     if !actor.is_platform() && actor.tenant_id != Some(id) {
         return Err(cross_tenant_denied(actor, id, "tenant"));
     }
@@ -58,7 +58,7 @@ fn visible(actor: &Actor, row: Option<TenantRow>) -> AppResult<TenantRow> {
     }
 }
 
-pub async fn get(db: &Db, actor: &Actor, id: Uuid) -> AppResult<TenantRow> {
+pub async fn get(db: &Db, actor: &Actor, id: TenantId) -> AppResult<TenantRow> {
     let scope = target_scope(actor, id, "tenant_read")?;
     let row = db
         .scoped(scope, |c| {
@@ -93,7 +93,7 @@ pub async fn list(
     db: &Db,
     actor: &Actor,
     filter: ListFilter,
-    page: PageArgs,
+    page: PageArgs<TenantId>,
 ) -> AppResult<Page<TenantRow>> {
     actor.require(Role::PlatformAdmin)?;
     page.load(
@@ -184,7 +184,7 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
                         AppError::bad_input("planSlug", format!("unknown plan {plan_slug:?}"))
                     })?;
                 let new = NewTenant {
-                    id: Uuid::now_v7(),
+                    id: TenantId::now_v7(),
                     name,
                     slug,
                     domain,
@@ -288,7 +288,7 @@ async fn revert_create(app: &App, actor: &Actor, tenant: &TenantRow, cause: &App
 pub(super) async fn change(
     app: &App,
     actor: &Actor,
-    id: Uuid,
+    id: TenantId,
     action: &'static str,
     metadata: Value,
     decide: impl FnOnce(&TenantRow) -> AppResult<TenantChanges> + Send + 'static,
@@ -303,7 +303,7 @@ pub(super) async fn change(
 pub(super) async fn change_with_claim(
     app: &App,
     actor: &Actor,
-    id: Uuid,
+    id: TenantId,
     action: &'static str,
     mut metadata: Value,
     decide: impl FnOnce(&TenantRow) -> AppResult<(TenantChanges, Option<ClaimWrite>)> + Send + 'static,
@@ -374,7 +374,7 @@ pub(super) fn not_deleted(t: &TenantRow) -> AppResult<()> {
 pub async fn update(
     app: &App,
     actor: &Actor,
-    id: Uuid,
+    id: TenantId,
     input: UpdateTenant,
 ) -> AppResult<TenantRow> {
     actor.require(Role::TenantAdmin)?;
@@ -409,7 +409,7 @@ pub async fn update(
     .await
 }
 
-pub async fn suspend(app: &App, actor: &Actor, id: Uuid, reason: &str) -> AppResult<TenantRow> {
+pub async fn suspend(app: &App, actor: &Actor, id: TenantId, reason: &str) -> AppResult<TenantRow> {
     actor.require(Role::PlatformAdmin)?;
     let reason = reason.trim().to_owned();
     if reason.is_empty() || reason.chars().count() > 500 {
@@ -422,19 +422,19 @@ pub async fn suspend(app: &App, actor: &Actor, id: Uuid, reason: &str) -> AppRes
     transition(app, actor, id, Transition::Suspend(reason), metadata).await
 }
 
-pub async fn reactivate(app: &App, actor: &Actor, id: Uuid) -> AppResult<TenantRow> {
+pub async fn reactivate(app: &App, actor: &Actor, id: TenantId) -> AppResult<TenantRow> {
     actor.require(Role::PlatformAdmin)?;
     transition(app, actor, id, Transition::Reactivate, json!({})).await
 }
 
 /// Soft delete: the tenant's users get NOT_FOUND from now on; restorable for 30 days.
-pub async fn delete(app: &App, actor: &Actor, id: Uuid) -> AppResult<TenantRow> {
+pub async fn delete(app: &App, actor: &Actor, id: TenantId) -> AppResult<TenantRow> {
     actor.require(Role::PlatformAdmin)?;
     transition(app, actor, id, Transition::Delete, json!({})).await
 }
 
 /// Undoes a soft delete within the window; a tenant deleted while suspended comes back suspended.
-pub async fn restore(app: &App, actor: &Actor, id: Uuid) -> AppResult<TenantRow> {
+pub async fn restore(app: &App, actor: &Actor, id: TenantId) -> AppResult<TenantRow> {
     actor.require(Role::PlatformAdmin)?;
     transition(app, actor, id, Transition::Restore, json!({})).await
 }
@@ -443,7 +443,7 @@ pub async fn restore(app: &App, actor: &Actor, id: Uuid) -> AppResult<TenantRow>
 async fn transition(
     app: &App,
     actor: &Actor,
-    id: Uuid,
+    id: TenantId,
     t: Transition,
     metadata: Value,
 ) -> AppResult<TenantRow> {

@@ -3,13 +3,13 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use uuid::Uuid;
 
 use super::model::{DomainClaim, ListFilter, NewTenant, TenantName, TenantRow, TenantStatus};
 use crate::db::schema::{plans, tenant_domain_claims, tenants};
 use crate::db::Conn;
+use crate::ids::{PlanId, TenantId};
 
-pub async fn find(conn: &mut Conn, id: Uuid) -> QueryResult<Option<TenantRow>> {
+pub async fn find(conn: &mut Conn, id: TenantId) -> QueryResult<Option<TenantRow>> {
     tenants::table
         .find(id)
         .select(TenantRow::as_select())
@@ -50,7 +50,7 @@ pub async fn insert(conn: &mut Conn, new: &NewTenant) -> QueryResult<TenantRow> 
 pub struct TenantChanges {
     pub name: Option<TenantName>,
     pub domain: Option<Option<String>>,
-    pub plan_id: Option<Uuid>,
+    pub plan_id: Option<PlanId>,
     pub settings: Option<serde_json::Value>,
     pub status: Option<TenantStatus>,
     pub suspended_at: Option<Option<DateTime<Utc>>>,
@@ -60,7 +60,11 @@ pub struct TenantChanges {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-pub async fn update(conn: &mut Conn, id: Uuid, changes: &TenantChanges) -> QueryResult<TenantRow> {
+pub async fn update(
+    conn: &mut Conn,
+    id: TenantId,
+    changes: &TenantChanges,
+) -> QueryResult<TenantRow> {
     diesel::update(tenants::table.find(id))
         .set(changes)
         .returning(TenantRow::as_returning())
@@ -99,7 +103,7 @@ fn filtered(f: &ListFilter) -> tenants::BoxedQuery<'static, diesel::pg::Pg> {
 pub async fn list(
     conn: &mut Conn,
     f: &ListFilter,
-    after: Option<(DateTime<Utc>, Uuid)>,
+    after: Option<(DateTime<Utc>, TenantId)>,
     limit: i64,
 ) -> QueryResult<Vec<TenantRow>> {
     let mut q = filtered(f);
@@ -125,7 +129,7 @@ pub async fn count(conn: &mut Conn, f: &ListFilter) -> QueryResult<i64> {
 /// `updated_at`; audit rows stay. Returns whether it was removed.
 pub async fn remove_unchanged(
     conn: &mut Conn,
-    id: Uuid,
+    id: TenantId,
     updated_at: DateTime<Utc>,
 ) -> QueryResult<bool> {
     let n = diesel::delete(
@@ -139,7 +143,7 @@ pub async fn remove_unchanged(
 }
 
 /// The row, locked for the rest of the transaction (lifecycle changes are serialized).
-pub async fn find_for_update(conn: &mut Conn, id: Uuid) -> QueryResult<Option<TenantRow>> {
+pub async fn find_for_update(conn: &mut Conn, id: TenantId) -> QueryResult<Option<TenantRow>> {
     tenants::table
         .find(id)
         .for_update()
@@ -166,7 +170,7 @@ pub async fn find_by_stripe_customer(
 /// The tenant's domain claim that has not expired at `now`.
 pub async fn live_claim(
     conn: &mut Conn,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     now: DateTime<Utc>,
 ) -> QueryResult<Option<DomainClaim>> {
     tenant_domain_claims::table
@@ -181,7 +185,7 @@ pub async fn live_claim(
 /// The unexpired claims of several tenants (one statement, for the DataLoader).
 pub async fn live_claims(
     conn: &mut Conn,
-    tenant_ids: &[Uuid],
+    tenant_ids: &[TenantId],
     now: DateTime<Utc>,
 ) -> QueryResult<Vec<DomainClaim>> {
     tenant_domain_claims::table
@@ -209,7 +213,7 @@ pub async fn put_claim(conn: &mut Conn, claim: &DomainClaim) -> QueryResult<()> 
         .map(drop)
 }
 
-pub async fn delete_claim(conn: &mut Conn, tenant_id: Uuid) -> QueryResult<()> {
+pub async fn delete_claim(conn: &mut Conn, tenant_id: TenantId) -> QueryResult<()> {
     diesel::delete(tenant_domain_claims::table.find(tenant_id))
         .execute(conn)
         .await

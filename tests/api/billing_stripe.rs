@@ -222,7 +222,7 @@ async fn plan_change_goes_through_stripe_and_applies_on_the_webhook() {
         .err("FORBIDDEN");
     assert_eq!(stripe_calls() - before, one_preview);
     // Any change of the tenant (plan, subscription, status) drops its cached previews.
-    app.app.tenant_changed(t.id).await;
+    app.app.tenant_changed(t.id.into()).await;
     app.gql(Some(&t.admin), q, json!({})).await.ok();
     assert_eq!(stripe_calls() - before, 2 * one_preview);
     let preview = fake.requests_to("POST", "/v1/invoices/create_preview");

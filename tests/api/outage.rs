@@ -263,7 +263,7 @@ async fn a_redis_outage_degrades_nothing_and_recovery_needs_no_restart() {
     let alert = tokio::time::timeout(Duration::from_secs(3), async {
         loop {
             match alerts.recv().await {
-                Ok(Event::QuotaAlert(a)) if a.tenant_id == t.id => return a,
+                Ok(Event::QuotaAlert(a)) if a.tenant_id == t.id.into() => return a,
                 Ok(_) => continue,
                 Err(e) => panic!("bus: {e}"),
             }

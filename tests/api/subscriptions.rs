@@ -214,7 +214,7 @@ async fn the_socket_ends_when_the_token_expires() {
     let short = tenantry::auth::jwt::issue(
         &app.app.settings,
         tenantry::auth::Role::TenantMember,
-        Some(t.id),
+        Some(t.id.into()),
         "short-lived",
         Duration::from_secs(2),
     )

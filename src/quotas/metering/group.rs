@@ -13,6 +13,7 @@ use super::{add_hourly, crosses, key_reused, ItemResult, Locked, UsageOutcome, U
 use crate::bus::AlertEvent;
 use crate::db::Conn;
 use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
 
 #[derive(QueryableByName)]
 struct PriorKeyed {
@@ -38,7 +39,7 @@ struct Threshold {
 /// claimed one of the idempotency keys meanwhile.
 pub(super) async fn record_group(
     conn: &mut Conn,
-    tenant: Uuid,
+    tenant: TenantId,
     resource: &str,
     requests: &[UsageRequest],
     idx: &[usize],

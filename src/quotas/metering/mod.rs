@@ -25,18 +25,18 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use serde::Serialize;
-use uuid::Uuid;
 
 use crate::bus::AlertEvent;
 use crate::db::Conn;
 use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
 
 pub const MAX_BATCH: usize = 256;
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
 
 #[derive(Debug, Clone)]
 pub struct UsageRequest {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub resource: String,
     pub amount: i64,
     pub idempotency_key: Option<String>,
@@ -156,7 +156,7 @@ pub fn crosses(before: i64, after: i64, limit: i64, threshold: i32) -> bool {
 
 async fn add_hourly(
     conn: &mut Conn,
-    tenant: Uuid,
+    tenant: TenantId,
     resource: &str,
     now: DateTime<Utc>,
     amount: i64,

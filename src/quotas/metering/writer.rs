@@ -9,7 +9,6 @@ use std::sync::Arc;
 use chrono::Utc;
 use scoped_futures::ScopedFutureExt;
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
 use super::group::record_group;
 use super::one::record_one;
@@ -17,6 +16,7 @@ use super::{add_hourly, validate, ItemResult, UsageOutcome, UsageRequest, MAX_BA
 use crate::bus::{Bus, Event};
 use crate::db::{switch_tenant_scope, Db, Scope};
 use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
 
 struct Job {
     req: UsageRequest,
@@ -118,8 +118,8 @@ async fn commit_batch(
     db.scoped(Scope::Anonymous, |conn| {
         async move {
             // Group by tenant (keeping each tenant's order) so the scope switches once per tenant.
-            let mut order: Vec<Uuid> = Vec::new();
-            let mut by_tenant: HashMap<Uuid, Vec<usize>> = HashMap::new();
+            let mut order: Vec<TenantId> = Vec::new();
+            let mut by_tenant: HashMap<TenantId, Vec<usize>> = HashMap::new();
             for (i, r) in requests.iter().enumerate() {
                 by_tenant.entry(r.tenant_id).or_insert_with(|| {
                     order.push(r.tenant_id);

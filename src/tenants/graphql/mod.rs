@@ -7,14 +7,14 @@ mod queries;
 mod types;
 
 use async_graphql::ID;
-use uuid::Uuid;
 
 use crate::error::AppError;
+use crate::ids::TenantId;
 
 pub use mutations::{CreateTenantInput, TenantMutation, UpdateTenantInput};
 pub use queries::{PublicTenant, TenantFilter, TenantQuery, Viewer};
 pub use types::{PendingDomain, Tenant, TenantPage};
 
-fn parse_id(id: &ID) -> Result<Uuid, AppError> {
-    Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input("id", "id must be a UUID"))
+fn parse_id(id: &ID) -> Result<TenantId, AppError> {
+    TenantId::parse("id", id.as_str())
 }

@@ -9,7 +9,8 @@ use crate::auth::Role;
 use crate::error::AppError;
 use crate::graphql::context::CtxExt;
 use crate::graphql::guards::RequireRole;
-use crate::graphql::pagination::{connection, page_args, KeysetCursor, TotalCount, MAX_PAGE};
+use crate::graphql::pagination::{connection, page_args, Cursor, TotalCount, MAX_PAGE};
+use crate::ids::TenantId;
 use crate::tenants::model::{ListFilter, TenantStatus};
 use crate::tenants::service;
 
@@ -102,7 +103,7 @@ impl TenantQuery {
         first: Option<i32>,
         after: Option<String>,
         filter: Option<TenantFilter>,
-    ) -> Result<Connection<KeysetCursor, Tenant, TotalCount>> {
+    ) -> Result<Connection<Cursor<TenantId>, Tenant, TotalCount>> {
         let page = page_args(ctx, first, after.as_deref())?;
         let filter: ListFilter = filter.unwrap_or_default().into();
         let req = ctx.req();

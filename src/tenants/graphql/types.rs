@@ -6,7 +6,6 @@ use std::sync::Arc;
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::auth::Role;
 use crate::billing::graphql::{BillingSubscription, Invoice, SubscriptionOfTenant};
@@ -23,6 +22,7 @@ use crate::graphql::context::CtxExt;
 use crate::graphql::guards::{RequireFeature, RequireRole};
 use crate::graphql::loaders::SiblingBatch;
 use crate::graphql::pagination::{connection, page_args, KeysetCursor, TotalCount};
+use crate::ids::PlanId;
 use crate::plans::graphql::{Plan, PlanPage};
 use crate::plans::loader::PlanById;
 use crate::plans::model::PlanRow;
@@ -52,7 +52,7 @@ pub struct Tenant {
 
 impl Tenant {
     pub fn list(rows: Vec<TenantRow>) -> Vec<Tenant> {
-        let plan_ids: Vec<Uuid> = rows.iter().map(|t| t.plan_id).collect();
+        let plan_ids: Vec<PlanId> = rows.iter().map(|t| t.plan_id).collect();
         let page = Arc::new(TenantPage {
             plans: SiblingBatch::new(plan_ids.iter().map(|id| PlanById(*id)).collect()),
             plan_page: PlanPage::new(&plan_ids),

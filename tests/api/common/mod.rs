@@ -290,7 +290,7 @@ impl TestApp {
         tenantry::auth::jwt::issue(
             &self.app.settings,
             role,
-            tenant,
+            tenant.map(Into::into),
             &sub,
             Duration::from_secs(3600),
         )
