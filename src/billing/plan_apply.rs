@@ -13,7 +13,7 @@ use crate::db::Conn;
 use crate::error::AppResult;
 use crate::ids::TenantId;
 use crate::plans::model::{BillingCycle, PlanQuotaRow, PlanRow};
-use crate::quotas::model::{QuotaRow, ResetPeriod};
+use crate::quotas::model::QuotaRow;
 use crate::tenants::model::TenantRow;
 use crate::{plans, quotas, tenants};
 
@@ -81,7 +81,7 @@ pub async fn apply_plan(
     let new_quotas: Vec<PlanQuotaRow> = plans::store::quotas_of(c, &[plan.id]).await?;
     let current = quotas::store::of_tenants(c, &[tenant.id]).await?;
     for q in &new_quotas {
-        let period = ResetPeriod::parse(&q.reset_period);
+        let period = q.reset_period;
         let before = current
             .iter()
             .find(|r| r.resource == q.resource)
@@ -97,13 +97,13 @@ pub async fn apply_plan(
             limit: q.limit,
             used: keep_used,
             unit: q.unit.clone(),
-            reset_period: q.reset_period.clone(),
+            reset_period: q.reset_period,
             period_start: period.period_start(now),
             alert_thresholds: before.map_or_else(
                 || crate::quotas::model::DEFAULT_ALERT_THRESHOLDS.to_vec(),
                 |b| b.alert_thresholds,
             ),
-            enforcement: q.enforcement.clone(),
+            enforcement: q.enforcement,
         };
         quotas::store::upsert(c, &row).await?;
     }

@@ -76,10 +76,10 @@ impl PlanQuota {
         &self.0.unit
     }
     async fn reset_period(&self) -> ResetPeriod {
-        ResetPeriod::parse(&self.0.reset_period)
+        self.0.reset_period
     }
     async fn enforcement(&self) -> QuotaEnforcement {
-        QuotaEnforcement::parse(&self.0.enforcement)
+        self.0.enforcement
     }
 }
 

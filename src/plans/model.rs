@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::db::schema::{plan_prices, plan_quotas, plans};
 use crate::db::text_enum::text_enum;
 use crate::ids::PlanId;
+use crate::quotas::model::{QuotaEnforcement, ResetPeriod};
 
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = plans, check_for_backend(diesel::pg::Pg))]
@@ -44,8 +45,8 @@ pub struct PlanQuotaRow {
     pub resource: String,
     pub limit: i64,
     pub unit: String,
-    pub reset_period: String,
-    pub enforcement: String,
+    pub reset_period: ResetPeriod,
+    pub enforcement: QuotaEnforcement,
 }
 
 // A price's billing cycle (`plan_prices.billing_cycle`, also subscriptions and intents). No doc

@@ -35,7 +35,7 @@ impl Quota {
         &self.0.unit
     }
     async fn reset_period(&self) -> ResetPeriod {
-        ResetPeriod::parse(&self.0.reset_period)
+        self.0.reset_period
     }
     async fn period_start(&self) -> DateTime<Utc> {
         self.0.period_start
@@ -48,7 +48,7 @@ impl Quota {
         &self.0.alert_thresholds
     }
     async fn enforcement(&self) -> QuotaEnforcement {
-        QuotaEnforcement::parse(&self.0.enforcement)
+        self.0.enforcement
     }
 }
 
@@ -216,7 +216,7 @@ impl QuotaQuery {
             used: BigInt(q.used),
             limit: BigInt(q.limit),
             remaining: BigInt(q.remaining()),
-            enforcement: QuotaEnforcement::parse(&q.enforcement),
+            enforcement: q.enforcement,
             resource: q.resource,
         })
     }

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::db::schema::quotas;
+use crate::db::text_enum::text_enum;
 use crate::ids::TenantId;
 
 #[derive(Queryable, Selectable, Insertable, Debug, Clone)]
@@ -15,42 +16,24 @@ pub struct QuotaRow {
     pub limit: i64,
     pub used: i64,
     pub unit: String,
-    pub reset_period: String,
+    pub reset_period: ResetPeriod,
     pub period_start: DateTime<Utc>,
     pub alert_thresholds: Vec<i32>,
-    pub enforcement: String,
+    pub enforcement: QuotaEnforcement,
 }
 
-#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResetPeriod {
-    Hourly,
-    Daily,
-    Weekly,
-    Monthly,
-    Never,
-}
+text_enum!(
+    #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum ResetPeriod {
+        Hourly = "HOURLY",
+        Daily = "DAILY",
+        Weekly = "WEEKLY",
+        Monthly = "MONTHLY",
+        Never = "NEVER",
+    }
+);
 
 impl ResetPeriod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResetPeriod::Hourly => "HOURLY",
-            ResetPeriod::Daily => "DAILY",
-            ResetPeriod::Weekly => "WEEKLY",
-            ResetPeriod::Monthly => "MONTHLY",
-            ResetPeriod::Never => "NEVER",
-        }
-    }
-
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "HOURLY" => ResetPeriod::Hourly,
-            "DAILY" => ResetPeriod::Daily,
-            "WEEKLY" => ResetPeriod::Weekly,
-            "MONTHLY" => ResetPeriod::Monthly,
-            _ => ResetPeriod::Never,
-        }
-    }
-
     /// Start of the period containing `at`, on UTC calendar boundaries (weeks start Monday).
     /// `NEVER` has one period, starting at the epoch.
     pub fn period_start(self, at: DateTime<Utc>) -> DateTime<Utc> {
@@ -69,28 +52,13 @@ impl ResetPeriod {
     }
 }
 
-#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QuotaEnforcement {
-    Hard,
-    Soft,
-}
-
-impl QuotaEnforcement {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QuotaEnforcement::Hard => "HARD",
-            QuotaEnforcement::Soft => "SOFT",
-        }
+text_enum!(
+    #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum QuotaEnforcement {
+        Hard = "HARD",
+        Soft = "SOFT",
     }
-
-    pub fn parse(s: &str) -> Self {
-        if s == "SOFT" {
-            QuotaEnforcement::Soft
-        } else {
-            QuotaEnforcement::Hard
-        }
-    }
-}
+);
 
 pub const DEFAULT_ALERT_THRESHOLDS: [i32; 4] = [75, 90, 95, 100];
 
@@ -116,7 +84,7 @@ impl QuotaRow {
     /// The row as of `now`: when its period has ended, the new period has used nothing yet
     /// (the next increment or the reset job writes that down).
     pub fn current(mut self, now: DateTime<Utc>) -> QuotaRow {
-        let start = ResetPeriod::parse(&self.reset_period).period_start(now);
+        let start = self.reset_period.period_start(now);
         if self.period_start < start {
             self.used = 0;
             self.period_start = start;

@@ -15,33 +15,24 @@ pub fn provisioned_quotas(
     plan: &[PlanQuotaRow],
     now: DateTime<Utc>,
 ) -> Vec<QuotaRow> {
-    let row =
-        |resource: &str, limit, unit: &str, period: ResetPeriod, enforcement: &str| QuotaRow {
-            tenant_id,
-            resource: resource.to_owned(),
-            limit,
-            used: 0,
-            unit: unit.to_owned(),
-            reset_period: period.as_str().to_owned(),
-            period_start: period.period_start(now),
-            alert_thresholds: DEFAULT_ALERT_THRESHOLDS.to_vec(),
-            enforcement: enforcement.to_owned(),
-        };
+    let row = |resource: &str, limit, unit: &str, period: ResetPeriod, enforcement| QuotaRow {
+        tenant_id,
+        resource: resource.to_owned(),
+        limit,
+        used: 0,
+        unit: unit.to_owned(),
+        reset_period: period,
+        period_start: period.period_start(now),
+        alert_thresholds: DEFAULT_ALERT_THRESHOLDS.to_vec(),
+        enforcement,
+    };
     let mut rows: Vec<QuotaRow> = plan
         .iter()
-        .map(|q| {
-            row(
-                &q.resource,
-                q.limit,
-                &q.unit,
-                ResetPeriod::parse(&q.reset_period),
-                &q.enforcement,
-            )
-        })
+        .map(|q| row(&q.resource, q.limit, &q.unit, q.reset_period, q.enforcement))
         .collect();
     for (resource, limit, unit, period) in DEFAULT_QUOTAS {
         if !plan.iter().any(|q| q.resource == *resource) {
-            rows.push(row(resource, *limit, unit, *period, "HARD"));
+            rows.push(row(resource, *limit, unit, *period, QuotaEnforcement::Hard));
         }
     }
     rows
@@ -86,7 +77,7 @@ async fn live_tenant(app: &App, tenant_id: TenantId, write: bool) -> AppResult<P
 
 /// The most a quota's usage may reach for a caller (the SQL twin is `app_usage_cap`).
 pub fn usage_cap(quota: &QuotaRow, soft_overage: bool, overage_limit_percent: i32) -> i64 {
-    if QuotaEnforcement::parse(&quota.enforcement) == QuotaEnforcement::Soft && soft_overage {
+    if quota.enforcement == QuotaEnforcement::Soft && soft_overage {
         let cap = quota.limit as i128 * (100 + overage_limit_percent as i128) / 100;
         cap.min(i64::MAX as i128) as i64
     } else {
@@ -253,11 +244,9 @@ pub async fn set_quota(
                     .map(|q| q.current(now));
                 let period = input
                     .reset_period
-                    .or_else(|| before.as_ref().map(|b| ResetPeriod::parse(&b.reset_period)))
+                    .or_else(|| before.as_ref().map(|b| b.reset_period))
                     .unwrap_or(ResetPeriod::Monthly);
-                let same_period = before
-                    .as_ref()
-                    .is_some_and(|b| b.reset_period == period.as_str());
+                let same_period = before.as_ref().is_some_and(|b| b.reset_period == period);
                 let row = QuotaRow {
                     tenant_id: tenant.id,
                     resource: input.resource.clone(),
@@ -271,16 +260,15 @@ pub async fn set_quota(
                         .unit
                         .or_else(|| before.as_ref().map(|b| b.unit.clone()))
                         .unwrap_or_else(|| "count".into()),
-                    reset_period: period.as_str().into(),
+                    reset_period: period,
                     period_start: period.period_start(now),
                     alert_thresholds: thresholds
                         .or_else(|| before.as_ref().map(|b| b.alert_thresholds.clone()))
                         .unwrap_or_else(|| DEFAULT_ALERT_THRESHOLDS.to_vec()),
                     enforcement: input
                         .enforcement
-                        .map(|e| e.as_str().to_owned())
-                        .or_else(|| before.as_ref().map(|b| b.enforcement.clone()))
-                        .unwrap_or_else(|| "HARD".into()),
+                        .or_else(|| before.as_ref().map(|b| b.enforcement))
+                        .unwrap_or(QuotaEnforcement::Hard),
                 };
                 let saved = store::upsert(c, &row).await?;
                 let view = |q: &QuotaRow| {

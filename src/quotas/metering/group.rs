@@ -14,6 +14,7 @@ use crate::bus::AlertEvent;
 use crate::db::Conn;
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
+use crate::quotas::model::QuotaEnforcement;
 
 #[derive(QueryableByName)]
 struct PriorKeyed {
@@ -95,7 +96,7 @@ pub(super) async fn record_group(
             .collect());
     };
 
-    let hard = q.enforcement != "SOFT";
+    let hard = q.enforcement != QuotaEnforcement::Soft;
     let mut used = q.used;
     let mut out = Vec::with_capacity(idx.len());
     let (mut amounts, mut rec_keys, mut afters) = (Vec::new(), Vec::new(), Vec::new());

@@ -30,6 +30,7 @@ use crate::bus::AlertEvent;
 use crate::db::Conn;
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
+use crate::quotas::model::QuotaEnforcement;
 
 pub const MAX_BATCH: usize = 256;
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
@@ -138,7 +139,7 @@ struct Locked {
     #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Int4>)]
     alert_thresholds: Vec<i32>,
     #[diesel(sql_type = Text)]
-    enforcement: String,
+    enforcement: QuotaEnforcement,
     /// The most `used` may reach for a caller allowed into overage (`app_usage_cap`).
     #[diesel(sql_type = BigInt)]
     cap: i64,
