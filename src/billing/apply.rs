@@ -192,7 +192,7 @@ pub async fn mirror(
     };
     if let (Some(price), false) = (&price, deleted) {
         let cycle = price.billing_cycle;
-        if price.plan_id != tenant.plan_id || before.row.billing_cycle != cycle.as_str() {
+        if price.plan_id != tenant.plan_id || before.row.billing_cycle != cycle {
             let plan = plans::store::by_ids(c, &[price.plan_id])
                 .await?
                 .pop()

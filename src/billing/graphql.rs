@@ -35,7 +35,7 @@ impl BillingSubscription {
         Ok(Plan::list(vec![plan]).remove(0))
     }
     async fn billing_cycle(&self) -> BillingCycle {
-        BillingCycle::parse(&self.0.billing_cycle)
+        self.0.billing_cycle
     }
     async fn current_period_start(&self) -> Option<DateTime<Utc>> {
         self.0.current_period_start
@@ -130,7 +130,7 @@ pub fn intent_view(i: IntentRow, from: &PlanRow, to: &PlanRow) -> PlanChangeInte
         id: ID(i.id.to_string()),
         status: i.status,
         version: i.version,
-        billing_cycle: BillingCycle::parse(&i.billing_cycle),
+        billing_cycle: i.billing_cycle,
         expires_at: i.expires_at,
         completed_at: i.completed_at,
         error: i.error,

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::db::schema::{billing_subscriptions, invoices, plan_change_intents};
 use crate::db::text_enum::text_enum;
 use crate::ids::{PlanId, TenantId};
+use crate::plans::model::BillingCycle;
 
 #[derive(Queryable, Selectable, Insertable, Debug, Clone)]
 #[diesel(table_name = billing_subscriptions, check_for_backend(diesel::pg::Pg))]
@@ -14,7 +15,7 @@ pub struct SubscriptionRow {
     pub tenant_id: TenantId,
     pub status: SubscriptionStatus,
     pub plan_id: PlanId,
-    pub billing_cycle: String,
+    pub billing_cycle: BillingCycle,
     pub stripe_customer_id: Option<String>,
     pub stripe_subscription_id: Option<String>,
     pub current_period_start: Option<DateTime<Utc>>,
@@ -50,7 +51,7 @@ pub struct IntentRow {
     pub id: Uuid,
     pub from_plan_id: PlanId,
     pub to_plan_id: PlanId,
-    pub billing_cycle: String,
+    pub billing_cycle: BillingCycle,
     pub status: IntentStatus,
     pub version: i32,
     pub error: Option<String>,

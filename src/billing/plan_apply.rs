@@ -40,7 +40,7 @@ pub fn initial_subscription(
             SubscriptionStatus::Active
         },
         plan_id: plan.id,
-        billing_cycle: BillingCycle::Monthly.as_str().into(),
+        billing_cycle: BillingCycle::Monthly,
         stripe_customer_id: None,
         stripe_subscription_id: None,
         current_period_start: Some(now),
@@ -109,7 +109,7 @@ pub async fn apply_plan(
     }
     let changes = SubscriptionChanges {
         plan_id: Some(plan.id),
-        billing_cycle: Some(cycle.as_str().into()),
+        billing_cycle: Some(cycle),
         updated_at: Some(now),
         ..Default::default()
     };

@@ -44,7 +44,7 @@ async fn open_intent(
         id: Uuid::now_v7(),
         from_plan_id: from.id,
         to_plan_id: to.id,
-        billing_cycle: cycle.as_str().into(),
+        billing_cycle: cycle,
         status: IntentStatus::Pending,
         version: 1,
         error: None,
@@ -77,9 +77,7 @@ pub async fn change_plan(
                 let tenant = lock_live(c, tenant_id).await?;
                 let to = active_plan(c, &slug).await?;
                 let sub = store::subscription_for_update(c, tenant_id).await?;
-                let same_cycle = sub
-                    .as_ref()
-                    .is_none_or(|s| s.billing_cycle == cycle.as_str());
+                let same_cycle = sub.as_ref().is_none_or(|s| s.billing_cycle == cycle);
                 if to.id == tenant.plan_id && same_cycle {
                     return Err(AppError::conflict(
                         Some("planSlug"),
@@ -175,7 +173,7 @@ async fn change_plan_stripe(
                         "the tenant has no paid subscription yet: start one with createCheckoutSession",
                     ));
                 };
-                if to.id == tenant.plan_id && sub.billing_cycle == cycle.as_str() {
+                if to.id == tenant.plan_id && sub.billing_cycle == cycle {
                     return Err(AppError::conflict(
                         Some("planSlug"),
                         "the tenant is already on this plan",

@@ -55,9 +55,9 @@ pub async fn preview(
                 let quotas = plans::store::quotas_of(c, &ids).await?;
                 let features = plans::store::features_of(c, &ids).await?;
                 let sub = store::subscriptions_of(c, &[tenant_id]).await?.pop();
-                let from_cycle = sub.as_ref().map_or(BillingCycle::Monthly, |s| {
-                    BillingCycle::parse(&s.billing_cycle)
-                });
+                let from_cycle = sub
+                    .as_ref()
+                    .map_or(BillingCycle::Monthly, |s| s.billing_cycle);
                 let old = price(&prices, from.id, &tenant.region, from_cycle);
                 let new = price(&prices, to.id, &tenant.region, cycle);
                 let now = Utc::now();

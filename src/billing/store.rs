@@ -12,6 +12,7 @@ use super::model::{
 use crate::db::schema::{billing_subscriptions as subs, invoices, plan_change_intents as intents};
 use crate::db::Conn;
 use crate::ids::{PlanId, TenantId};
+use crate::plans::model::BillingCycle;
 
 pub async fn insert_subscription(conn: &mut Conn, row: &SubscriptionRow) -> QueryResult<()> {
     diesel::insert_into(subs::table)
@@ -51,7 +52,7 @@ pub async fn subscription_for_update(
 pub struct SubscriptionChanges {
     pub status: Option<SubscriptionStatus>,
     pub plan_id: Option<PlanId>,
-    pub billing_cycle: Option<String>,
+    pub billing_cycle: Option<BillingCycle>,
     pub cancel_at_period_end: Option<bool>,
     pub canceled_at: Option<Option<DateTime<Utc>>>,
     pub current_period_start: Option<Option<DateTime<Utc>>>,

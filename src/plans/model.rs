@@ -59,14 +59,6 @@ text_enum!(
     }
 );
 
-impl BillingCycle {
-    /// Lenient reading of a cycle held as text (rows not yet typed): anything but `YEARLY`
-    /// is monthly.
-    pub fn parse(s: &str) -> Self {
-        Self::from_text(s).unwrap_or(BillingCycle::Monthly)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,7 +66,5 @@ mod tests {
     #[tokio::test]
     async fn billing_cycle_round_trips_and_refuses_unknown_text() {
         crate::db::text_enum::testing::assert_round_trip!(BillingCycle, "WEEKLY");
-        assert_eq!(BillingCycle::parse("YEARLY"), BillingCycle::Yearly);
-        assert_eq!(BillingCycle::parse("WEEKLY"), BillingCycle::Monthly);
     }
 }
