@@ -4,14 +4,14 @@ use scoped_futures::ScopedFutureExt;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::payments::CheckoutRequest;
+use super::payments::{CheckoutRequest, Payments};
 use super::plan_change::change_plan;
 use super::prices::{active_plan, stripe_price};
 use super::store::{self, SubscriptionChanges};
 use crate::app::App;
 use crate::audit;
 use crate::auth::{Actor, Role};
-use crate::db::{Conn, Scope};
+use crate::db::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 use crate::plans::model::BillingCycle;
@@ -42,8 +42,9 @@ pub async fn start(
             return Err(AppError::bad_input(field, "must be an http(s) URL"));
         }
     }
-    if app.payments.is_some() {
-        return checkout_stripe(app, actor, tenant_id, plan_slug, cycle, urls).await;
+    if let Some(api) = app.payments.as_deref() {
+        let choice = (tenant_id, plan_slug, cycle);
+        return checkout_stripe(&app.db, api, actor, choice, urls).await;
     }
     let (i, _, _) = change_plan(app, actor, tenant_id, plan_slug, cycle).await?;
     Ok((format!("local_{}", i.id.simple()), urls.success.to_owned()))
@@ -53,21 +54,16 @@ pub async fn start(
 /// customer and the plan's price. Returns (session id, URL). The plan applies when Stripe's
 /// webhook reports the new subscription.
 async fn checkout_stripe(
-    app: &App,
+    db: &Db,
+    api: &dyn Payments,
     actor: &Actor,
-    tenant_id: TenantId,
-    plan_slug: &str,
-    cycle: BillingCycle,
+    (tenant_id, plan_slug, cycle): (TenantId, &str, BillingCycle),
     urls: Urls<'_>,
 ) -> AppResult<(String, String)> {
     actor.require(Role::TenantAdmin)?;
-    let Some(api) = app.payments.as_deref() else {
-        return Err(AppError::Billing("Stripe is not configured".into()));
-    };
     let scope = target_scope(actor, tenant_id, "billing")?;
     let slug = plan_slug.to_owned();
-    let (tenant, plan, price_id) = app
-        .db
+    let (tenant, plan, price_id) = db
         .scoped(scope, |c| {
             async move {
                 let tenant = lock_live(c, tenant_id).await?;
@@ -90,7 +86,7 @@ async fn checkout_stripe(
         .await?;
     let customer = match tenant.stripe_customer_id.clone() {
         Some(c) => c,
-        None => ensure_customer(app, &tenant).await?,
+        None => ensure_customer(db, api, &tenant).await?,
     };
     let session = api
         .checkout(CheckoutRequest {
@@ -104,45 +100,40 @@ async fn checkout_stripe(
         })
         .await?;
     let (actor_c, slug) = (actor.clone(), plan.slug.clone());
-    app.db
-        .scoped(Scope::Tenant(tenant_id), |c| {
-            async move {
-                audit::record(
-                    c,
-                    &actor_c,
-                    audit::Change::new(
-                        tenant_id,
-                        "subscription",
-                        tenant_id,
-                        "CHECKOUT",
-                        Value::Null,
-                        json!({ "plan": slug, "billingCycle": cycle.as_str() }),
-                    ),
-                )
-                .await?;
-                Ok(())
-            }
-            .scope_boxed()
-        })
-        .await?;
+    db.scoped(Scope::Tenant(tenant_id), |c| {
+        async move {
+            audit::record(
+                c,
+                &actor_c,
+                audit::Change::new(
+                    tenant_id,
+                    "subscription",
+                    tenant_id,
+                    "CHECKOUT",
+                    Value::Null,
+                    json!({ "plan": slug, "billingCycle": cycle.as_str() }),
+                ),
+            )
+            .await?;
+            Ok(())
+        }
+        .scope_boxed()
+    })
+    .await?;
     Ok(session)
 }
 
 /// The tenant's Stripe customer, created (idempotently, keyed by the tenant id) when the
 /// tenant predates live billing.
-pub async fn ensure_customer(app: &App, tenant: &TenantRow) -> AppResult<String> {
-    let Some(api) = app.payments.as_deref() else {
-        return Err(AppError::Billing("Stripe is not configured".into()));
-    };
+pub async fn ensure_customer(db: &Db, api: &dyn Payments, tenant: &TenantRow) -> AppResult<String> {
     let customer = api
         .create_customer(tenant.id, &tenant.name, &tenant.slug)
         .await?;
     let (id, cust) = (tenant.id, customer.clone());
-    app.db
-        .scoped(Scope::Platform("stripe_customer"), |c| {
-            async move { link_customer(c, id, &cust).await }.scope_boxed()
-        })
-        .await?;
+    db.scoped(Scope::Platform("stripe_customer"), |c| {
+        async move { link_customer(c, id, &cust).await }.scope_boxed()
+    })
+    .await?;
     Ok(customer)
 }
 

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::model::{IntentRow, IntentStatus};
+use super::payments::Payments;
 use super::plan_apply::apply_plan;
 use super::prices::{active_plan, stripe_price};
 use super::store;
@@ -64,8 +65,8 @@ pub async fn change_plan(
     cycle: BillingCycle,
 ) -> AppResult<(IntentRow, PlanRow, PlanRow)> {
     actor.require(Role::TenantAdmin)?;
-    if app.payments.is_some() {
-        return change_plan_stripe(app, actor, tenant_id, plan_slug, cycle).await;
+    if let Some(api) = app.payments.as_deref() {
+        return change_plan_stripe(&app.db, api, actor, (tenant_id, plan_slug, cycle)).await;
     }
     let scope = target_scope(actor, tenant_id, "billing")?;
     let (actor_c, slug) = (actor.clone(), plan_slug.to_owned());
@@ -147,19 +148,14 @@ struct PlanChangeStart {
 /// the plan and completes the intent. A Stripe failure marks the intent FAILED and changes
 /// nothing else.
 async fn change_plan_stripe(
-    app: &App,
+    db: &Db,
+    api: &dyn Payments,
     actor: &Actor,
-    tenant_id: TenantId,
-    plan_slug: &str,
-    cycle: BillingCycle,
+    (tenant_id, plan_slug, cycle): (TenantId, &str, BillingCycle),
 ) -> AppResult<(IntentRow, PlanRow, PlanRow)> {
-    let Some(api) = app.payments.as_deref() else {
-        return Err(AppError::Billing("Stripe is not configured".into()));
-    };
     let scope = target_scope(actor, tenant_id, "billing")?;
     let (actor_c, slug) = (actor.clone(), plan_slug.to_owned());
-    let start = app
-        .db
+    let start = db
         .scoped(scope, |c| {
             async move {
                 let tenant = lock_live(c, tenant_id).await?;
@@ -209,45 +205,44 @@ async fn change_plan_stripe(
     match called {
         Ok(_) => Ok((start.intent, start.from, start.to)),
         Err(e) => {
-            fail_intent(app, actor, &start.intent, &e.to_string()).await?;
+            fail_intent(db, actor, &start.intent, &e.to_string()).await?;
             Err(e)
         }
     }
 }
 
 /// Marks a PENDING intent FAILED (optimistic version check) with its audit entry.
-async fn fail_intent(app: &App, actor: &Actor, intent: &IntentRow, error: &str) -> AppResult<()> {
+async fn fail_intent(db: &Db, actor: &Actor, intent: &IntentRow, error: &str) -> AppResult<()> {
     let (actor_c, intent_c, error) = (actor.clone(), intent.clone(), error.to_owned());
-    app.db
-        .scoped(Scope::Tenant(intent.tenant_id), |c| {
-            async move {
-                let failed = store::advance_intent(
+    db.scoped(Scope::Tenant(intent.tenant_id), |c| {
+        async move {
+            let failed = store::advance_intent(
+                c,
+                intent_c.tenant_id,
+                intent_c.id,
+                intent_c.version,
+                IntentStatus::Failed,
+                Some(&error),
+            )
+            .await?;
+            if failed.is_some() {
+                audit::record(
                     c,
-                    intent_c.tenant_id,
-                    intent_c.id,
-                    intent_c.version,
-                    IntentStatus::Failed,
-                    Some(&error),
+                    &actor_c,
+                    audit::Change::new(
+                        intent_c.tenant_id,
+                        "plan_change_intent",
+                        intent_c.id,
+                        "PLAN_CHANGE_FAILED",
+                        json!({ "status": intent_c.status }),
+                        json!({ "status": "FAILED", "error": error }),
+                    ),
                 )
                 .await?;
-                if failed.is_some() {
-                    audit::record(
-                        c,
-                        &actor_c,
-                        audit::Change::new(
-                            intent_c.tenant_id,
-                            "plan_change_intent",
-                            intent_c.id,
-                            "PLAN_CHANGE_FAILED",
-                            json!({ "status": intent_c.status }),
-                            json!({ "status": "FAILED", "error": error }),
-                        ),
-                    )
-                    .await?;
-                }
-                Ok(())
             }
-            .scope_boxed()
-        })
-        .await
+            Ok(())
+        }
+        .scope_boxed()
+    })
+    .await
 }

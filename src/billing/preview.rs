@@ -4,10 +4,11 @@
 use chrono::Utc;
 use scoped_futures::ScopedFutureExt;
 
+use super::payments::Payments;
 use super::prices::{active_plan, price};
 use super::store;
-use crate::app::App;
 use crate::auth::Actor;
+use crate::db::Db;
 use crate::error::{AppError, AppResult};
 use crate::ids::{PlanId, TenantId};
 use crate::plans;
@@ -28,9 +29,10 @@ pub struct Preview {
 }
 
 /// `previewPlanChange`: the differences, and the prorated amount for the rest of the period
-/// (LOCAL mode computes it from the catalogue prices).
+/// (LOCAL mode, `payments` = `None`, computes it from the catalogue prices).
 pub async fn preview(
-    app: &App,
+    db: &Db,
+    payments: Option<&dyn Payments>,
     actor: &Actor,
     tenant_id: TenantId,
     plan_slug: &str,
@@ -38,8 +40,7 @@ pub async fn preview(
 ) -> AppResult<Preview> {
     let scope = target_scope(actor, tenant_id, "billing")?;
     let slug = plan_slug.to_owned();
-    let (mut preview, stripe_ids) = app
-        .db
+    let (mut preview, stripe_ids) = db
         .scoped(scope, |c| {
             async move {
                 let tenant = tenants::store::find(c, tenant_id)
@@ -122,7 +123,7 @@ pub async fn preview(
         })
         .await?;
     // With Stripe, the amount is Stripe's own invoice preview of the proration.
-    if let (Some(api), Some((sub_id, price_id))) = (app.payments.as_deref(), stripe_ids) {
+    if let (Some(api), Some((sub_id, price_id))) = (payments, stripe_ids) {
         let current = api.subscription(&sub_id).await?;
         let (amount, currency) = api.preview_change(&current, &price_id).await?;
         preview.proration_amount = amount;

@@ -74,9 +74,16 @@ pub async fn preview(
     let answer = cache
         .cache
         .try_get_with(key.clone(), async {
-            preview::preview(app, actor, tenant_id, plan_slug, cycle)
-                .await
-                .map(Arc::new)
+            preview::preview(
+                &app.db,
+                app.payments.as_deref(),
+                actor,
+                tenant_id,
+                plan_slug,
+                cycle,
+            )
+            .await
+            .map(Arc::new)
         })
         .await
         .map_err(|e| (*e).clone())?;

@@ -11,12 +11,13 @@ use uuid::Uuid;
 use super::apply;
 use super::decide::is_live;
 use super::model::{BillingMode, SubscriptionRow, SubscriptionStatus};
-use super::payments::SubscriptionState;
+use super::payments::{Payments, SubscriptionState};
 use super::plan_apply::downgrade_to_free;
 use super::store::{self, SubscriptionChanges};
 use crate::app::App;
 use crate::audit;
 use crate::auth::{Actor, Role};
+use crate::db::Db;
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 use crate::tenants::lifecycle::lock_live;
@@ -32,28 +33,28 @@ pub fn mode(app: &App) -> BillingMode {
 
 /// The tenant's subscription mirror, read in the caller's scope.
 async fn subscription_row(
-    app: &App,
+    db: &Db,
     actor: &Actor,
     tenant_id: TenantId,
 ) -> AppResult<SubscriptionRow> {
     let scope = target_scope(actor, tenant_id, "billing")?;
-    app.db
-        .scoped(scope, |c| {
-            async move {
-                store::subscriptions_of(c, &[tenant_id])
-                    .await?
-                    .pop()
-                    .ok_or_else(|| AppError::not_found("subscription"))
-            }
-            .scope_boxed()
-        })
-        .await
+    db.scoped(scope, |c| {
+        async move {
+            store::subscriptions_of(c, &[tenant_id])
+                .await?
+                .pop()
+                .ok_or_else(|| AppError::not_found("subscription"))
+        }
+        .scope_boxed()
+    })
+    .await
 }
 
 /// Mirrors the subscription Stripe answered our call with, at once (stamped now, so events
-/// Stripe sent before the call cannot undo it): plan, period, flags, status.
+/// Stripe sent before the call cannot undo it): plan, period, flags, status. The caller
+/// drops caches after it returns.
 async fn mirror_answer(
-    app: &App,
+    db: &Db,
     actor: &Actor,
     tenant_id: TenantId,
     action: &'static str,
@@ -61,24 +62,53 @@ async fn mirror_answer(
 ) -> AppResult<SubscriptionRow> {
     let scope = target_scope(actor, tenant_id, "billing")?;
     let actor_c = actor.clone();
-    let after = app
-        .db
-        .scoped(scope, |c| {
-            async move {
-                let tenant = lock_live(c, tenant_id).await?;
-                let before = store::subscription_with_version(c, tenant_id)
-                    .await?
-                    .ok_or_else(|| AppError::not_found("subscription"))?;
-                let ended = state.status == "canceled";
-                // Whole seconds, like the `created` of the events Stripe sends after this call.
-                let at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 0);
-                apply::mirror(c, &actor_c, &tenant, &before, &state, ended, at, action).await
-            }
-            .scope_boxed()
-        })
-        .await?;
-    app.tenant_changed(tenant_id).await;
-    Ok(after)
+    db.scoped(scope, |c| {
+        async move {
+            let tenant = lock_live(c, tenant_id).await?;
+            let before = store::subscription_with_version(c, tenant_id)
+                .await?
+                .ok_or_else(|| AppError::not_found("subscription"))?;
+            let ended = state.status == "canceled";
+            // Whole seconds, like the `created` of the events Stripe sends after this call.
+            let at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 0);
+            apply::mirror(c, &actor_c, &tenant, &before, &state, ended, at, action).await
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// A change of the subscription made by the provider.
+#[derive(Clone, Copy)]
+enum ProviderCall {
+    Cancel { at_period_end: bool },
+    Resume,
+}
+
+/// Cancel or resume through the provider, its answer mirrored at once; `None` when the
+/// tenant has no provider subscription (LOCAL, or not subscribed yet).
+async fn through_provider(
+    db: &Db,
+    api: &dyn Payments,
+    actor: &Actor,
+    tenant_id: TenantId,
+    (call, check): (ProviderCall, impl Fn(&SubscriptionRow) -> AppResult<()>),
+) -> AppResult<Option<SubscriptionRow>> {
+    let row = subscription_row(db, actor, tenant_id).await?;
+    let Some(sub_id) = row.stripe_subscription_id.clone() else {
+        return Ok(None);
+    };
+    check(&row)?;
+    let key = Uuid::new_v4();
+    let (state, action) = match call {
+        ProviderCall::Cancel { at_period_end } => {
+            (api.cancel(&sub_id, at_period_end, key).await?, "CANCEL")
+        }
+        ProviderCall::Resume => (api.resume(&sub_id, key).await?, "RESUME"),
+    };
+    mirror_answer(db, actor, tenant_id, action, state)
+        .await
+        .map(Some)
 }
 
 /// `cancelSubscription`: at period end (default) or at once.
@@ -99,11 +129,10 @@ pub async fn cancel(
         Ok(())
     };
     if let Some(api) = app.payments.as_deref() {
-        let row = subscription_row(app, actor, tenant_id).await?;
-        if let Some(sub_id) = row.stripe_subscription_id.clone() {
-            check(&row)?;
-            let state = api.cancel(&sub_id, at_period_end, Uuid::new_v4()).await?;
-            return mirror_answer(app, actor, tenant_id, "CANCEL", state).await;
+        let how = (ProviderCall::Cancel { at_period_end }, check);
+        if let Some(row) = through_provider(&app.db, api, actor, tenant_id, how).await? {
+            app.tenant_changed(tenant_id).await;
+            return Ok(row);
         }
     }
     change_subscription(app, actor, tenant_id, "CANCEL", move |s, now| {
@@ -136,11 +165,10 @@ pub async fn resume(app: &App, actor: &Actor, tenant_id: TenantId) -> AppResult<
         Ok(())
     };
     if let Some(api) = app.payments.as_deref() {
-        let row = subscription_row(app, actor, tenant_id).await?;
-        if let Some(sub_id) = row.stripe_subscription_id.clone() {
-            check(&row)?;
-            let state = api.resume(&sub_id, Uuid::new_v4()).await?;
-            return mirror_answer(app, actor, tenant_id, "RESUME", state).await;
+        let how = (ProviderCall::Resume, check);
+        if let Some(row) = through_provider(&app.db, api, actor, tenant_id, how).await? {
+            app.tenant_changed(tenant_id).await;
+            return Ok(row);
         }
     }
     change_subscription(app, actor, tenant_id, "RESUME", move |s, _| {

@@ -19,8 +19,8 @@ use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
 
-use crate::app::App;
-use crate::db::Scope;
+use super::payments::Payments;
+use crate::db::{Db, Scope};
 use crate::error::AppResult;
 use crate::ids::TenantId;
 
@@ -52,12 +52,11 @@ pub struct ReportSummary {
 
 /// Records new report targets and sends every pending report. In LOCAL mode nothing is
 /// recorded or sent.
-pub async fn report(app: &App) -> AppResult<ReportSummary> {
-    let Some(api) = app.payments.as_deref() else {
+pub async fn report(db: &Db, api: Option<&dyn Payments>) -> AppResult<ReportSummary> {
+    let Some(api) = api else {
         return Ok(ReportSummary::default());
     };
-    let pending: Vec<Pending> = app
-        .db
+    let pending: Vec<Pending> = db
         .scoped(Scope::Platform("usage_report"), |c| {
             async move {
                 diesel::sql_query(
@@ -109,7 +108,7 @@ pub async fn report(app: &App) -> AppResult<ReportSummary> {
             None => summary.reported += 1,
             Some(_) => summary.failed += 1,
         }
-        app.db
+        db
             .scoped(Scope::Platform("usage_report"), |c| {
                 async move {
                     diesel::sql_query(

@@ -142,7 +142,11 @@ async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<(u64, Vec<TenantId>
         // These two work in their own transactions (one per Stripe call or event), under
         // this job's lock; each unit is idempotent, so an interrupted run leaves nothing half
         // done.
-        Job::UsageReporting => count(crate::billing::usage::report(app).await?.reported as u64),
+        Job::UsageReporting => count(
+            crate::billing::usage::report(&app.db, app.payments.as_deref())
+                .await?
+                .reported as u64,
+        ),
         Job::WebhookRetry => {
             let due = crate::billing::events::due(c, chrono::Utc::now(), 100).await?;
             let mut n = 0;

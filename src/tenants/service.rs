@@ -223,9 +223,9 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
     // tenant id is the Idempotency-Key). If Stripe refuses, the tenant is removed again, so a
     // failed creation keeps nothing; a crash in between leaves a tenant without a customer,
     // which Checkout creates on first use (`billing::checkout::ensure_customer`).
-    let tenant = match app.payments.is_some() {
-        false => tenant,
-        true => match crate::billing::checkout::ensure_customer(app, &tenant).await {
+    let tenant = match app.payments.as_deref() {
+        None => tenant,
+        Some(api) => match crate::billing::checkout::ensure_customer(&app.db, api, &tenant).await {
             Ok(customer) => TenantRow {
                 stripe_customer_id: Some(customer),
                 ..tenant

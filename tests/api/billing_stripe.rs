@@ -911,7 +911,9 @@ async fn soft_overage_is_reported_to_stripe_once() {
     // Tenant admins may run a SOFT quota into overage (members only up to its limit).
     app.record_usage(&t.admin, &resource, 8).await.ok();
 
-    let report = tenantry::billing::usage::report(&app.app).await.unwrap();
+    let report = tenantry::billing::usage::report(&app.app.db, app.app.payments.as_deref())
+        .await
+        .unwrap();
     assert_eq!(report.reported, 1);
     let sent = fake.requests_to("POST", "/v1/billing/meter_events");
     assert_eq!(sent.len(), 1);
@@ -928,7 +930,9 @@ async fn soft_overage_is_reported_to_stripe_once() {
     assert_eq!(sent[0].idempotency_key.as_deref(), Some(first_id.as_str()));
 
     // Nothing new: nothing sent.
-    tenantry::billing::usage::report(&app.app).await.unwrap();
+    tenantry::billing::usage::report(&app.app.db, app.app.payments.as_deref())
+        .await
+        .unwrap();
     assert_eq!(
         fake.requests_to("POST", "/v1/billing/meter_events").len(),
         1
@@ -937,10 +941,14 @@ async fn soft_overage_is_reported_to_stripe_once() {
     // More overage while Stripe is down: the same pending report is resent once it is back.
     app.record_usage(&t.admin, &resource, 2).await.ok();
     fake.fail_with(500, "down");
-    let r = tenantry::billing::usage::report(&app.app).await.unwrap();
+    let r = tenantry::billing::usage::report(&app.app.db, app.app.payments.as_deref())
+        .await
+        .unwrap();
     assert_eq!(r.failed, 1);
     fake.heal();
-    let r = tenantry::billing::usage::report(&app.app).await.unwrap();
+    let r = tenantry::billing::usage::report(&app.app.db, app.app.payments.as_deref())
+        .await
+        .unwrap();
     assert_eq!(r.reported, 1);
     let sent = fake.requests_to("POST", "/v1/billing/meter_events");
     assert_eq!(sent.len(), 3);
