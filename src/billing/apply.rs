@@ -225,14 +225,7 @@ pub async fn mirror(
             .unwrap_or(after);
     }
     if m.status == SubscriptionStatus::Active {
-        lifecycle::apply(
-            c,
-            actor,
-            tenant,
-            Transition::PaymentReceived,
-            payment_received(),
-        )
-        .await?;
+        payment_received(c, actor, tenant).await?;
     }
     let view = |s: &SubscriptionRow| json!({ "status": s.status, "planId": s.plan_id, "cancelAtPeriodEnd": s.cancel_at_period_end, "gracePeriodEnd": s.grace_period_end });
     let (b, a) = (view(&before.row), view(&after));
@@ -360,14 +353,7 @@ async fn invoice(
             let after = store::update_subscription(c, tenant.id, &ch).await?;
             store::set_payment_outcome(c, tenant.id, outcome).await?;
             if after.status == SubscriptionStatus::Active {
-                lifecycle::apply(
-                    c,
-                    actor,
-                    tenant,
-                    Transition::PaymentReceived,
-                    payment_received(),
-                )
-                .await?;
+                payment_received(c, actor, tenant).await?;
             }
             let before =
                 json!({ "status": stored.status, "gracePeriodEnd": stored.grace_period_end });
@@ -378,9 +364,11 @@ async fn invoice(
     Ok(())
 }
 
-/// The audit metadata of a suspension lifted by a payment.
-fn payment_received() -> Value {
-    json!({ "source": "stripe", "reason": "payment received" })
+/// A paid subscription lifts the tenant's suspension for nonpayment (and only that one).
+async fn payment_received(c: &mut Conn, actor: &Actor, tenant: &TenantRow) -> AppResult<()> {
+    let metadata = json!({ "source": "stripe", "reason": "payment received" });
+    lifecycle::apply(c, actor, tenant, Transition::PaymentReceived, metadata).await?;
+    Ok(())
 }
 
 async fn record(
