@@ -14,6 +14,7 @@ mod architecture;
 mod audit_trail;
 mod auth;
 mod billing_local;
+mod billing_payments;
 mod billing_stripe;
 mod billing_versions;
 mod config_bounds;
