@@ -90,6 +90,7 @@ macro_rules! id_type {
 
 id_type!(TenantId, "tenant");
 id_type!(PlanId, "plan");
+id_type!(IntentId, "plan change intent");
 
 #[cfg(test)]
 mod tests {

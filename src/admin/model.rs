@@ -2,6 +2,8 @@
 
 use diesel::sql_types::{BigInt, Text};
 
+use crate::plans::model::BillingCycle;
+
 /// A count per key (a status, a plan slug).
 #[derive(diesel::QueryableByName, Debug, Clone, PartialEq, Eq)]
 pub struct Counted {
@@ -17,7 +19,7 @@ pub struct PricedSubscriptions {
     #[diesel(sql_type = Text)]
     pub currency: String,
     #[diesel(sql_type = Text)]
-    pub billing_cycle: String,
+    pub billing_cycle: BillingCycle,
     #[diesel(sql_type = BigInt)]
     pub amount: i64,
     #[diesel(sql_type = BigInt)]

@@ -9,11 +9,14 @@ use scoped_futures::ScopedFutureExt;
 use super::model::{Counted, PricedSubscriptions};
 use super::store;
 use crate::auth::{Actor, Role};
+use crate::billing::model::SubscriptionStatus;
 use crate::db::{Db, Scope};
 use crate::error::AppResult;
+use crate::plans::model::BillingCycle;
 
 /// Subscription statuses that bring recurring revenue.
-pub const RECURRING_STATUSES: [&str; 2] = ["ACTIVE", "PAST_DUE"];
+pub const RECURRING_STATUSES: [SubscriptionStatus; 2] =
+    [SubscriptionStatus::Active, SubscriptionStatus::PastDue];
 /// The window of `alerts_last_24h`.
 const ALERT_WINDOW_HOURS: i32 = 24;
 
@@ -34,9 +37,9 @@ pub struct PlatformStats {
 pub fn mrr(priced: &[PricedSubscriptions]) -> Vec<(String, i64)> {
     let mut by_currency = BTreeMap::<String, i64>::new();
     for p in priced {
-        let monthly = match p.billing_cycle.as_str() {
-            "YEARLY" => p.amount / 12,
-            _ => p.amount,
+        let monthly = match p.billing_cycle {
+            BillingCycle::Yearly => p.amount / 12,
+            BillingCycle::Monthly => p.amount,
         };
         *by_currency.entry(p.currency.clone()).or_default() += monthly * p.n;
     }
@@ -74,16 +77,16 @@ mod tests {
 
     #[test]
     fn yearly_prices_count_a_twelfth_per_subscription() {
-        let p = |currency: &str, cycle: &str, amount, n| PricedSubscriptions {
+        let p = |currency: &str, cycle, amount, n| PricedSubscriptions {
             currency: currency.into(),
-            billing_cycle: cycle.into(),
+            billing_cycle: cycle,
             amount,
             n,
         };
         let rows = [
-            p("eur", "MONTHLY", 1000, 2),
-            p("usd", "MONTHLY", 2900, 1),
-            p("usd", "YEARLY", 29_005, 2),
+            p("eur", BillingCycle::Monthly, 1000, 2),
+            p("usd", BillingCycle::Monthly, 2900, 1),
+            p("usd", BillingCycle::Yearly, 29_005, 2),
         ];
         assert_eq!(
             mrr(&rows),

@@ -5,6 +5,7 @@ use diesel::sql_types::{Array, Integer, Text};
 use diesel_async::RunQueryDsl;
 
 use super::model::{Counted, PricedSubscriptions};
+use crate::billing::model::SubscriptionStatus;
 use crate::db::Conn;
 
 async fn counted(c: &mut Conn, sql: &str) -> diesel::QueryResult<Vec<Counted>> {
@@ -48,7 +49,7 @@ pub async fn subscriptions_by_status(c: &mut Conn) -> diesel::QueryResult<Vec<Co
 /// (the plan's price in the tenant's region for the subscription's cycle).
 pub async fn priced_subscriptions(
     c: &mut Conn,
-    statuses: &[&str],
+    statuses: &[SubscriptionStatus],
 ) -> diesel::QueryResult<Vec<PricedSubscriptions>> {
     diesel::sql_query(
         "select pp.currency, s.billing_cycle, pp.amount, count(*) as n

@@ -17,7 +17,7 @@ use crate::audit;
 use crate::auth::Actor;
 use crate::db::Conn;
 use crate::error::{AppError, AppResult};
-use crate::ids::{PlanId, TenantId};
+use crate::ids::{IntentId, PlanId, TenantId};
 use crate::tenants::lifecycle::{self, Transition};
 use crate::tenants::model::TenantRow;
 use crate::{plans, tenants};
@@ -245,6 +245,7 @@ async fn complete_intent(
         .metadata
         .get("plan_change_intent")
         .and_then(|v| Uuid::parse_str(v).ok())
+        .map(IntentId::from)
     else {
         return Ok(());
     };

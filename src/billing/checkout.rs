@@ -47,7 +47,10 @@ pub async fn start(
         return checkout_stripe(&app.db, api, actor, choice, urls).await;
     }
     let (i, _, _) = change_plan(app, actor, tenant_id, plan_slug, cycle).await?;
-    Ok((format!("local_{}", i.id.simple()), urls.success.to_owned()))
+    Ok((
+        format!("local_{}", i.id.as_uuid().simple()),
+        urls.success.to_owned(),
+    ))
 }
 
 /// `createCheckoutSession` with Stripe: a subscription-mode Checkout session for the tenant's

@@ -4,19 +4,17 @@
 use async_graphql::connection::Connection;
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::graphql::{intent_view, PlanChangeIntent};
 use super::inbox::{self, EventFilter, EventRow};
 use super::model::EventStatus;
 use super::plan_change;
 use crate::auth::Role;
-use crate::error::AppError;
 use crate::graphql::context::CtxExt;
 use crate::graphql::guards::RequireRole;
 use crate::graphql::pagination::{connection, page_args, Cursor, TotalCount};
 use crate::graphql::target_tenant;
-use crate::ids::TenantId;
+use crate::ids::{IntentId, TenantId};
 
 /// One Stripe event as received, with its processing outcome.
 #[derive(SimpleObject)]
@@ -103,8 +101,7 @@ impl WebhookEventQuery {
     #[graphql(guard = "RequireRole(Role::TenantMember)")]
     async fn plan_change_intent(&self, ctx: &Context<'_>, id: ID) -> Result<PlanChangeIntent> {
         let tenant_id = target_tenant(ctx, None)?;
-        let intent_id = Uuid::parse_str(id.as_str())
-            .map_err(|_| AppError::bad_input("id", "must be a UUID"))?;
+        let intent_id = IntentId::parse("id", id.as_str())?;
         let actor = ctx.req().actor();
         let (i, from, to) =
             plan_change::intent(&ctx.req().db, &actor, tenant_id, intent_id).await?;

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::db::schema::{billing_subscriptions, invoices, plan_change_intents};
 use crate::db::text_enum::text_enum;
-use crate::ids::{PlanId, TenantId};
+use crate::ids::{IntentId, PlanId, TenantId};
 use crate::plans::model::BillingCycle;
 
 #[derive(Queryable, Selectable, Insertable, Debug, Clone)]
@@ -48,7 +48,7 @@ pub struct InvoiceRow {
 #[diesel(table_name = plan_change_intents, check_for_backend(diesel::pg::Pg))]
 pub struct IntentRow {
     pub tenant_id: TenantId,
-    pub id: Uuid,
+    pub id: IntentId,
     pub from_plan_id: PlanId,
     pub to_plan_id: PlanId,
     pub billing_cycle: BillingCycle,

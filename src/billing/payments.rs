@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
 use crate::error::AppResult;
-use crate::ids::TenantId;
+use crate::ids::{IntentId, TenantId};
 
 /// Stripe's state of one subscription, as Tenantry mirrors it. Built from API answers and from
 /// webhook payloads alike.
@@ -81,7 +81,7 @@ pub trait Payments: Send + Sync {
         &'a self,
         sub: &'a SubscriptionState,
         price_id: &'a str,
-        intent_id: Uuid,
+        intent_id: IntentId,
     ) -> BoxFuture<'a, AppResult<SubscriptionState>>;
 
     /// The prorated amount and currency of switching to `price_id` now.

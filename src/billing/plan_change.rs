@@ -5,7 +5,6 @@
 use chrono::{DateTime, Duration, Utc};
 use scoped_futures::ScopedFutureExt;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 use super::model::{IntentRow, IntentStatus};
 use super::payments::Payments;
@@ -17,7 +16,7 @@ use crate::audit;
 use crate::auth::{Actor, Role};
 use crate::db::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
-use crate::ids::{PlanId, TenantId};
+use crate::ids::{IntentId, PlanId, TenantId};
 use crate::plans;
 use crate::plans::model::{BillingCycle, PlanRow};
 use crate::tenants::lifecycle::lock_live;
@@ -42,7 +41,7 @@ async fn open_intent(
         .ok_or_else(|| AppError::not_found("plan"))?;
     let row = IntentRow {
         tenant_id: tenant.id,
-        id: Uuid::now_v7(),
+        id: IntentId::now_v7(),
         from_plan_id: from.id,
         to_plan_id: to.id,
         billing_cycle: cycle,
@@ -114,7 +113,7 @@ pub async fn intent(
     db: &Db,
     actor: &Actor,
     tenant_id: TenantId,
-    intent_id: Uuid,
+    intent_id: IntentId,
 ) -> AppResult<(IntentRow, PlanRow, PlanRow)> {
     let scope = target_scope(actor, tenant_id, "billing")?;
     db.scoped(scope, |c| {

@@ -11,7 +11,7 @@ use super::model::{
 };
 use crate::db::schema::{billing_subscriptions as subs, invoices, plan_change_intents as intents};
 use crate::db::Conn;
-use crate::ids::{PlanId, TenantId};
+use crate::ids::{IntentId, PlanId, TenantId};
 use crate::plans::model::BillingCycle;
 
 pub async fn insert_subscription(conn: &mut Conn, row: &SubscriptionRow) -> QueryResult<()> {
@@ -90,7 +90,7 @@ pub async fn insert_intent(conn: &mut Conn, row: &IntentRow) -> QueryResult<Inte
 pub async fn advance_intent(
     conn: &mut Conn,
     tenant_id: TenantId,
-    id: Uuid,
+    id: IntentId,
     version: i32,
     status: IntentStatus,
     error: Option<&str>,
@@ -162,7 +162,7 @@ pub async fn invoices_of(
 pub async fn intent(
     conn: &mut Conn,
     tenant_id: TenantId,
-    id: Uuid,
+    id: IntentId,
 ) -> QueryResult<Option<IntentRow>> {
     intents::table
         .filter(intents::tenant_id.eq(tenant_id))
@@ -176,7 +176,7 @@ pub async fn intent(
 pub async fn set_intent_subscription(
     conn: &mut Conn,
     tenant_id: TenantId,
-    id: Uuid,
+    id: IntentId,
     stripe_subscription_id: &str,
 ) -> QueryResult<()> {
     diesel::update(

@@ -30,7 +30,7 @@ use futures_util::future::BoxFuture;
 use super::payments::{ts, CheckoutRequest, InvoiceState, Payments, SubscriptionState};
 use crate::config::Settings;
 use crate::error::{AppError, AppResult};
-use crate::ids::TenantId;
+use crate::ids::{IntentId, TenantId};
 
 impl From<Subscription> for SubscriptionState {
     fn from(s: Subscription) -> Self {
@@ -162,7 +162,7 @@ impl StripeApi {
         &self,
         sub: &SubscriptionState,
         price_id: &str,
-        intent_id: Uuid,
+        intent_id: IntentId,
     ) -> AppResult<SubscriptionState> {
         let item = UpdateSubscriptionItems {
             id: sub.item_id.clone(),
@@ -357,7 +357,7 @@ impl Payments for StripeApi {
         &'a self,
         sub: &'a SubscriptionState,
         price_id: &'a str,
-        intent_id: Uuid,
+        intent_id: IntentId,
     ) -> BoxFuture<'a, AppResult<SubscriptionState>> {
         Box::pin(StripeApi::change_price(self, sub, price_id, intent_id))
     }

@@ -61,7 +61,7 @@ impl Payments for Recording {
         &'a self,
         sub: &'a SubscriptionState,
         _: &'a str,
-        _: Uuid,
+        _: tenantry::ids::IntentId,
     ) -> BoxFuture<'a, AppResult<SubscriptionState>> {
         Box::pin(async move { Ok(sub.clone()) })
     }
