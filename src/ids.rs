@@ -42,7 +42,7 @@ macro_rules! id_type {
             pub fn parse(field: &'static str, s: &str) -> AppResult<Self> {
                 Uuid::parse_str(s)
                     .map($name)
-                    .map_err(|_| AppError::bad_input(field, "must be a UUID"))
+                    .map_err(|_| AppError::bad_input(field, format!("{field} must be a UUID")))
             }
 
             /// The bare UUID, for an API that takes any entity's id (audit `entityId`, export).

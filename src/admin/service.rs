@@ -33,17 +33,22 @@ pub struct PlatformStats {
     pub webhook_failures: i64,
 }
 
-/// Monthly recurring revenue per currency of the priced subscriptions.
+/// Monthly recurring revenue per currency of the priced subscriptions (summed in i128, so
+/// no overflow; a sum beyond i64 saturates instead of wrapping).
 pub fn mrr(priced: &[PricedSubscriptions]) -> Vec<(String, i64)> {
-    let mut by_currency = BTreeMap::<String, i64>::new();
+    let mut by_currency = BTreeMap::<String, i128>::new();
     for p in priced {
         let monthly = match p.billing_cycle {
             BillingCycle::Yearly => p.amount / 12,
             BillingCycle::Monthly => p.amount,
         };
-        *by_currency.entry(p.currency.clone()).or_default() += monthly * p.n;
+        *by_currency.entry(p.currency.clone()).or_default() += monthly as i128 * p.n as i128;
     }
-    by_currency.into_iter().collect()
+    let clamp = |v: i128| v.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+    by_currency
+        .into_iter()
+        .map(|(c, v)| (c, clamp(v)))
+        .collect()
 }
 
 pub async fn platform_stats(db: &Db, actor: &Actor) -> AppResult<PlatformStats> {

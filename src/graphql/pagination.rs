@@ -108,8 +108,13 @@ pub fn page_args<Id: CursorId>(
     first: Option<i32>,
     after: Option<&str>,
 ) -> Result<PageArgs<Id>, AppError> {
-    let after = after.map(Cursor::<Id>::decode_cursor).transpose()?;
-    PageArgs::new(first, after.map(|c| c.0), wants_total(ctx))
+    // `first` is checked before the cursor is read, as every list did before this helper.
+    let mut page = PageArgs::new(first, None, wants_total(ctx))?;
+    page.after = after
+        .map(Cursor::<Id>::decode_cursor)
+        .transpose()?
+        .map(|c| c.0);
+    Ok(page)
 }
 
 /// The connection of `page`: `key` gives each row's cursor key, `nodes` turns the page's rows

@@ -258,3 +258,55 @@ async fn a_purged_tenants_audit_trail_outlives_it_until_retention() {
     ));
     assert_eq!(count(&mut db, &trail).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_actor_type_the_code_can_write_is_accepted_by_the_table() {
+    use scoped_futures::ScopedFutureExt;
+    use tenantry::auth::{Actor, ActorType};
+    use tenantry::db::Scope;
+    let app = TestApp::spawn().await;
+    let kinds = [
+        ActorType::User,
+        ActorType::Admin,
+        ActorType::Webhook,
+        ActorType::System,
+        ActorType::Service,
+        ActorType::Anonymous,
+    ];
+    for kind in kinds {
+        let actor = Actor {
+            kind,
+            id: Some("actor-type-check".into()),
+            role: None,
+            tenant_id: None,
+            request_id: None,
+        };
+        app.app
+            .db
+            .scoped(Scope::Platform("test"), |c| {
+                async move {
+                    let change = tenantry::audit::Change {
+                        tenant_id: None,
+                        entity_type: "test",
+                        entity_id: "actor-type".into(),
+                        action: "CHECK",
+                        before: Value::Null,
+                        after: Value::Null,
+                        metadata: json!({}),
+                    };
+                    tenantry::audit::record(c, &actor, change).await?;
+                    Ok(())
+                }
+                .scope_boxed()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+    }
+    let mut c = app.db.superuser().await;
+    let n = count(
+        &mut c,
+        "select count(distinct actor_type) as n from audit_logs where entity_id = 'actor-type'",
+    )
+    .await;
+    assert_eq!(n, kinds.len() as i64);
+}

@@ -354,6 +354,13 @@ async fn tenants_are_a_relay_connection() {
         )
         .await;
     assert_eq!(resp.ok()["tenants"]["totalCount"], 2);
+    // The count is asked for through a fragment (and an inline fragment): still counted.
+    let frag = "query($f: TenantFilter) { tenants(first: 1, filter: $f) { ...C } }
+        fragment C on TenantConnection { ... on TenantConnection { totalCount } }";
+    let resp = app
+        .gql(Some(&admin), frag, json!({ "f": { "search": "page-" } }))
+        .await;
+    assert_eq!(resp.ok()["tenants"]["totalCount"], 5);
     app.gql(
         Some(&admin),
         "{ tenants(first: 1000) { totalCount } }",
