@@ -7,4 +7,4 @@ pub mod model;
 pub mod service;
 pub mod store;
 
-pub use store::{record, Change};
+pub use store::{record, record_many, Change};

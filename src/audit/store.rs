@@ -66,6 +66,27 @@ impl<'a> Change<'a> {
 }
 
 pub async fn record(conn: &mut Conn, actor: &Actor, change: Change<'_>) -> QueryResult<()> {
+    record_many(conn, actor, vec![change]).await
+}
+
+/// Several changes by one actor, in one statement.
+pub async fn record_many(
+    conn: &mut Conn,
+    actor: &Actor,
+    changes: Vec<Change<'_>>,
+) -> QueryResult<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<NewAuditLog> = changes.into_iter().map(|c| row(actor, c)).collect();
+    diesel::insert_into(audit_logs::table)
+        .values(rows)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+fn row<'a>(actor: &'a Actor, change: Change<'a>) -> NewAuditLog<'a> {
     let mut metadata = match change.metadata {
         Value::Object(m) => m,
         _ => serde_json::Map::new(),
@@ -76,21 +97,17 @@ pub async fn record(conn: &mut Conn, actor: &Actor, change: Change<'_>) -> Query
     if let Some(role) = actor.role {
         metadata.insert("role".into(), json!(role.as_str()));
     }
-    diesel::insert_into(audit_logs::table)
-        .values(NewAuditLog {
-            id: Uuid::now_v7(),
-            tenant_id: change.tenant_id,
-            entity_type: change.entity_type,
-            entity_id: change.entity_id,
-            action: change.action,
-            actor_type: actor.kind.as_str(),
-            actor_id: actor.id.as_deref(),
-            changes: json!({ "before": change.before, "after": change.after }),
-            metadata: Value::Object(metadata),
-        })
-        .execute(conn)
-        .await?;
-    Ok(())
+    NewAuditLog {
+        id: Uuid::now_v7(),
+        tenant_id: change.tenant_id,
+        entity_type: change.entity_type,
+        entity_id: change.entity_id,
+        action: change.action,
+        actor_type: actor.kind.as_str(),
+        actor_id: actor.id.as_deref(),
+        changes: json!({ "before": change.before, "after": change.after }),
+        metadata: Value::Object(metadata),
+    }
 }
 
 /// Newest first, keyset on (created_at, id) descending.

@@ -15,8 +15,12 @@ use crate::ids::{IntentId, PlanId, TenantId};
 use crate::plans::model::BillingCycle;
 
 pub async fn insert_subscription(conn: &mut Conn, row: &SubscriptionRow) -> QueryResult<()> {
+    insert_subscriptions(conn, std::slice::from_ref(row)).await
+}
+
+pub async fn insert_subscriptions(conn: &mut Conn, rows: &[SubscriptionRow]) -> QueryResult<()> {
     diesel::insert_into(subs::table)
-        .values(row)
+        .values(rows)
         .on_conflict_do_nothing()
         .execute(conn)
         .await?;

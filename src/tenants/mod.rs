@@ -1,6 +1,7 @@
 //! Tenants (SPEC §4 "Tenant"): creation with provisioning, updates, and the lifecycle
 //! suspend → reactivate, soft delete → restore.
 
+pub mod bulk;
 pub mod domains;
 pub mod export;
 pub mod graphql;

@@ -120,7 +120,7 @@ fn unique_violation(err: DieselError) -> AppError {
     err.into()
 }
 
-fn audit_view(t: &TenantRow) -> Value {
+pub(super) fn audit_view(t: &TenantRow) -> Value {
     json!({
         "name": t.name, "slug": t.slug, "domain": t.domain, "status": t.status,
         "planId": t.plan_id, "ownerId": t.owner_id, "settings": t.settings,

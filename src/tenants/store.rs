@@ -37,6 +37,17 @@ pub async fn find_by_domain(conn: &mut Conn, domain: &str) -> QueryResult<Option
         .optional()
 }
 
+/// Inserts the tenants whose slug is free; returns the inserted rows (others are skipped).
+pub async fn insert_new(conn: &mut Conn, rows: &[NewTenant]) -> QueryResult<Vec<TenantRow>> {
+    diesel::insert_into(tenants::table)
+        .values(rows)
+        .on_conflict(tenants::slug)
+        .do_nothing()
+        .returning(TenantRow::as_returning())
+        .get_results(conn)
+        .await
+}
+
 pub async fn insert(conn: &mut Conn, new: &NewTenant) -> QueryResult<TenantRow> {
     diesel::insert_into(tenants::table)
         .values(new)

@@ -37,6 +37,7 @@ mod rate_limits;
 mod ready;
 mod scheduler;
 mod schema_drift;
+mod seed_bulk;
 mod sql_statements;
 mod stripe_python;
 mod subscriptions;
