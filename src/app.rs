@@ -133,8 +133,15 @@ impl App {
             .await;
     }
 
-    /// Drops every cached resolution, feature set and configuration of this instance.
+    /// The plan catalogue changed: every instance drops its cached plans.
+    pub async fn plans_changed(&self) {
+        self.plans.invalidate_all();
+        self.bus.publish(Event::PlansChanged).await;
+    }
+
+    /// Drops every cached resolution, plan, feature set and configuration of this instance.
     pub fn drop_caches(&self) {
+        self.plans.invalidate_all();
         self.tenant_cache.invalidate_all();
         self.previews.invalidate_all();
         self.features.invalidate_all();
@@ -239,6 +246,7 @@ async fn apply_events(app: std::sync::Weak<App>) {
             }
             Ok(Event::FeaturesChanged { tenant_id }) => app.features.invalidate(tenant_id).await,
             Ok(Event::ConfigChanged { tenant_id }) => app.configs.invalidate(tenant_id).await,
+            Ok(Event::PlansChanged) => app.plans.invalidate_all(),
             Ok(Event::QuotaAlert(_)) => {}
             Ok(Event::Resync) => app.drop_caches(),
             // Missed events: drop everything rather than serve stale entries.

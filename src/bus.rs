@@ -53,6 +53,8 @@ pub enum Event {
     FeaturesChanged { tenant_id: TenantId },
     /// A tenant's configuration changed.
     ConfigChanged { tenant_id: TenantId },
+    /// The plan catalogue changed (plans are cached by id on every instance).
+    PlansChanged,
     /// A quota threshold was crossed (the row is already committed).
     QuotaAlert(AlertEvent),
     /// Some events reached only their own instance (Redis was down when they were

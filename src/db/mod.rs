@@ -45,12 +45,26 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn settings(&self) -> (String, &'static str) {
-        match self {
+    /// The statements that open a unit of work in this scope, sent as ONE simple-protocol
+    /// message (one round trip): `BEGIN`, then the scope set transaction-locally
+    /// (`set_config(.., true)`), so a pooled connection never carries it to the next user.
+    /// The only value spliced in is a typed [`TenantId`] (a UUID's canonical text), never
+    /// caller input.
+    fn begin_sql(&self, snapshot: bool) -> String {
+        let (tenant, bypass) = match self {
             Scope::Tenant(id) => (id.to_string(), "off"),
             Scope::Platform(_) => (String::new(), "on"),
             Scope::Anonymous => (String::new(), "off"),
-        }
+        };
+        // REPEATABLE READ must be chosen before any other statement of the transaction.
+        let begin = if snapshot {
+            "begin isolation level repeatable read, read only"
+        } else {
+            "begin"
+        };
+        format!(
+            "{begin}; select set_config('app.tenant_id', '{tenant}', true), set_config('app.bypass_rls', '{bypass}', true)"
+        )
     }
 }
 
@@ -134,25 +148,18 @@ impl Db {
         }
         let mut conn = self.pool.get().await?;
         conn.set_instrumentation(stats::StatementCounter::new(self.stats.clone()));
-        let (tenant, bypass) = scope.settings();
         let conn: &mut Conn = &mut conn;
-        AnsiTransactionManager::begin_transaction(conn).await?;
-        let result = async {
-            if snapshot {
-                // Before any other statement of the transaction, as PostgreSQL requires.
-                conn.batch_execute("set transaction isolation level repeatable read, read only")
-                    .await?;
-            }
-            diesel::sql_query(
-                "select set_config('app.tenant_id', $1, true), set_config('app.bypass_rls', $2, true)",
-            )
-            .bind::<Text, _>(tenant)
-            .bind::<Text, _>(bypass)
-            .execute(&mut *conn)
-            .await?;
-            f(&mut *conn).await
+        if let Err(err) =
+            AnsiTransactionManager::begin_transaction_sql(conn, &scope.begin_sql(snapshot)).await
+        {
+            // The message may have opened the transaction before failing: close it, or the
+            // pool would hand out a connection inside an aborted transaction. If even that
+            // fails the connection is broken and the pool discards it.
+            let _ = conn.batch_execute("rollback").await;
+            conn.set_instrumentation(stats::StatementCounter::new(None));
+            return Err(err.into());
         }
-        .await;
+        let result = f(&mut *conn).await;
         // Back in the pool, the connection counts for nobody.
         let outcome = match result {
             Ok(value) => AnsiTransactionManager::commit_transaction(conn)

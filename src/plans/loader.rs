@@ -28,12 +28,10 @@ impl Loader<PlanById> for DbLoader {
     type Value = PlanRow;
     type Error = AppError;
 
+    /// Through the plan cache: plans are global and change rarely.
     async fn load(&self, keys: &[PlanById]) -> Result<HashMap<PlanById, PlanRow>, AppError> {
-        let ids = ids(keys, |k| k.0);
-        let rows = self
-            .run(|c| async move { Ok(store::by_ids(c, &ids).await?) }.scope_boxed())
-            .await?;
-        Ok(rows.into_iter().map(|p| (PlanById(p.id), p)).collect())
+        let plans = self.app.plans.many(&self.db, &ids(keys, |k| k.0)).await?;
+        Ok(plans.into_iter().map(|(id, p)| (PlanById(id), p)).collect())
     }
 }
 

@@ -14,7 +14,7 @@ use super::model::{
 use super::store::{self, TenantChanges};
 use crate::app::App;
 use crate::audit;
-use crate::auth::resolve::keys_of;
+use crate::auth::resolve::{keys_of, TenantCache};
 use crate::auth::{cross_tenant_denied, Actor, Role};
 use crate::db::page::{Page, PageArgs};
 use crate::db::{Db, Scope};
@@ -66,6 +66,19 @@ pub async fn get(db: &Db, actor: &Actor, id: TenantId) -> AppResult<TenantRow> {
         })
         .await?;
     visible(actor, row)
+}
+
+/// Like [`get`], answered from the resolution cache, which every change of the tenant
+/// invalidates on every instance (`App::tenant_changed`): the caller's own tenant, read on
+/// most requests, costs no query.
+pub async fn get_cached(
+    cache: &TenantCache,
+    db: &Db,
+    actor: &Actor,
+    id: TenantId,
+) -> AppResult<TenantRow> {
+    target_scope(actor, id, "tenant_read")?;
+    visible(actor, cache.by_id(db, id).await?)
 }
 
 pub async fn get_by_slug(db: &Db, actor: &Actor, slug: &str) -> AppResult<TenantRow> {

@@ -15,8 +15,8 @@
 //! Increments of one (tenant, resource) always go to the same writer, so writers never wait on
 //! each other's row locks.
 //!
-//! Files: `writer` (the writer tasks and the batch transaction), `group` (the set-based path:
-//! all increments of one (tenant, resource) in a handful of statements), `one` (the
+//! Files: `writer` (the writer tasks and the batch transaction), `batch` (the set-based path:
+//! all increments of a batch, across tenants, in one statement per table), `one` (the
 //! one-by-one path the writer falls back to when a batch fails). The SQL shared by both
 //! paths (the quota cap, the hourly roll-up) lives here.
 
@@ -58,7 +58,7 @@ macro_rules! usage_cap_sql {
     };
 }
 
-mod group;
+mod batch;
 mod one;
 mod writer;
 

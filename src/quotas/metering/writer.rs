@@ -10,7 +10,7 @@ use chrono::Utc;
 use scoped_futures::ScopedFutureExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::group::record_group;
+use super::batch::record_all;
 use super::one::record_one;
 use super::{add_hourly, validate, ItemResult, UsageOutcome, UsageRequest, MAX_BATCH};
 use crate::bus::{Bus, Event};
@@ -110,11 +110,21 @@ async fn writer(db: Db, bus: Arc<Bus>, mut rx: mpsc::Receiver<Job>) {
 
 /// One transaction for the whole batch. Item-level refusals (quota exceeded, unknown
 /// resource) are answers, not failures; a database error fails the batch (nothing committed).
+/// The set-based path serves every tenant of the batch at once (platform scope, see
+/// `batch`); the one-by-one fallback switches the tenant scope per tenant, as RLS expects.
 async fn commit_batch(
     db: &Db,
     requests: Vec<UsageRequest>,
     set_based: bool,
 ) -> AppResult<Vec<ItemResult>> {
+    let now = Utc::now();
+    if set_based {
+        return db
+            .scoped(Scope::Platform("usage_batch"), |conn| {
+                async move { record_all(conn, &requests, now).await }.scope_boxed()
+            })
+            .await;
+    }
     db.scoped(Scope::Anonymous, |conn| {
         async move {
             // Group by tenant (keeping each tenant's order) so the scope switches once per tenant.
@@ -128,31 +138,8 @@ async fn commit_batch(
                 by_tenant.get_mut(&r.tenant_id).expect("inserted").push(i);
             }
             let mut results: Vec<Option<ItemResult>> = (0..requests.len()).map(|_| None).collect();
-            let now = Utc::now();
             for tenant in order {
                 switch_tenant_scope(conn, tenant).await?;
-                if set_based {
-                    // Per resource, in arrival order: a handful of statements per group.
-                    let mut resources: Vec<&str> = Vec::new();
-                    let mut by_resource: HashMap<&str, Vec<usize>> = HashMap::new();
-                    for &i in &by_tenant[&tenant] {
-                        let r = requests[i].resource.as_str();
-                        by_resource.entry(r).or_insert_with(|| {
-                            resources.push(r);
-                            Vec::new()
-                        });
-                        by_resource.get_mut(r).expect("inserted").push(i);
-                    }
-                    for resource in resources {
-                        let idx = &by_resource[resource];
-                        for (i, res) in
-                            record_group(conn, tenant, resource, &requests, idx, now).await?
-                        {
-                            results[i] = Some(res);
-                        }
-                    }
-                    continue;
-                }
                 let mut hourly: HashMap<String, i64> = HashMap::new();
                 for &i in &by_tenant[&tenant] {
                     let r = &requests[i];

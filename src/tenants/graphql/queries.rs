@@ -82,10 +82,15 @@ impl TenantQuery {
             (Some(_), Some(_)) => {
                 return Err(AppError::bad_input("id", "pass id or slug, not both").into())
             }
-            (Some(id), None) => service::get(&req.db, &actor, parse_id(&id)?).await?,
+            (Some(id), None) => {
+                service::get_cached(&ctx.app().tenant_cache, &req.db, &actor, parse_id(&id)?)
+                    .await?
+            }
             (None, Some(slug)) => service::get_by_slug(&req.db, &actor, &slug).await?,
             (None, None) => match req.tenant_id() {
-                Some(id) => service::get(&req.db, &actor, id).await?,
+                Some(id) => {
+                    service::get_cached(&ctx.app().tenant_cache, &req.db, &actor, id).await?
+                }
                 None => return Ok(None),
             },
         };
