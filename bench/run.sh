@@ -9,7 +9,8 @@
 #
 # Knobs: BENCH_TENANTS (1000), BENCH_SECS (10 per run), BENCH_CONNS (32 connections for the
 # queries), BENCH_METER_CONNS (64 for metering), BENCH_ROUNDS (2), BENCH_ONLY (a regex of run
-# names, e.g. 'meter'), BENCH_SKIP_BUILD=1.
+# names, e.g. 'meter|sockets'), BENCH_SOCKETS (10000), BENCH_BIN (a prebuilt binary to measure
+# instead of building this checkout, e.g. an older commit's).
 # Needs: PostgreSQL and Redis (started if stopped), wrk and pgbench (apt), node + npm (the peer's
 # packages are installed under ~/.cache/tenantry-bench, never in the repository).
 set -euo pipefail
@@ -54,11 +55,11 @@ if [ ! -d "$PEER_DIR/node_modules/postgraphile" ] || [ ! -d "$PEER_DIR/node_modu
     npm install --no-audit --no-fund --prefix "$PEER_DIR" postgraphile@4.14.1 jsonwebtoken@9.0.3 ws@8.18.3 >/dev/null
 fi
 
-if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
+BIN=${BENCH_BIN:-$TARGET/release/tenantry}
+if [ -z "${BENCH_BIN:-}" ]; then
     log "building the release binary"
     CARGO_TARGET_DIR=$TARGET cargo build --release --quiet
 fi
-BIN=$TARGET/release/tenantry
 
 psql_admin() { psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 
@@ -257,7 +258,7 @@ ratio() { # ratio <a> <b>
 p99() { [ -n "${P99[$1]:-}" ] && printf '%.1f ms' "${P99[$1]}" || printf -- '-'; }
 
 echo
-echo "Tenantry $(git rev-parse --short HEAD) vs PostGraphile 4.14.1, $TENANTS tenants, $(nproc) cores," \
+echo "Tenantry ${BENCH_BIN:-$(git rev-parse --short HEAD)} vs PostGraphile 4.14.1, $TENANTS tenants, $(nproc) cores," \
     "wrk ${SECS}s × $ROUNDS rounds (best round), $(date -u +%Y-%m-%d)"
 echo "seed --tenants $TENANTS: ${seed_secs}s; RSS after the runs: Tenantry $(rss "$api_pid") MiB," \
     "PostGraphile $(rss "$peer_pid") MiB"
