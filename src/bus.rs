@@ -13,6 +13,7 @@
 //!   it is back: caches drop everything, and no instance serves stale entries for longer than
 //!   about one backoff step after a missed invalidation.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,8 +75,73 @@ pub struct AlertEvent {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// Delivery on this instance. Cache events go to every listener; a quota alert goes to the
+/// subscribers of its tenant (and to the all-tenants listeners of platform admins), so one
+/// alert wakes the sockets that asked for it, not every socket of the instance.
+struct Local {
+    events: broadcast::Sender<Event>,
+    alerts: std::sync::Mutex<AlertRoutes>,
+    all_alerts: broadcast::Sender<AlertEvent>,
+}
+
+#[derive(Default)]
+struct AlertRoutes {
+    by_tenant: HashMap<TenantId, broadcast::Sender<AlertEvent>>,
+    /// Size of `by_tenant` after the last sweep of tenants nobody listens to any more.
+    swept_at: usize,
+}
+
+/// Alerts a subscriber may fall behind by before it skips (and logs) the oldest.
+const ALERT_BACKLOG: usize = 256;
+
+impl Local {
+    fn new() -> Arc<Local> {
+        Arc::new(Local {
+            events: broadcast::channel(4096).0,
+            alerts: Default::default(),
+            all_alerts: broadcast::channel(4096).0,
+        })
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, AlertRoutes> {
+        self.alerts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn deliver(&self, event: Event) {
+        if let Event::QuotaAlert(alert) = &event {
+            if self.all_alerts.receiver_count() > 0 {
+                let _ = self.all_alerts.send(alert.clone());
+            }
+            let mut routes = self.routes();
+            if let Some(tx) = routes.by_tenant.get(&alert.tenant_id) {
+                if tx.send(alert.clone()).is_err() {
+                    routes.by_tenant.remove(&alert.tenant_id);
+                }
+            }
+        }
+        let _ = self.events.send(event);
+    }
+
+    fn alerts(&self, tenant: Option<TenantId>) -> broadcast::Receiver<AlertEvent> {
+        let Some(tenant) = tenant else {
+            return self.all_alerts.subscribe();
+        };
+        let mut routes = self.routes();
+        // Amortised sweep: tenants whose subscribers all left keep no channel.
+        if routes.by_tenant.len() >= 2 * routes.swept_at.max(64) {
+            routes.by_tenant.retain(|_, tx| tx.receiver_count() > 0);
+            routes.swept_at = routes.by_tenant.len();
+        }
+        routes
+            .by_tenant
+            .entry(tenant)
+            .or_insert_with(|| broadcast::channel(ALERT_BACKLOG).0)
+            .subscribe()
+    }
+}
+
 pub struct Bus {
-    local: broadcast::Sender<Event>,
+    local: Arc<Local>,
     /// The publisher task's queue; `None` without Redis.
     outbox: Option<mpsc::Sender<Event>>,
     /// Bumped whenever events may have been missed.
@@ -88,7 +154,7 @@ impl Bus {
     /// `prefix` namespaces the Redis channel (`<prefix>events`), so deployments or tests that
     /// share a Redis server do not hear each other.
     pub fn new(redis: Option<(RedisPool, redis::Client)>, prefix: &str) -> Bus {
-        let (local, _) = broadcast::channel(4096);
+        let local = Local::new();
         let (resync, _) = watch::channel(0);
         let channel = format!("{prefix}events");
         let subscribed = Arc::new(AtomicBool::new(redis.is_none()));
@@ -112,8 +178,14 @@ impl Bus {
         }
     }
 
+    /// Every event delivered on this instance (cache invalidations, alerts, resyncs).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.local.subscribe()
+        self.local.events.subscribe()
+    }
+
+    /// The quota alerts of one tenant, or of every tenant (`None`).
+    pub fn alerts(&self, tenant: Option<TenantId>) -> broadcast::Receiver<AlertEvent> {
+        self.local.alerts(tenant)
     }
 
     /// Changes whenever this instance may have missed events (Redis subscription lost, still
@@ -133,7 +205,7 @@ impl Bus {
     pub async fn publish(&self, event: Event) {
         let Some(outbox) = &self.outbox else {
             metrics::counter!("tenantry_bus_published_total", "transport" => "local").increment(1);
-            let _ = self.local.send(event);
+            self.local.deliver(event);
             return;
         };
         if let Err(e) = outbox.try_send(event) {
@@ -145,11 +217,11 @@ impl Bus {
     }
 }
 
-fn deliver_locally(local: &broadcast::Sender<Event>, event: Event, reason: &'static str) {
+fn deliver_locally(local: &Local, event: Event, reason: &'static str) {
     metrics::counter!("tenantry_bus_publish_failures_total", "reason" => reason).increment(1);
     metrics::counter!("tenantry_bus_published_total", "transport" => "local").increment(1);
     tracing::debug!(?event, reason, "event delivered on this instance only");
-    let _ = local.send(event);
+    local.deliver(event);
 }
 
 /// Publishes queued events in order. A failure (or a `PUBLISH` slower than
@@ -161,7 +233,7 @@ async fn publish_forever(
     pool: RedisPool,
     channel: String,
     mut rx: mpsc::Receiver<Event>,
-    local: broadcast::Sender<Event>,
+    local: Arc<Local>,
 ) {
     let publish = |event: &Event| {
         let payload = serde_json::to_string(event).expect("events serialize");
@@ -227,7 +299,7 @@ async fn publish_forever(
 async fn subscribe_forever(
     client: redis::Client,
     channel: String,
-    local: broadcast::Sender<Event>,
+    local: Arc<Local>,
     resync: watch::Sender<u64>,
     subscribed: Arc<AtomicBool>,
 ) {
@@ -260,9 +332,7 @@ async fn subscribe_forever(
                             continue;
                         };
                         match serde_json::from_str::<Event>(&payload) {
-                            Ok(event) => {
-                                let _ = local.send(event);
-                            }
+                            Ok(event) => local.deliver(event),
                             Err(e) => tracing::warn!(error = %e, "unreadable bus event"),
                         }
                     }

@@ -177,7 +177,7 @@ impl Settings {
             rate_limits_enabled: flag("RATE_LIMITS_ENABLED", true)?,
             rate_limit_on_redis_error,
             request_timeout: Duration::from_secs(parse("REQUEST_TIMEOUT_SECS", 30)?),
-            usage_writers: parse("USAGE_WRITERS", 4)?.clamp(1, 64) as usize,
+            usage_writers: parse("USAGE_WRITERS", 2)?.clamp(1, 64) as usize,
             jobs_interval_secs: parse("JOBS_INTERVAL_SECS", 60)?,
             domain_verification_dns: var("DOMAIN_VERIFICATION_DNS")
                 .map(|v| {

@@ -5,6 +5,7 @@
 //! ([`Scope`]) chosen by the caller, and the platform bypass is a visible variant of it.
 
 pub mod page;
+mod prepared;
 pub mod roles;
 pub mod schema;
 mod stats;
@@ -27,6 +28,7 @@ pub use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
 
 use crate::error::AppResult;
 use crate::ids::TenantId;
+pub use prepared::{prepared, Prepared};
 pub use stats::RequestStats;
 
 pub type PgPool = Pool<AsyncPgConnection>;

@@ -90,8 +90,9 @@ pub async fn handler(
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(max)
         .max_frame_size(max)
-        // Small buffers: thousands of idle sockets must not cost 128 KiB each.
-        .read_buffer_size(8 * 1024)
+        // Small buffers: thousands of idle sockets must not cost 128 KiB each. The read buffer
+        // is allocated up front; larger messages are read in 2 KiB steps.
+        .read_buffer_size(2 * 1024)
         .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| serve(st, protocol, socket))
 }

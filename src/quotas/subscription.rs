@@ -9,7 +9,6 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::graphql::QuotaAlert;
 use crate::auth::{cross_tenant_denied, Role};
-use crate::bus::Event;
 use crate::error::AppError;
 use crate::graphql::context::CtxExt;
 use crate::graphql::guards::RequireRole;
@@ -61,7 +60,8 @@ impl QuotaSubscription {
             }
             Some(own)
         };
-        let rx = ctx.app().bus.subscribe();
+        // Only this tenant's alerts wake this subscription (all tenants' for an admin's `None`).
+        let rx = ctx.app().bus.alerts(only);
         let live = Live::new();
         Ok(futures_util::stream::unfold(
             (rx, live),
@@ -70,7 +70,7 @@ impl QuotaSubscription {
                 async move {
                     loop {
                         match rx.recv().await {
-                            Ok(Event::QuotaAlert(a))
+                            Ok(a)
                                 if only.is_none_or(|t| t == a.tenant_id)
                                     && resource.as_deref().is_none_or(|r| r == a.resource) =>
                             {

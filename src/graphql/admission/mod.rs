@@ -30,6 +30,7 @@ use async_graphql::registry::MetaType;
 use async_graphql::{Request, ServerError, ServerResult, Variables};
 
 mod apq;
+mod documents;
 mod measure;
 
 use super::context::RequestCtx;
@@ -40,6 +41,7 @@ use crate::error::AppError;
 use crate::http::ratelimit::Decision;
 use crate::tenants::model::TenantRow;
 use apq::PersistedQueries;
+use documents::ParsedDocuments;
 use measure::{aliases_in, depth_of, first_field, has_nul, introspects, operation, root_fields};
 
 /// What admission learned about one operation, for the entry point that submitted it.
@@ -71,15 +73,18 @@ impl OpSlot {
     }
 }
 
-/// The admission extension; it owns the persisted-query store (one per schema).
+/// The admission extension; it owns the persisted-query store and the parsed documents (one
+/// of each per schema).
 pub struct Admission {
     apq: PersistedQueries,
+    docs: ParsedDocuments,
 }
 
 impl Admission {
     pub fn new(apq_bytes: u64) -> Self {
         Admission {
             apq: PersistedQueries::new(apq_bytes),
+            docs: ParsedDocuments::default(),
         }
     }
 }
@@ -88,6 +93,7 @@ impl ExtensionFactory for Admission {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(AdmissionExtension {
             apq: self.apq.clone(),
+            docs: self.docs.clone(),
             operation_name: Mutex::new(None),
         })
     }
@@ -95,6 +101,7 @@ impl ExtensionFactory for Admission {
 
 struct AdmissionExtension {
     apq: PersistedQueries,
+    docs: ParsedDocuments,
     /// The operation the request names, kept from `prepare_request` for `parse_query`.
     operation_name: Mutex<Option<String>>,
 }
@@ -140,7 +147,14 @@ impl Extension for AdmissionExtension {
         if let Some(l) = limits {
             check_text(l, query, variables).map_err(refuse)?;
         }
-        let doc = next.run(ctx, query, variables).await?;
+        let doc = match self.docs.get(query).await {
+            Some(doc) => doc,
+            None => {
+                let doc = next.run(ctx, query, variables).await?;
+                self.docs.insert(query, &doc).await;
+                doc
+            }
+        };
         if let Some(l) = limits {
             if !l.introspection && introspects(&doc) {
                 // async-graphql would answer null without a word; say why, with a code.

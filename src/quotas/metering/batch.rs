@@ -2,9 +2,10 @@
 //! table. The quota rows of the whole batch are locked by one `SELECT … FOR UPDATE` (in key
 //! order, so two transactions never wait on each other in a cycle), the increments of each
 //! (tenant, resource) are decided in memory in arrival order against their locked row, then
-//! one `UPDATE … FROM unnest(…)`, one multi-row INSERT of records, one hourly upsert and (when
-//! a threshold is crossed) one alerts INSERT write the outcome. So a batch costs the same
-//! handful of round trips for 1 tenant as for 256.
+//! one statement writes the outcome (`UPDATE … FROM unnest(…)` of the quota rows, the
+//! multi-row INSERT of records and the hourly upsert as data-modifying CTEs) and, when a
+//! threshold is crossed, one alerts INSERT. So a batch costs the same four round trips
+//! (scope, lock, write, commit) for 1 tenant as for 256.
 //!
 //! It runs under the platform scope (`usage_batch`): one statement cannot be confined to one
 //! tenant by RLS when it serves several. Every statement names its rows by explicit
@@ -21,7 +22,7 @@ use uuid::Uuid;
 
 use super::{crosses, key_reused, ItemResult, Locked, UsageOutcome, UsageRequest};
 use crate::bus::AlertEvent;
-use crate::db::Conn;
+use crate::db::{prepared, Conn};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 use crate::quotas::model::QuotaEnforcement;
@@ -160,7 +161,8 @@ pub(super) async fn record_all(
     let mut answered = prior_answers(conn, requests).await?;
     let (tenants, resources): (Vec<TenantId>, Vec<String>) =
         groups.iter().map(|(k, _)| k.clone()).unzip();
-    let rows: Vec<LockedRow> = diesel::sql_query(concat!(
+    let rows: Vec<LockedRow> = prepared(
+        diesel::sql_query(concat!(
         r#"select q.tenant_id, q.resource,
                   (case when q.period_start < app_period_start(q.reset_period, $3) then 0 else q.used end) as used,
                   q."limit", greatest(q.period_start, app_period_start(q.reset_period, $3)) as period_start,
@@ -171,10 +173,11 @@ pub(super) async fn record_all(
                on q.tenant_id = k.tenant_id and q.resource = k.resource
             order by q.tenant_id, q.resource
               for update of q"#,
-    ))
-    .bind::<Array<SqlUuid>, _>(&tenants)
-    .bind::<Array<Text>, _>(&resources)
-    .bind::<Timestamptz, _>(now)
+        ))
+        .bind::<Array<SqlUuid>, _>(&tenants)
+        .bind::<Array<Text>, _>(&resources)
+        .bind::<Timestamptz, _>(now),
+    )
     .load(conn)
     .await?;
     let mut locked: HashMap<Key, Locked> = rows
@@ -221,13 +224,15 @@ async fn prior_answers(
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let prior: Vec<PriorKeyed> = diesel::sql_query(
-        "select u.tenant_id, u.idempotency_key as key, u.resource, u.used_after, u.limit_at
-           from usage_records u join unnest($1::uuid[], $2::text[]) as k(tenant_id, key)
-             on u.tenant_id = k.tenant_id and u.idempotency_key = k.key",
+    let prior: Vec<PriorKeyed> = prepared(
+        diesel::sql_query(
+            "select u.tenant_id, u.idempotency_key as key, u.resource, u.used_after, u.limit_at
+               from usage_records u join unnest($1::uuid[], $2::text[]) as k(tenant_id, key)
+                 on u.tenant_id = k.tenant_id and u.idempotency_key = k.key",
+        )
+        .bind::<Array<SqlUuid>, _>(&tenants)
+        .bind::<Array<Text>, _>(&keys),
     )
-    .bind::<Array<SqlUuid>, _>(&tenants)
-    .bind::<Array<Text>, _>(&keys)
     .load(conn)
     .await?;
     Ok(prior
@@ -239,12 +244,21 @@ async fn prior_answers(
         .collect())
 }
 
-/// The quota rows, the records and the hourly roll-up of every group: three statements.
+#[derive(QueryableByName)]
+struct Inserted {
+    #[diesel(sql_type = BigInt)]
+    inserted: i64,
+}
+
+/// The quota rows, the records and the hourly roll-up of every group: one statement (three
+/// data-modifying parts on three tables, one round trip).
 async fn write(
     conn: &mut Conn,
     writes: &[(Key, Locked, GroupWrite)],
     now: DateTime<Utc>,
 ) -> AppResult<()> {
+    // Per group: the quota row and the roll-up (groups are in key order, so rows are locked
+    // in the same order everywhere).
     let tenants: Vec<TenantId> = writes.iter().map(|(k, _, _)| k.0).collect();
     let resources: Vec<&str> = writes.iter().map(|(k, _, _)| k.1.as_str()).collect();
     let useds: Vec<i64> = writes.iter().map(|(_, _, w)| w.used).collect();
@@ -253,21 +267,7 @@ async fn write(
         .iter()
         .map(|(_, _, w)| w.amounts.iter().sum())
         .collect();
-    diesel::sql_query(
-        "update quotas q set used = x.used, period_start = x.period_start, updated_at = $1
-           from unnest($2::uuid[], $3::text[], $4::bigint[], $5::timestamptz[])
-                as x(tenant_id, resource, used, period_start)
-          where q.tenant_id = x.tenant_id and q.resource = x.resource",
-    )
-    .bind::<Timestamptz, _>(now)
-    .bind::<Array<SqlUuid>, _>(&tenants)
-    .bind::<Array<Text>, _>(&resources)
-    .bind::<Array<BigInt>, _>(&useds)
-    .bind::<Array<Timestamptz>, _>(&periods)
-    .execute(conn)
-    .await?;
-
-    // One row per accepted increment.
+    // Per accepted increment: its record.
     let mut rec = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut rec_more = (Vec::new(), Vec::new(), Vec::new());
     for ((tenant, resource), q, w) in writes {
@@ -281,43 +281,50 @@ async fn write(
             rec_more.2.push(q.limit);
         }
     }
-    let inserted = diesel::sql_query(
-        "insert into usage_records (tenant_id, resource, amount, period_start, idempotency_key, used_after, limit_at, recorded_at)
-         select x.tenant_id, x.resource, x.amount, x.period_start, x.key, x.after, x.limit_at, $1
-           from unnest($2::uuid[], $3::text[], $4::bigint[], $5::timestamptz[], $6::text[], $7::bigint[], $8::bigint[])
-                as x(tenant_id, resource, amount, period_start, key, after, limit_at)
-         on conflict (tenant_id, idempotency_key) where idempotency_key is not null do nothing",
+    let write = diesel::sql_query(
+        "with quota as (
+           update quotas q set used = x.used, period_start = x.period_start, updated_at = $1
+             from unnest($2::uuid[], $3::text[], $4::bigint[], $5::timestamptz[])
+                  as x(tenant_id, resource, used, period_start)
+            where q.tenant_id = x.tenant_id and q.resource = x.resource
+         ), hourly as (
+           insert into usage_hourly (tenant_id, resource, hour_start, amount)
+           select x.tenant_id, x.resource, date_trunc('hour', $1, 'UTC'), x.amount
+             from unnest($2::uuid[], $3::text[], $6::bigint[]) as x(tenant_id, resource, amount)
+           on conflict (tenant_id, resource, hour_start)
+             do update set amount = usage_hourly.amount + excluded.amount
+         ), records as (
+           insert into usage_records (tenant_id, resource, amount, period_start, idempotency_key, used_after, limit_at, recorded_at)
+           select x.tenant_id, x.resource, x.amount, x.period_start, x.key, x.after, x.limit_at, $1
+             from unnest($7::uuid[], $8::text[], $9::bigint[], $10::timestamptz[], $11::text[], $12::bigint[], $13::bigint[])
+                  as x(tenant_id, resource, amount, period_start, key, after, limit_at)
+           on conflict (tenant_id, idempotency_key) where idempotency_key is not null do nothing
+           returning 1
+         )
+         select count(*) as inserted from records",
     )
     .bind::<Timestamptz, _>(now)
+    .bind::<Array<SqlUuid>, _>(&tenants)
+    .bind::<Array<Text>, _>(&resources)
+    .bind::<Array<BigInt>, _>(&useds)
+    .bind::<Array<Timestamptz>, _>(&periods)
+    .bind::<Array<BigInt>, _>(&sums)
     .bind::<Array<SqlUuid>, _>(&rec.0)
     .bind::<Array<Text>, _>(&rec.1)
     .bind::<Array<BigInt>, _>(&rec.2)
     .bind::<Array<Timestamptz>, _>(&rec.3)
     .bind::<Array<Nullable<Text>>, _>(&rec_more.0)
     .bind::<Array<BigInt>, _>(&rec_more.1)
-    .bind::<Array<BigInt>, _>(&rec_more.2)
-    .execute(conn)
-    .await?;
-    if inserted != rec.0.len() {
+    .bind::<Array<BigInt>, _>(&rec_more.2);
+    let Inserted { inserted } = prepared(write).get_result(conn).await?;
+    if inserted as usize != rec.0.len() {
+        // Another instance claimed one of the keys since `prior_answers`: the whole batch
+        // rolls back and is retried one by one, where each key is settled on its own.
         return Err(AppError::conflict(
             Some("idempotencyKey"),
             "an idempotency key was claimed concurrently",
         ));
     }
-
-    // Groups are in key order, so the roll-up rows are locked in the same order everywhere.
-    diesel::sql_query(
-        "insert into usage_hourly (tenant_id, resource, hour_start, amount)
-         select x.tenant_id, x.resource, date_trunc('hour', $1, 'UTC'), x.amount
-           from unnest($2::uuid[], $3::text[], $4::bigint[]) as x(tenant_id, resource, amount)
-         on conflict (tenant_id, resource, hour_start) do update set amount = usage_hourly.amount + excluded.amount",
-    )
-    .bind::<Timestamptz, _>(now)
-    .bind::<Array<SqlUuid>, _>(&tenants)
-    .bind::<Array<Text>, _>(&resources)
-    .bind::<Array<BigInt>, _>(&sums)
-    .execute(conn)
-    .await?;
     Ok(())
 }
 
@@ -361,7 +368,7 @@ async fn attach_alerts(
     let useds: Vec<i64> = alerts().map(|e| e.used).collect();
     let limits: Vec<i64> = alerts().map(|e| e.limit).collect();
     let periods: Vec<DateTime<Utc>> = alerts().map(|e| e.period_start).collect();
-    let fired: Vec<Fired> = diesel::sql_query(
+    let insert = diesel::sql_query(
         r#"insert into quota_alerts (tenant_id, id, resource, threshold, used, "limit", period_start, created_at)
            select x.tenant_id, x.id, x.resource, x.threshold, x.used, x.lim, x.period_start, $1
              from unnest($2::uuid[], $3::uuid[], $4::text[], $5::int[], $6::bigint[], $7::bigint[], $8::timestamptz[])
@@ -376,9 +383,8 @@ async fn attach_alerts(
     .bind::<Array<Int4>, _>(&thresholds)
     .bind::<Array<BigInt>, _>(&useds)
     .bind::<Array<BigInt>, _>(&limits)
-    .bind::<Array<Timestamptz>, _>(&periods)
-    .load(conn)
-    .await?;
+    .bind::<Array<Timestamptz>, _>(&periods);
+    let fired: Vec<Fired> = prepared(insert).load(conn).await?;
     let fired: std::collections::HashSet<Uuid> = fired.into_iter().map(|f| f.id).collect();
     for (id, item, alert) in candidates {
         if !fired.contains(&id) {
