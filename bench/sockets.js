@@ -95,10 +95,14 @@ const pct = (xs, p) => xs[Math.min(xs.length - 1, Math.floor((p / 100) * xs.leng
   console.log("ready");
   await new Promise((r) => readline.createInterface({ input: process.stdin }).once("line", r));
 
-  // 750 -> 75 %, 900 -> 90 %, 950 -> 95 %, 1000 -> 100 %: one alert each.
-  for (const amount of [750, 150, 50, 50]) {
+  // A running server has its statements prepared: one increment crossing nothing first.
+  await usage(1);
+  // 751 -> 75 %, 901 -> 90 %, 951 -> 95 %, 1000 -> 100 %: one alert each.
+  const acks = [];
+  for (const amount of [750, 150, 50, 49]) {
     sentAt = process.hrtime.bigint();
     await usage(amount);
+    acks.push(Number(process.hrtime.bigint() - sentAt) / 1e6);
     await new Promise((r) => setTimeout(r, 1000));
   }
   latencies.sort((a, b) => a - b);
@@ -114,6 +118,8 @@ const pct = (xs, p) => xs[Math.min(xs.length - 1, Math.floor((p / 100) * xs.leng
       p50_ms: pct(latencies, 50),
       p99_ms: pct(latencies, 99),
       max_ms: latencies[latencies.length - 1],
+      // The increment's own answer (commit included), for each of the four.
+      usage_answer_ms: acks.map((a) => Math.round(a * 10) / 10),
     }),
   );
   for (const s of sockets) s.ws.terminate();

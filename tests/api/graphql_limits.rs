@@ -155,6 +155,10 @@ async fn deep_queries_are_refused() {
     assert_coded(&a, "depth 20");
     let msg = a.message();
     assert!(msg.contains("deep") || msg.contains("depth"), "{}", a.body);
+    // The second time its parsed document comes from the cache: refused all the same.
+    let again = query(&app, &q).await;
+    assert_coded(&again, "depth 20, parsed document cached");
+    assert_eq!(again.message(), msg);
 
     // Within the limit, the same shape answers.
     let ok = query(&app, &introspection_query(10)).await;
@@ -170,6 +174,13 @@ async fn aliases_are_capped_at_thirty() {
     assert_coded(&a, "100 aliases");
     assert_eq!(a.code(), Some("BAD_USER_INPUT"), "{}", a.body);
     assert!(a.message().contains("aliases"), "{}", a.body);
+    let again = query(&app, &aliases(100)).await;
+    assert_eq!(
+        again.code(),
+        Some("BAD_USER_INPUT"),
+        "cached: {}",
+        again.body
+    );
 
     let a = query(&app, &aliases(31)).await;
     assert_coded(&a, "31 aliases");

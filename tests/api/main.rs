@@ -17,6 +17,7 @@ mod billing_local;
 mod billing_payments;
 mod billing_stripe;
 mod billing_versions;
+mod caches;
 mod config_bounds;
 mod crash;
 mod db_role;
