@@ -3,19 +3,17 @@
 FROM rust:1-bookworm AS build
 WORKDIR /app
 # Dependencies first, against placeholder sources, so source edits do not rebuild them.
-# Every target Cargo.toml declares must exist for the manifest to load (benches/usage.rs).
+# Every target Cargo.toml declares must exist for the manifest to load.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
+RUN mkdir -p src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && echo 'fn main() {}' > benches/usage.rs \
     && cargo build --release --locked \
-    && rm -rf src benches \
+    && rm -rf src \
        target/release/tenantry target/release/deps/tenantry-* target/release/deps/libtenantry-* \
        target/release/.fingerprint/tenantry-*
 COPY src ./src
 COPY migrations ./migrations
-COPY benches ./benches
 # Newer than anything the placeholder build left behind.
 # The image ships the binary without its debug info (290 MB -> 61 MB); the symbol table stays,
 # so a panic's backtrace still names functions. The unstripped binary (line tables, for

@@ -23,6 +23,9 @@ const HOT_SUBSCRIBERS = Number(env("HOT_SUBSCRIBERS", 1000));
 const USAGE_URL = env("USAGE_URL");
 const SERVICE_TOKEN = env("SERVICE_TOKEN");
 const SECRET = env("JWT_SECRET");
+// connect | init | subscribe: how far each socket goes (the first two measure what a socket
+// costs before its subscription; the fan-out runs only with `subscribe`).
+const STAGE = env("STAGE", "subscribe");
 const others = fs.readFileSync(env("TENANT_IDS"), "utf8").split("\n").filter((l) => l && l !== HOT);
 
 const token = (tenant, i) =>
@@ -41,12 +44,19 @@ function open(i) {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(WS_URL, "graphql-transport-ws", { perMessageDeflate: false });
     const s = { ws, tenant, received: 0 };
-    ws.on("open", () =>
-      ws.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${token(tenant, i)}` } })),
-    );
+    ws.on("open", () => {
+      if (STAGE === "connect") {
+        sockets.push(s);
+        return resolve();
+      }
+      ws.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${token(tenant, i)}` } }));
+    });
     ws.on("message", (data) => {
       const m = JSON.parse(data);
-      if (m.type === "connection_ack") {
+      if (m.type === "connection_ack" && STAGE === "init") {
+        sockets.push(s);
+        resolve();
+      } else if (m.type === "connection_ack") {
         ws.send(
           JSON.stringify({
             id: "1",
@@ -94,6 +104,10 @@ const pct = (xs, p) => xs[Math.min(xs.length - 1, Math.floor((p / 100) * xs.leng
   await new Promise((r) => setTimeout(r, 2000));
   console.log("ready");
   await new Promise((r) => readline.createInterface({ input: process.stdin }).once("line", r));
+  if (STAGE !== "subscribe") {
+    console.log(JSON.stringify({ sockets: sockets.length, stage: STAGE, open_secs: openSecs }));
+    process.exit(0);
+  }
 
   // A running server has its statements prepared: one increment crossing nothing first.
   await usage(1);

@@ -40,9 +40,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 # Targets: the library, the binary and tests/ (unit tests of src/ included; the integration
-# tests are one binary, tests/api/main.rs, their names prefixed by module: `billing_stripe::`). Not
-# --all-targets: benches/usage.rs is a harness = false benchmark, which would be run (or
-# listed) as if it were a test.
+# tests are one binary, tests/api/main.rs, their names prefixed by module: `billing_stripe::`).
+# Benchmarks are not tests: bench/run.sh.
 if cargo nextest --version >/dev/null 2>&1; then
     exec cargo nextest run --lib --bins --tests --no-fail-fast "$@"
 else

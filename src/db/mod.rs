@@ -48,10 +48,10 @@ pub enum Scope {
 
 impl Scope {
     /// The statements that open a unit of work in this scope, sent as ONE simple-protocol
-    /// message (one round trip): `BEGIN`, then the scope set transaction-locally
-    /// (`set_config(.., true)`), so a pooled connection never carries it to the next user.
-    /// The only value spliced in is a typed [`TenantId`] (a UUID's canonical text), never
-    /// caller input.
+    /// message (one round trip): `BEGIN`, then the scope set transaction-locally (`SET LOCAL`,
+    /// the utility-statement form of `set_config(.., true)`: no planning), so a pooled
+    /// connection never carries it to the next user. The only value spliced in is a typed
+    /// [`TenantId`] (a UUID's canonical text), never caller input.
     fn begin_sql(&self, snapshot: bool) -> String {
         let (tenant, bypass) = match self {
             Scope::Tenant(id) => (id.to_string(), "off"),
@@ -65,7 +65,7 @@ impl Scope {
             "begin"
         };
         format!(
-            "{begin}; select set_config('app.tenant_id', '{tenant}', true), set_config('app.bypass_rls', '{bypass}', true)"
+            "{begin}; set local app.tenant_id = '{tenant}'; set local app.bypass_rls = '{bypass}'"
         )
     }
 }
@@ -201,4 +201,26 @@ pub async fn switch_tenant_scope(conn: &mut Conn, tenant_id: TenantId) -> diesel
     .execute(conn)
     .await
     .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scope;
+    use crate::ids::TenantId;
+
+    #[test]
+    fn a_scope_opens_with_one_message_naming_only_its_tenant() {
+        let id: TenantId = uuid::Uuid::nil().into();
+        assert_eq!(
+            Scope::Tenant(id).begin_sql(false),
+            "begin; set local app.tenant_id = '00000000-0000-0000-0000-000000000000'; set local app.bypass_rls = 'off'"
+        );
+        assert_eq!(
+            Scope::Platform("x").begin_sql(true),
+            "begin isolation level repeatable read, read only; set local app.tenant_id = ''; set local app.bypass_rls = 'on'"
+        );
+        assert!(Scope::Anonymous
+            .begin_sql(false)
+            .ends_with("app.tenant_id = ''; set local app.bypass_rls = 'off'"));
+    }
 }
