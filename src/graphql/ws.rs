@@ -91,8 +91,8 @@ pub async fn handler(
         .max_message_size(max)
         .max_frame_size(max)
         // Small buffers: thousands of idle sockets must not cost 128 KiB each. The read buffer
-        // is allocated up front; larger messages are read in 2 KiB steps.
-        .read_buffer_size(2 * 1024)
+        // is allocated up front; larger messages are read in 1 KiB steps.
+        .read_buffer_size(1024)
         .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| serve(st, protocol, socket))
 }
