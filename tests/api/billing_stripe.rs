@@ -1159,3 +1159,43 @@ async fn a_subscription_ended_by_stripe_ends_overrides_of_features_outside_the_p
         1
     );
 }
+
+/// The preview cache across instances: B's cached answer goes when the tenant changes through A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_preview_is_dropped_on_every_instance_when_its_tenant_changes() {
+    let (a, fake) = live().await;
+    let b = a.second_instance().await;
+    let (t, _, _) = subscribed(&a, &fake, "starter").await;
+    let q = "{ previewPlanChange(planSlug: \"professional\") { prorationAmount } }";
+    let calls = || fake.requests().len();
+
+    let before = calls();
+    b.gql(Some(&t.admin), q, json!({})).await.ok();
+    b.gql(Some(&t.admin), q, json!({})).await.ok();
+    assert_eq!(
+        calls() - before,
+        2,
+        "the second preview on B came from its cache"
+    );
+
+    a.gql(
+        Some(&a.admin_token()),
+        "mutation($id: ID!) { updateTenant(id: $id, input: { name: \"Renamed\" }) { name } }",
+        json!({ "id": t.id.to_string() }),
+    )
+    .await
+    .ok();
+    let started = std::time::Instant::now();
+    loop {
+        let before = calls();
+        b.gql(Some(&t.admin), q, json!({})).await.ok();
+        if calls() > before {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "B still answers the preview from its cache"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

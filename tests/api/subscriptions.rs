@@ -236,3 +236,64 @@ async fn the_socket_ends_when_the_token_expires() {
     assert_eq!(msg["closed"], 4403, "{msg}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_admin_hears_every_tenant_or_the_one_chosen() {
+    use crate::common::ws::{open, send};
+    let app = TestApp::spawn().await;
+    let a = app.tenant().plan("free").create().await;
+    let b = app.tenant().plan("free").create().await;
+    let mut ws = open(&app, &app.admin_token()).await;
+    let sub = |id: &str, query: &str, vars: Value| json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": vars } });
+    send(
+        &mut ws,
+        sub(
+            "all",
+            "subscription { quotaAlerts { threshold tenantId } }",
+            json!({}),
+        ),
+    )
+    .await;
+    send(
+        &mut ws,
+        sub(
+            "only-b",
+            "subscription($t: ID) { quotaAlerts(tenantId: $t) { threshold tenantId } }",
+            json!({ "t": b.id.to_string() }),
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A crosses 75 %, then B crosses 75 %: `all` hears both, `only-b` hears B's alone.
+    app.gql(Some(&a.member), RECORD, json!({ "a": 750 }))
+        .await
+        .ok();
+    app.gql(Some(&b.member), RECORD, json!({ "a": 750 }))
+        .await
+        .ok();
+    let mut heard: Vec<(String, String)> = Vec::new();
+    while let Some(msg) = next_json(&mut ws).await {
+        assert_eq!(msg["type"], "next", "{msg}");
+        let alert = &msg["payload"]["data"]["quotaAlerts"];
+        assert_eq!(alert["threshold"], 75, "{msg}");
+        heard.push((
+            msg["id"].as_str().unwrap().to_owned(),
+            alert["tenantId"].as_str().unwrap().to_owned(),
+        ));
+        if heard.len() == 3 {
+            break;
+        }
+    }
+    heard.sort();
+    let (a, b) = (a.id.to_string(), b.id.to_string());
+    let mut expected = vec![
+        ("all".to_owned(), a.clone()),
+        ("all".to_owned(), b.clone()),
+        ("only-b".to_owned(), b),
+    ];
+    expected.sort();
+    assert_eq!(heard, expected);
+    // Nothing more (A's alert never reached `only-b`).
+    let extra = tokio::time::timeout(Duration::from_millis(500), next_json(&mut ws)).await;
+    assert!(matches!(extra, Err(_) | Ok(None)), "{extra:?}");
+}
