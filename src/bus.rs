@@ -93,9 +93,10 @@ struct AlertRoutes {
 
 /// Alerts a subscriber may fall behind by before it skips (and logs) the oldest. Each slot is
 /// allocated when the tenant's channel is made (about 128 bytes), and there is one channel per
-/// tenant with subscribers on the instance: 16 keeps 1,000 tenants' channels at 2 MiB instead
-/// of 32 MiB at 256, while a tenant crosses at most a few thresholds per resource and period.
-const ALERT_BACKLOG: usize = 16;
+/// tenant with subscribers on the instance: 64 slots are 8 KiB per such tenant (256 were
+/// 32 KiB: 3 KiB of every socket with 10,000 sockets over 1,000 tenants), and one batch
+/// crossing every threshold of several resources at once still fits.
+const ALERT_BACKLOG: usize = 64;
 
 impl Local {
     fn new() -> Arc<Local> {

@@ -154,10 +154,12 @@ impl Db {
         if let Err(err) =
             AnsiTransactionManager::begin_transaction_sql(conn, &scope.begin_sql(snapshot)).await
         {
-            // The message may have opened the transaction before failing: close it, or the
-            // pool would hand out a connection inside an aborted transaction. If even that
-            // fails the connection is broken and the pool discards it.
-            let _ = conn.batch_execute("rollback").await;
+            // The message may have opened the transaction before failing. Rather than a
+            // rollback that could itself be cancelled halfway, the connection is marked
+            // broken: the pool discards it, and no one is handed a connection inside an
+            // aborted transaction.
+            tracing::warn!(error = %err, "opening a transaction failed; connection discarded");
+            AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
             conn.set_instrumentation(stats::StatementCounter::new(None));
             return Err(err.into());
         }

@@ -145,10 +145,25 @@ pub(super) async fn record_all(
     requests: &[UsageRequest],
     now: DateTime<Utc>,
 ) -> AppResult<Vec<ItemResult>> {
+    let mut out: Vec<Option<ItemResult>> = (0..requests.len()).map(|_| None).collect();
+    let mut answered = prior_answers(conn, requests).await?;
+    // A key not stored yet belongs to the resource of its first arrival in this batch; a later
+    // item with the same key on another resource is refused here, before the groups are
+    // decided (in key order, not arrival order).
+    let mut first_use: HashMap<(TenantId, &str), &str> = HashMap::new();
     // Groups in key order (the lock order), each keeping its items' arrival order.
     let mut groups: Vec<(Key, Vec<usize>)> = Vec::new();
     let mut slot: HashMap<Key, usize> = HashMap::new();
     for (i, r) in requests.iter().enumerate() {
+        if let Some(k) = r.idempotency_key.as_deref() {
+            if !answered.contains_key(&(r.tenant_id, k.to_owned())) {
+                let first = *first_use.entry((r.tenant_id, k)).or_insert(&r.resource);
+                if first != r.resource {
+                    out[i] = Some(Err(key_reused(first)));
+                    continue;
+                }
+            }
+        }
         let key = (r.tenant_id, r.resource.clone());
         let g = *slot.entry(key.clone()).or_insert_with(|| {
             groups.push((key, Vec::new()));
@@ -158,7 +173,6 @@ pub(super) async fn record_all(
     }
     groups.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let mut answered = prior_answers(conn, requests).await?;
     let (tenants, resources): (Vec<TenantId>, Vec<String>) =
         groups.iter().map(|(k, _)| k.clone()).unzip();
     let rows: Vec<LockedRow> = prepared(
@@ -185,7 +199,6 @@ pub(super) async fn record_all(
         .map(|r| ((r.tenant_id, r.resource), r.quota))
         .collect();
 
-    let mut out: Vec<Option<ItemResult>> = (0..requests.len()).map(|_| None).collect();
     let mut writes: Vec<(Key, Locked, GroupWrite)> = Vec::new();
     for (key, idx) in &groups {
         let Some(q) = locked.remove(key) else {
