@@ -26,7 +26,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the API server (applies pending migrations first unless --no-migrate).
+    /// Run the API server (applies pending migrations first unless --no-migrate, and installs
+    /// the default plans when the catalogue is empty).
     Serve {
         #[arg(long)]
         no_migrate: bool,
@@ -164,6 +165,15 @@ async fn serve(settings: Settings, no_migrate: bool) -> anyhow::Result<()> {
     }
     let addr: SocketAddr = settings.bind_addr;
     let app = App::new(settings).await?;
+    if !no_migrate
+        && seed::install_default_catalogue(&app.db, &app.settings.stripe_price_overrides)
+            .await
+            .map_err(|e| anyhow::anyhow!("installing the default catalogue: {e}"))?
+    {
+        tracing::info!(
+            "empty catalogue: default plans installed (free, starter, professional, enterprise)"
+        );
+    }
     if app.settings.jobs_interval_secs > 0 {
         jobs::spawn_scheduler(
             app.clone(),

@@ -153,6 +153,29 @@ fn config_default_value(category: &str, key: &str) -> serde_json::Value {
 }
 
 /// Inserts the catalogue; rows that exist are left as they are.
+/// At `serve`: installs the default catalogue when the database has no plan at all, so a
+/// fresh deployment (`docker compose up`) can create tenants with no other command. A
+/// catalogue an operator already has is never touched; several instances starting at once
+/// insert the same rows idempotently. Returns whether it installed anything.
+pub async fn install_default_catalogue(
+    db: &Db,
+    overrides: &[crate::config::PriceOverride],
+) -> Result<bool, AppError> {
+    let existing: i64 = db
+        .scoped(Scope::Anonymous, |c| {
+            async move { Ok(plans::table.count().get_result(c).await?) }.scope_boxed()
+        })
+        .await?;
+    if existing > 0 {
+        return Ok(false);
+    }
+    seed_catalogue(db).await?;
+    if !overrides.is_empty() {
+        apply_price_overrides(db, overrides).await?;
+    }
+    Ok(true)
+}
+
 pub async fn seed_catalogue(db: &Db) -> Result<(), AppError> {
     db.scoped(Scope::Platform("seed"), |c| {
         async move {

@@ -40,6 +40,7 @@ mod scheduler;
 mod schema_drift;
 mod seed_bulk;
 mod sql_statements;
+mod startup;
 mod stripe_python;
 mod subscriptions;
 mod tenant_lifecycle;

@@ -177,6 +177,21 @@ impl TestDb {
         }
     }
 
+    /// A database with nothing in it: no migrations, no catalogue (what a new deployment
+    /// starts from).
+    pub async fn empty() -> TestDb {
+        let name = format!("tenantry_test_{}", Uuid::new_v4().simple());
+        admin_conn()
+            .await
+            .batch_execute(&format!("create database {name}"))
+            .await
+            .expect("create empty test database");
+        TestDb {
+            url: url_for(&name),
+            name,
+        }
+    }
+
     /// A superuser connection to this database (fixtures and assertions only).
     pub async fn superuser(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.url)
