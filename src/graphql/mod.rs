@@ -31,7 +31,10 @@ use crate::quotas::subscription::QuotaSubscription;
 use crate::tenants::graphql::{TenantMutation, TenantQuery};
 use context::CtxExt;
 
+/// The root types are named `Query`, `Mutation` and `Subscription` (SPEC §13): the names
+/// client fragments (`on Query`) and federation tooling expect.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(
     TenantQuery,
     PlanQuery,
@@ -43,6 +46,7 @@ pub struct QueryRoot(
 );
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(
     TenantMutation,
     FeatureMutation,
@@ -53,6 +57,7 @@ pub struct MutationRoot(
 );
 
 #[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
 pub struct SubscriptionRoot(QuotaSubscription);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

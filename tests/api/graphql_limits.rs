@@ -268,7 +268,22 @@ async fn batches_are_capped_at_ten() {
 async fn introspection_and_graphiql_are_on_by_default() {
     let app = TestApp::spawn().await;
     let a = query(&app, "{ __schema { queryType { name } } }").await;
-    assert_eq!(a.body["data"]["__schema"]["queryType"]["name"], "QueryRoot");
+    assert_eq!(a.body["data"]["__schema"]["queryType"]["name"], "Query");
+    // The roots carry the standard names (SPEC §13): fragments `on Query` work.
+    let a = query(
+        &app,
+        "query { ...Root __schema { mutationType { name } subscriptionType { name } } } fragment Root on Query { __typename }",
+    )
+    .await;
+    assert_eq!(a.body["data"]["__typename"], "Query", "{}", a.body);
+    assert_eq!(
+        a.body["data"]["__schema"]["mutationType"]["name"],
+        "Mutation"
+    );
+    assert_eq!(
+        a.body["data"]["__schema"]["subscriptionType"]["name"],
+        "Subscription"
+    );
 
     let a = query(&app, "{ __type(name: \"Tenant\") { name } }").await;
     assert_eq!(a.body["data"]["__type"]["name"], "Tenant", "{}", a.body);
@@ -307,7 +322,7 @@ async fn production_turns_introspection_and_graphiql_off() {
         assert!(a.body["data"][field].is_null(), "{q}: {}", a.body);
         let text = a.body.to_string();
         assert!(
-            !text.contains("QueryRoot") && !text.contains("slug"),
+            !text.contains("\"Query\"") && !text.contains("slug"),
             "{q}: schema leaked: {text}"
         );
         if a.body.get("errors").is_some() {
