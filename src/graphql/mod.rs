@@ -78,7 +78,11 @@ pub fn build_schema(app: Arc<App>) -> AppSchema {
         .limit_recursive_depth(64)
         .limit_directives(16)
         // Admission also serves APQ, so a persisted query passes every limit as text.
-        .extension(admission::Admission::new(limits.apq_cache_bytes))
+        .extension(admission::Admission::new(
+            limits.apq_cache_bytes,
+            app.redis.clone(),
+            &app.settings.redis_prefix,
+        ))
         .data(app);
     if !limits.introspection {
         b = b.disable_introspection().disable_suggestions();

@@ -405,6 +405,39 @@ async fn the_standard_introspection_query_answers_on_every_way_in() {
         .err("BAD_USER_INPUT");
 }
 
+/// A query registered on one instance answers its hash alone on another (shared through Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persisted_query_registered_on_one_instance_answers_on_another() {
+    let a = TestApp::spawn().await;
+    let b = a.second_instance().await;
+    let t = a.tenant().plan("free").create().await;
+    let query = "{ me { role } tenant { slug } }";
+    let ext = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256_hex(query) } });
+    let hash_only = json!({ "extensions": ext });
+
+    let resp = b
+        .post_json("/graphql", Some(&t.member), &[], &hash_only)
+        .await;
+    assert_eq!(
+        resp.err("BAD_USER_INPUT")["message"],
+        "PersistedQueryNotFound"
+    );
+    let resp = a
+        .post_json(
+            "/graphql",
+            Some(&t.member),
+            &[],
+            &json!({ "query": query, "extensions": ext }),
+        )
+        .await;
+    assert_eq!(resp.ok()["tenant"]["slug"], t.slug.as_str());
+    let resp = b
+        .post_json("/graphql", Some(&t.member), &[], &hash_only)
+        .await;
+    assert_eq!(resp.ok()["me"]["role"], "TENANT_MEMBER", "{}", resp.body);
+    assert_eq!(resp.ok()["tenant"]["slug"], t.slug.as_str());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persisted_queries_pass_the_same_limits_as_text() {
     let app = TestApp::spawn().await;

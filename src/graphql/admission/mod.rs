@@ -81,9 +81,10 @@ pub struct Admission {
 }
 
 impl Admission {
-    pub fn new(apq_bytes: u64) -> Self {
+    /// `redis`: persisted queries are shared by the instances through it (under `prefix`).
+    pub fn new(apq_bytes: u64, redis: Option<crate::app::RedisPool>, prefix: &str) -> Self {
         Admission {
-            apq: PersistedQueries::new(apq_bytes),
+            apq: PersistedQueries::new(apq_bytes).with_redis(redis, prefix),
             docs: ParsedDocuments::default(),
         }
     }
