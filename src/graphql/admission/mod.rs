@@ -15,8 +15,11 @@
 //!   field (a mutation of 30 aliased `recordUsage` calls costs 30);
 //! - the operation gets a metrics label from a closed set (`query.tenant`, `mutation.other`, ...).
 //!
-//! Complexity is async-graphql's own validation rule, set in `build_schema`. The document
-//! measurements themselves are pure functions in [`measure`].
+//! - complexity (`first` × what each list item selects, summed; async-graphql's validation
+//!   computes it) is capped at `GRAPHQL_MAX_COMPLEXITY`, and a refusal says what the query
+//!   costs.
+//!
+//! The document measurements themselves are pure functions in [`measure`].
 //! The HTTP handler reads each operation's [`OpSlot`] afterwards for its status code,
 //! `X-RateLimit-*` headers and metrics.
 
@@ -24,10 +27,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
+    NextValidation,
 };
 use async_graphql::parser::types::{ExecutableDocument, OperationType, SelectionSet};
 use async_graphql::registry::MetaType;
-use async_graphql::{Request, ServerError, ServerResult, Variables};
+use async_graphql::{Request, ServerError, ServerResult, ValidationResult, Variables};
 
 mod apq;
 mod documents;
@@ -222,6 +226,27 @@ impl Extension for AdmissionExtension {
             }
         }
         Ok(doc)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await?;
+        if let Some(app) = ctx.data_opt::<Arc<App>>() {
+            let max = app.settings.graphql.max_complexity;
+            if result.complexity > max {
+                return Err(vec![refuse(AppError::bad_input(
+                    "query",
+                    format!(
+                        "query costs {} (lists count `first` × what each item selects); at most {max} are allowed",
+                        result.complexity
+                    ),
+                ))]);
+            }
+        }
+        Ok(result)
     }
 }
 
