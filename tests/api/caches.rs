@@ -3,32 +3,9 @@
 //! spans tenants keeps every tenant's HARD limit and alerts exact.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use crate::common::{count, TestApp};
+use crate::common::{count, statements, within_a_second, TestApp};
 use serde_json::json;
-
-/// Polls `check` until it holds; fails after one second.
-async fn within_a_second<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let started = Instant::now();
-    loop {
-        match check().await {
-            Ok(()) => return,
-            Err(last) if started.elapsed() > Duration::from_secs(1) => {
-                panic!("{what} not visible within 1 s: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
-
-fn statements(resp: &crate::common::Gql) -> u64 {
-    resp.header("x-sql-statements").unwrap().parse().unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_change_announced_on_one_instance_empties_every_instances_plan_cache() {

@@ -5,7 +5,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use crate::common::TestApp;
+use crate::common::{within_a_second, TestApp};
 use serde_json::json;
 
 const UPDATE: &str =
@@ -56,24 +56,6 @@ async fn suspension_through_one_instance_applies_on_the_other_within_a_second() 
             resp.body
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Polls `check` on instance B until it holds; fails after one second.
-async fn within_a_second<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let started = Instant::now();
-    loop {
-        match check().await {
-            Ok(()) => return,
-            Err(last) if started.elapsed() > Duration::from_secs(1) => {
-                panic!("{what} not visible on B within 1 s: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
     }
 }
 

@@ -2,37 +2,11 @@
 //! remembered (briefly), a change drops only that tenant's entries, and a name that just became
 //! a tenant resolves at once on every instance.
 
-use crate::common;
-
-use std::time::{Duration, Instant};
-
-use crate::common::TestApp;
+use crate::common::{statements, within_a_second, TestApp};
 use serde_json::json;
 use uuid::Uuid;
 
 const PUBLIC: &str = "{ publicTenant { slug } }";
-
-fn statements(resp: &common::Gql) -> u64 {
-    resp.header("x-sql-statements").unwrap().parse().unwrap()
-}
-
-/// Polls `check` until it holds; fails after one second.
-async fn within_a_second<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let started = Instant::now();
-    loop {
-        match check().await {
-            Ok(()) => return,
-            Err(last) if started.elapsed() > Duration::from_secs(1) => {
-                panic!("{what} not visible within 1 s: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_hosts_cost_the_database_once_each_then_nothing() {

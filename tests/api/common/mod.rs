@@ -679,3 +679,27 @@ pub fn in_own_process(name: &str) -> bool {
     );
     false
 }
+
+/// Polls `check` until it holds; fails after one second naming `what` and the last answer
+/// (a change made on one instance must show on another within that time).
+pub async fn within_a_second<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(last) if started.elapsed() > Duration::from_secs(1) => {
+                panic!("{what} not visible within 1 s: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// The SQL statements the server counted for one request (`x-sql-statements`).
+pub fn statements(resp: &Gql) -> u64 {
+    resp.header("x-sql-statements").unwrap().parse().unwrap()
+}
