@@ -540,3 +540,53 @@ async fn the_export_download_is_charged_like_an_operation() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "RATE_LIMITED");
 }
+
+/// The complexity limit on every way in (POST, batch, GET, APQ, WebSocket): refused with the
+/// query's cost in the message; a tenth of the page runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_costly_query_is_refused_with_its_cost_on_every_way_in() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token();
+    let page = |n: u32| {
+        format!(
+            "{{ tenants(first: {n}) {{ edges {{ node {{ id slug name status region createdAt updatedAt \
+             domain ownerId suspendReason plan {{ slug name }} quotas {{ resource limit used unit }} \
+             features {{ key enabled }} }} }} }} }}"
+        )
+    };
+    let costly = page(100);
+    let check = |way: &str, error: &Value| {
+        assert_eq!(
+            error["extensions"]["code"], "BAD_USER_INPUT",
+            "{way}: {error}"
+        );
+        let message = error["message"].as_str().unwrap_or_default();
+        let cost: usize = message
+            .strip_prefix("query costs ")
+            .and_then(|m| m.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{way}: no cost in {message:?}"));
+        assert!(
+            cost > 2000 && message.contains("at most 2000"),
+            "{way}: {message}"
+        );
+    };
+
+    let resp = app.gql(Some(&admin), &costly, json!({})).await;
+    assert!(resp.body["data"].is_null(), "{}", resp.body);
+    check("POST", &resp.body["errors"][0]);
+    let batch = json!([{ "query": costly }, { "query": page(10) }]);
+    let resp = app.post_json("/graphql", Some(&admin), &[], &batch).await;
+    check("batch", &resp.body[0]["errors"][0]);
+    assert!(resp.body[1]["errors"].is_null(), "{}", resp.body);
+    let resp = get_query(&app, &admin, &costly).await;
+    check("GET", &resp.body["errors"][0]);
+    let apq = json!({ "query": costly, "extensions": { "persistedQuery": { "version": 1, "sha256Hash": sha256_hex(&costly) } } });
+    let resp = app.post_json("/graphql", Some(&admin), &[], &apq).await;
+    check("APQ", &resp.body["errors"][0]);
+    let mut sock = ws::open(&app, &admin).await;
+    let payload = ws::execute(&mut sock, "c", &costly, json!({})).await;
+    check("WebSocket", &payload["errors"][0]);
+
+    app.gql(Some(&admin), &page(10), json!({})).await.ok();
+}

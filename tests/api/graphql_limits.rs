@@ -553,31 +553,3 @@ async fn get_queries_work() {
     .await;
     assert_eq!(a.body["data"]["me"]["role"], "TENANT_ADMIN", "{}", a.body);
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_costly_query_is_refused_with_its_cost() {
-    let app = TestApp::spawn().await;
-    let admin = app.admin_token();
-    let page = |n: u32| {
-        format!(
-            "{{ tenants(first: {n}) {{ edges {{ node {{ id slug name status region createdAt updatedAt
-               domain ownerId suspendReason plan {{ slug name }} quotas {{ resource limit used unit }}
-               features {{ key enabled }} }} }} }} }}"
-        )
-    };
-    let resp = app.gql(Some(&admin), &page(100), json!({})).await;
-    let err = resp.err("BAD_USER_INPUT");
-    let message = err["message"].as_str().unwrap().to_owned();
-    let cost: usize = message
-        .strip_prefix("query costs ")
-        .and_then(|m| m.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no cost in {message:?}"));
-    assert!(cost > 2000, "{message}");
-    assert!(message.contains("at most 2000"), "{message}");
-    assert!(resp.body["data"].is_null(), "{}", resp.body);
-
-    // A tenth of the page costs about a tenth, and runs.
-    let resp = app.gql(Some(&admin), &page(10), json!({})).await;
-    resp.ok();
-}
