@@ -42,6 +42,15 @@ pub enum AppError {
     TenantSuspended,
     #[error("rate limit exceeded")]
     RateLimited { limit: u64, retry_after_secs: u64 },
+    /// The operation's cost is more than its tenant's bucket holds now (SPEC §4, cost limits).
+    #[error("query costs {requested} and {available} of the tenant's {size} points are available; they refill at {rate:.1} a second")]
+    CostThrottled {
+        requested: u64,
+        available: u64,
+        size: u64,
+        rate: f64,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     Billing(String),
     #[error("{0}")]
@@ -108,7 +117,7 @@ impl AppError {
             AppError::FeatureDisabled(_) => "FEATURE_DISABLED",
             AppError::FeatureNotInPlan(_) => "FEATURE_NOT_IN_PLAN",
             AppError::TenantSuspended => "TENANT_SUSPENDED",
-            AppError::RateLimited { .. } => "RATE_LIMITED",
+            AppError::RateLimited { .. } | AppError::CostThrottled { .. } => "RATE_LIMITED",
             AppError::Billing(_) => "BILLING_ERROR",
             AppError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             AppError::Internal(_) => "INTERNAL",
@@ -122,9 +131,9 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadInput { .. } => StatusCode::BAD_REQUEST,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
-            AppError::QuotaExceeded { .. } | AppError::RateLimited { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            AppError::QuotaExceeded { .. }
+            | AppError::RateLimited { .. }
+            | AppError::CostThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::FeatureDisabled(_) | AppError::FeatureNotInPlan(_) => StatusCode::FORBIDDEN,
             AppError::TenantSuspended => StatusCode::FORBIDDEN,
             AppError::Billing(_) => StatusCode::BAD_GATEWAY,
@@ -160,6 +169,16 @@ impl AppError {
                 retry_after_secs,
             } => {
                 m.insert("limit".into(), json!(limit));
+                m.insert("retryAfter".into(), json!(retry_after_secs));
+            }
+            AppError::CostThrottled {
+                requested,
+                available,
+                retry_after_secs,
+                ..
+            } => {
+                m.insert("requestedQueryCost".into(), json!(requested));
+                m.insert("currentlyAvailable".into(), json!(available));
                 m.insert("retryAfter".into(), json!(retry_after_secs));
             }
             _ => {}
@@ -230,6 +249,9 @@ impl IntoResponse for AppError {
         body.extend(self.extra());
         let mut resp = (self.status(), axum::Json(json!({ "error": body }))).into_response();
         if let AppError::RateLimited {
+            retry_after_secs, ..
+        }
+        | AppError::CostThrottled {
             retry_after_secs, ..
         } = &self
         {

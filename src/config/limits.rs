@@ -150,3 +150,23 @@ mod tests {
         }
     }
 }
+
+/// A plan's cost bucket: how many points it holds and how fast it refills.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketShape {
+    pub size: u32,
+    /// Points a second.
+    pub restore_rate: f64,
+}
+
+impl BucketShape {
+    /// The bucket of a plan allowing `per_minute` requests: 100 points a request, refilled
+    /// in a minute (free: 10 → 1,000 points, 16.7 a second).
+    pub fn for_requests_per_minute(per_minute: u32) -> Self {
+        let size = per_minute.max(1).saturating_mul(100);
+        BucketShape {
+            size,
+            restore_rate: f64::from(size) / 60.0,
+        }
+    }
+}

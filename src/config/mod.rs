@@ -19,7 +19,7 @@ use anyhow::{bail, Context as _};
 pub use billing::{BillingMode, PriceOverride};
 pub use env::is_plain_identifier;
 use env::{decode_key, Env};
-pub use limits::{GraphqlLimits, MemberSoftPolicy, TenantBounds, WsLimits};
+pub use limits::{BucketShape, GraphqlLimits, MemberSoftPolicy, TenantBounds, WsLimits};
 pub use production::{MIN_SECRET_BYTES, SHIPPED_EXAMPLE_KEYS, SHIPPED_EXAMPLE_SECRETS};
 
 #[derive(Debug, Clone)]
@@ -65,6 +65,9 @@ pub struct Settings {
     pub jobs_interval_secs: u64,
     /// Requests per minute by plan slug, overriding the plan's own number (`RATE_LIMIT_<PLAN>`).
     pub rate_limit_overrides: Vec<(String, u32)>,
+    /// Cost buckets by plan slug, overriding the one derived from the plan's requests a
+    /// minute (`COST_LIMIT_<PLAN>` = `<size>` or `<size>/<points a second>`).
+    pub cost_limit_overrides: Vec<(String, BucketShape)>,
     pub graphql: GraphqlLimits,
     pub bounds: TenantBounds,
     /// DNS server for custom-domain verification (`DOMAIN_VERIFICATION_DNS`, host:port);
@@ -205,6 +208,16 @@ impl Settings {
                 }
                 v
             },
+            cost_limit_overrides: {
+                let mut v = Vec::new();
+                for plan in ["free", "starter", "professional", "enterprise"] {
+                    let k = format!("COST_LIMIT_{}", plan.to_ascii_uppercase());
+                    if let Some(raw) = var(&k) {
+                        v.push((plan.to_owned(), bucket_shape(&k, &raw)?));
+                    }
+                }
+                v
+            },
             graphql: GraphqlLimits::read(&env, production)?,
             environment,
             bounds,
@@ -219,6 +232,28 @@ impl Settings {
     pub fn is_production(&self) -> bool {
         self.environment == "production"
     }
+}
+
+/// `<size>` (refilled in a minute) or `<size>/<points a second>`.
+fn bucket_shape(key: &str, raw: &str) -> anyhow::Result<BucketShape> {
+    let (size, rate) = match raw.split_once('/') {
+        Some((s, r)) => (s.trim(), Some(r.trim())),
+        None => (raw.trim(), None),
+    };
+    let size: u32 = size
+        .parse()
+        .ok()
+        .filter(|n| (1..=100_000_000).contains(n))
+        .with_context(|| format!("{key} must be <size>[/<points a second>] with a size from 1 to 100000000, got {raw:?}"))?;
+    let restore_rate = match rate {
+        None => f64::from(size) / 60.0,
+        Some(r) => r
+            .parse::<f64>()
+            .ok()
+            .filter(|r| r.is_finite() && *r > 0.0 && *r <= 100_000_000.0)
+            .with_context(|| format!("{key}: the restore rate must be a positive number of points a second, got {raw:?}"))?,
+    };
+    Ok(BucketShape { size, restore_rate })
 }
 
 #[cfg(test)]
@@ -291,6 +326,24 @@ mod tests {
 
     pub(super) fn refusal(s: &Settings) -> String {
         s.check_serve().expect_err("serve must refuse").to_string()
+    }
+
+    #[test]
+    fn cost_limits_take_a_size_and_a_rate() {
+        let s = settings(&[("COST_LIMIT_FREE", "300/100"), ("COST_LIMIT_PRO", "1")]).unwrap();
+        let free = BucketShape {
+            size: 300,
+            restore_rate: 100.0,
+        };
+        assert_eq!(s.cost_limit_overrides, vec![("free".to_owned(), free)]);
+        let s = settings(&[("COST_LIMIT_STARTER", "600")]).unwrap();
+        assert_eq!(s.cost_limit_overrides[0].1.restore_rate, 10.0);
+        for bad in ["0", "x", "10/0", "10/-1", "10/nan"] {
+            let err = settings(&[("COST_LIMIT_FREE", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("COST_LIMIT_FREE"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -254,11 +254,12 @@ async fn execute(
         .iter()
         .filter_map(|s| s.decision())
         .min_by_key(|d| (d.allowed, d.remaining));
-    let refused = decision.filter(|_| {
-        slots
-            .iter()
-            .all(|s| s.decision().is_some_and(|d| !d.allowed))
-    });
+    // Every operation refused by a limit (window or cost): the longest wait.
+    let refused = slots
+        .iter()
+        .map(|s| s.refused_for())
+        .collect::<Option<Vec<u64>>>()
+        .and_then(|waits| waits.into_iter().max());
 
     let statements = stats.statements();
     metrics::histogram!("tenantry_sql_statements_per_request").record(statements as f64);
@@ -269,10 +270,10 @@ async fn execute(
     if let Some(d) = &decision {
         rate_headers(&mut out, d);
     }
-    // Every operation refused by the rate limit: the request as a whole is a 429.
-    if let Some(d) = refused {
+    // Every operation refused by a limit: the request as a whole is a 429.
+    if let Some(wait) = refused {
         *out.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        if let Ok(v) = HeaderValue::from_str(&d.reset_secs.to_string()) {
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
             out.headers_mut().insert(header::RETRY_AFTER, v);
         }
     }

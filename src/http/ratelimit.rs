@@ -7,6 +7,11 @@
 //! and `RATE_LIMIT_ON_REDIS_ERROR` decides: `open` (default) lets requests through — an outage
 //! of the limiter must not become an outage of the API — and `closed` refuses them with a
 //! short `Retry-After` ([`CLOSED_RETRY_SECS`]) for deployments where unlimited traffic is worse.
+//!
+//! Beside the window, each tenant has a cost bucket ([`BucketShape`]), Shopify/GitHub style: an
+//! operation's calculated cost is taken from it when admitted, what execution did not use is
+//! given back, and the bucket refills at its restore rate. The same Redis, policy and breaker
+//! serve both; the bucket also counts the cost consumed in the current UTC day.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -14,7 +19,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::app::RedisPool;
-use crate::config::RedisErrorPolicy;
+use crate::config::{BucketShape, RedisErrorPolicy};
 use crate::ids::TenantId;
 
 const WINDOW_MS: u64 = 60_000;
@@ -43,6 +48,34 @@ end
 return {0, math.max(limit - count, 0), reset - now}
 "#;
 
+/// One tenant's cost bucket, a hash: `a` points available at `t` (ms), `c` cost consumed on
+/// day `d`. ARGV: size, restore rate (points a second), cost (negative: a refund, 0: a look).
+/// A cost that does not fit is refused whole. Returns {allowed, available, consumed today}.
+const COST_BUCKET: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local size = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local v = redis.call('HMGET', KEYS[1], 'a', 't', 'c', 'd')
+local avail = tonumber(v[1]) or size
+local at = tonumber(v[2]) or now
+local day = math.floor(now / 86400000)
+local used = 0
+if tonumber(v[4]) == day then used = tonumber(v[3]) or 0 end
+avail = math.min(size, avail + math.max(0, now - at) * rate / 1000)
+if cost > avail then
+  return {0, tostring(avail), used}
+end
+if cost ~= 0 then
+  avail = math.min(size, avail - cost)
+  used = math.max(0, used + cost)
+  redis.call('HSET', KEYS[1], 'a', tostring(avail), 't', now, 'c', used, 'd', day)
+  redis.call('PEXPIRE', KEYS[1], 172800000)
+end
+return {1, tostring(avail), used}
+"#;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     pub allowed: bool,
@@ -52,10 +85,38 @@ pub struct Decision {
     pub reset_secs: u64,
 }
 
+/// A bucket after a charge, refund or look (`throttleStatus` in `extensions.cost`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throttle {
+    pub allowed: bool,
+    pub shape: BucketShape,
+    pub available: f64,
+    /// Cost consumed in the current UTC day (what was charged less what was given back).
+    pub consumed_today: u64,
+}
+
+impl Throttle {
+    /// Whole seconds until `cost` fits (at least one).
+    pub fn retry_after_secs(&self, cost: u64) -> u64 {
+        let missing = (cost as f64 - self.available).max(0.0);
+        ((missing / self.shape.restore_rate.max(0.001)).ceil() as u64).max(1)
+    }
+}
+
+#[derive(Debug)]
+struct LocalBucket {
+    available: f64,
+    at: std::time::Instant,
+    day: i64,
+    consumed: i64,
+}
+
 pub struct RateLimiter {
     redis: Option<(RedisPool, String)>,
     script: redis::Script,
+    bucket_script: redis::Script,
     local: std::sync::Mutex<HashMap<TenantId, VecDeque<std::time::Instant>>>,
+    local_buckets: std::sync::Mutex<HashMap<TenantId, LocalBucket>>,
     on_redis_error: RedisErrorPolicy,
     /// After a Redis failure, Redis is not asked again until this instant (a circuit breaker):
     /// during an outage requests get the policy's answer at once instead of each waiting out
@@ -71,7 +132,9 @@ impl RateLimiter {
         RateLimiter {
             redis: redis.map(|p| (p, format!("{prefix}ratelimit:"))),
             script: redis::Script::new(SLIDING_WINDOW),
+            bucket_script: redis::Script::new(COST_BUCKET),
             local: Default::default(),
+            local_buckets: Default::default(),
             on_redis_error: RedisErrorPolicy::Open,
             redis_retry_at: Default::default(),
         }
@@ -86,45 +149,96 @@ impl RateLimiter {
     /// Charges `cost` units (at least one) to `tenant_id`'s window of `limit` units a minute.
     pub async fn check(&self, tenant_id: TenantId, limit: u32, cost: u32) -> Decision {
         let cost = cost.max(1);
-        match &self.redis {
-            Some((pool, prefix)) => {
-                let now = std::time::Instant::now();
-                let skip = self
-                    .redis_retry_at
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .is_some_and(|at| now < at);
-                let answer = if skip {
-                    None
+        let Some((pool, prefix)) = &self.redis else {
+            return self.check_local(tenant_id, limit, cost);
+        };
+        let answer = self
+            .guarded(self.check_redis(pool, prefix, tenant_id, limit, cost))
+            .await;
+        answer.unwrap_or_else(|| {
+            let closed = self.failed_closed();
+            Decision {
+                allowed: !closed,
+                limit,
+                remaining: if closed { 0 } else { limit },
+                reset_secs: if closed {
+                    CLOSED_RETRY_SECS
                 } else {
-                    self.check_redis(pool, prefix, tenant_id, limit, cost).await
-                };
-                if answer.is_none() && !skip {
-                    *self
-                        .redis_retry_at
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = Some(now + REDIS_BACKOFF);
-                }
-                match answer {
-                    Some(d) => d,
-                    None => {
-                        let closed = self.on_redis_error == RedisErrorPolicy::Closed;
-                        metrics::counter!("tenantry_rate_limit_errors_total", "policy" => if closed { "closed" } else { "open" }).increment(1);
-                        Decision {
-                            allowed: !closed,
-                            limit,
-                            remaining: if closed { 0 } else { limit },
-                            reset_secs: if closed {
-                                CLOSED_RETRY_SECS
-                            } else {
-                                WINDOW_MS / 1000
-                            },
-                        }
-                    }
-                }
+                    WINDOW_MS / 1000
+                },
             }
-            None => self.check_local(tenant_id, limit, cost),
+        })
+    }
+
+    /// Takes `cost` points from `tenant_id`'s bucket (refused whole when they are not there),
+    /// gives them back when negative, or just looks when zero.
+    pub async fn bucket(&self, tenant_id: TenantId, shape: BucketShape, cost: i64) -> Throttle {
+        let Some((pool, prefix)) = &self.redis else {
+            return self.bucket_local(tenant_id, shape, cost);
+        };
+        let call = async {
+            let mut conn = pool.get().await.ok()?;
+            let (allowed, available, consumed): (i64, String, i64) = self
+                .bucket_script
+                .key(format!("{prefix}cost:{tenant_id}"))
+                .arg(shape.size)
+                .arg(shape.restore_rate)
+                .arg(cost)
+                .invoke_async(&mut *conn)
+                .await
+                .ok()?;
+            Some(Throttle {
+                allowed: allowed == 1,
+                shape,
+                available: available.parse().ok()?,
+                consumed_today: consumed.max(0) as u64,
+            })
+        };
+        let answer = self
+            .guarded(async {
+                tokio::time::timeout(Duration::from_millis(500), call)
+                    .await
+                    .ok()
+                    .flatten()
+            })
+            .await;
+        answer.unwrap_or_else(|| {
+            let closed = cost > 0 && self.failed_closed();
+            Throttle {
+                allowed: !closed,
+                shape,
+                available: if closed { 0.0 } else { f64::from(shape.size) },
+                consumed_today: 0,
+            }
+        })
+    }
+
+    /// Runs a Redis call unless the breaker is open; a failure (`None`) opens it.
+    async fn guarded<T>(&self, call: impl std::future::Future<Output = Option<T>>) -> Option<T> {
+        let now = std::time::Instant::now();
+        let skip = self
+            .redis_retry_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| now < at);
+        if skip {
+            return None;
         }
+        let answer = call.await;
+        if answer.is_none() {
+            *self
+                .redis_retry_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(now + REDIS_BACKOFF);
+        }
+        answer
+    }
+
+    /// Counts a Redis failure; true when the policy refuses traffic.
+    fn failed_closed(&self) -> bool {
+        let closed = self.on_redis_error == RedisErrorPolicy::Closed;
+        metrics::counter!("tenantry_rate_limit_errors_total", "policy" => if closed { "closed" } else { "open" }).increment(1);
+        closed
     }
 
     async fn check_redis(
@@ -197,6 +311,39 @@ impl RateLimiter {
     }
 }
 
+impl RateLimiter {
+    fn bucket_local(&self, tenant_id: TenantId, shape: BucketShape, cost: i64) -> Throttle {
+        let now = std::time::Instant::now();
+        let day = chrono::Utc::now().timestamp().div_euclid(86_400);
+        let size = f64::from(shape.size);
+        let mut map = self.local_buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let b = map.entry(tenant_id).or_insert(LocalBucket {
+            available: size,
+            at: now,
+            day,
+            consumed: 0,
+        });
+        let elapsed = now.duration_since(b.at).as_secs_f64();
+        b.available = (b.available + elapsed * shape.restore_rate).min(size);
+        b.at = now;
+        if b.day != day {
+            b.day = day;
+            b.consumed = 0;
+        }
+        let allowed = cost as f64 <= b.available;
+        if allowed {
+            b.available = (b.available - cost as f64).min(size);
+            b.consumed = (b.consumed + cost).max(0);
+        }
+        Throttle {
+            allowed,
+            shape,
+            available: b.available,
+            consumed_today: b.consumed as u64,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +376,35 @@ mod tests {
         assert_eq!(d.remaining, 3, "a refused charge takes nothing");
         assert!(rl.check_local(t, 10, 3).allowed);
         assert!(!rl.check_local(TenantId::now_v7(), 10, 11).allowed);
+    }
+
+    #[test]
+    fn the_local_bucket_refuses_what_does_not_fit_and_takes_refunds() {
+        let rl = RateLimiter::new(None, "t:");
+        let t = TenantId::now_v7();
+        let shape = BucketShape {
+            size: 100,
+            restore_rate: 0.001,
+        };
+        let a = rl.bucket_local(t, shape, 70);
+        assert!(a.allowed && a.available < 30.1 && a.consumed_today == 70);
+        let b = rl.bucket_local(t, shape, 40);
+        assert!(!b.allowed, "40 does not fit in 30");
+        assert!(b.retry_after_secs(40) >= 9_000, "10 points at 0.001/s");
+        let c = rl.bucket_local(t, shape, -20);
+        assert!(c.allowed && c.available > 49.9 && c.consumed_today == 50);
+        assert!(rl.bucket_local(t, shape, 40).allowed);
+        assert_eq!(
+            rl.bucket_local(t, shape, -1000).available,
+            100.0,
+            "capped at size"
+        );
+    }
+
+    #[test]
+    fn a_plan_bucket_refills_in_a_minute() {
+        let s = BucketShape::for_requests_per_minute(10);
+        assert_eq!(s.size, 1000);
+        assert!((s.restore_rate - 16.666).abs() < 0.01);
     }
 }

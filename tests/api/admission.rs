@@ -8,7 +8,7 @@ use crate::common;
 use std::time::Duration;
 
 use crate::common::ws::{self, next_json};
-use crate::common::{count, TestApp, TestTenant};
+use crate::common::{count, get_query, sha256_hex, TestApp, TestTenant};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -41,27 +41,6 @@ async fn used(app: &TestApp, t: &TestTenant, resource: &str) -> i64 {
         ),
     )
     .await
-}
-
-/// The hex SHA-256 of a query, as APQ names it.
-fn sha256_hex(query: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, query.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-async fn get_query(app: &TestApp, token: &str, query: &str) -> common::Gql {
-    let resp = app
-        .client
-        .get(format!("{}/graphql", app.base))
-        .query(&[("query", query)])
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    common::Gql::from_response(resp).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,7 @@ mod billing_stripe;
 mod billing_versions;
 mod caches;
 mod config_bounds;
+mod cost_limits;
 mod crash;
 mod db_role;
 mod entitlements;

@@ -182,6 +182,25 @@ pub fn root_fields(doc: &ExecutableDocument, set: &SelectionSet) -> u32 {
     u32::try_from(ex.count(set)).unwrap_or(u32::MAX)
 }
 
+/// Whether the operation selects introspection (`__schema`, `__type`) and nothing else at its
+/// root but `__typename`, fragments included: such an operation is exempt from the
+/// complexity cap and from cost.
+pub fn introspection_only(doc: &ExecutableDocument, set: &SelectionSet) -> bool {
+    let mut ex = Expander {
+        doc,
+        memo: HashMap::new(),
+        visiting: Vec::new(),
+        own: |f: &async_graphql::parser::types::Field| {
+            usize::from(!matches!(
+                f.name.node.as_str(),
+                "__schema" | "__type" | "__typename"
+            ))
+        },
+        nested: false,
+    };
+    introspects(doc) && ex.count(set) == 0
+}
+
 pub fn first_field<'d>(
     doc: &'d ExecutableDocument,
     set: &'d SelectionSet,
@@ -267,6 +286,24 @@ mod tests {
             depth_of(&doc("{ me { tenant { plan { slug } } } }")),
             (4, 0)
         );
+    }
+
+    #[test]
+    fn introspection_alone_is_told_from_introspection_beside_data() {
+        let only = |q: &str| {
+            let d = doc(q);
+            let (_, set) = operation(&d, None).unwrap();
+            introspection_only(&d, set)
+        };
+        assert!(only("{ __schema { types { name } } __typename }"));
+        assert!(only(
+            "query { ...F } fragment F on Query { __type(name: \"X\") { name } }"
+        ));
+        assert!(!only("{ __schema { types { name } } me { role } }"));
+        assert!(!only(
+            "{ __schema { types { name } } ...F } fragment F on Query { me { role } }"
+        ));
+        assert!(!only("{ __typename }"));
     }
 
     #[test]

@@ -17,7 +17,9 @@
 //!
 //! - complexity (`first` × what each list item selects, summed; async-graphql's validation
 //!   computes it) is capped at `GRAPHQL_MAX_COMPLEXITY`, and a refusal says what the query
-//!   costs.
+//!   costs;
+//! - the same figure is charged to the tenant's cost bucket ([`cost`]) and every answer
+//!   carries `extensions.cost`. An operation of introspection alone is exempt from both.
 //!
 //! The document measurements themselves are pure functions in [`measure`].
 //! The HTTP handler reads each operation's [`OpSlot`] afterwards for its status code,
@@ -26,27 +28,33 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
-    NextValidation,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
+    NextRequest, NextSubscribe, NextValidation,
 };
+use async_graphql::futures_util::stream::{BoxStream, StreamExt};
 use async_graphql::parser::types::{ExecutableDocument, OperationType, SelectionSet};
 use async_graphql::registry::MetaType;
-use async_graphql::{Request, ServerError, ServerResult, ValidationResult, Variables};
+use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Variables};
 
 mod apq;
+pub mod cost;
 mod documents;
 mod measure;
 
 use super::context::RequestCtx;
 use crate::app::App;
-use crate::auth::{Caller, Role};
+use crate::auth::Caller;
 use crate::config::GraphqlLimits;
 use crate::error::AppError;
 use crate::http::ratelimit::Decision;
 use crate::tenants::model::TenantRow;
 use apq::PersistedQueries;
+use cost::Cost;
 use documents::ParsedDocuments;
-use measure::{aliases_in, depth_of, first_field, has_nul, introspects, operation, root_fields};
+use measure::{
+    aliases_in, depth_of, first_field, has_nul, introspection_only, introspects, operation,
+    root_fields,
+};
 
 /// What admission learned about one operation, for the entry point that submitted it.
 #[derive(Default)]
@@ -58,6 +66,8 @@ pub struct OpSlot {
     pub label: OnceLock<String>,
     /// The rate-limit decision charged for this operation (tenant users only).
     pub decision: Mutex<Option<Decision>>,
+    /// Seconds to wait, when the cost bucket refused this operation.
+    pub cost_refused: OnceLock<u64>,
 }
 
 impl OpSlot {
@@ -74,6 +84,14 @@ impl OpSlot {
 
     pub fn decision(&self) -> Option<Decision> {
         *self.decision.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Seconds to wait when a limit (the window or the cost bucket) refused the operation.
+    pub fn refused_for(&self) -> Option<u64> {
+        match self.decision() {
+            Some(d) if !d.allowed => Some(d.reset_secs),
+            _ => self.cost_refused.get().copied(),
+        }
     }
 }
 
@@ -100,6 +118,8 @@ impl ExtensionFactory for Admission {
             apq: self.apq.clone(),
             docs: self.docs.clone(),
             operation_name: Mutex::new(None),
+            introspection_only: Default::default(),
+            cost: Default::default(),
         })
     }
 }
@@ -109,6 +129,30 @@ struct AdmissionExtension {
     docs: ParsedDocuments,
     /// The operation the request names, kept from `prepare_request` for `parse_query`.
     operation_name: Mutex<Option<String>>,
+    /// The operation selects introspection alone: no complexity cap, no cost.
+    introspection_only: std::sync::atomic::AtomicBool,
+    /// What the operation cost, once validation has measured it.
+    cost: Arc<Mutex<Option<Cost>>>,
+}
+
+impl AdmissionExtension {
+    fn cost(&self) -> Option<Cost> {
+        *self.cost.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_cost(&self, cost: Cost) {
+        *self.cost.lock().unwrap_or_else(|p| p.into_inner()) = Some(cost);
+    }
+}
+
+/// Adds `extensions.cost` to an answer that has none yet, when the cost is known.
+fn with_cost(mut resp: Response, cost: Option<Cost>) -> Response {
+    if let Some(c) = cost {
+        if !resp.extensions.contains_key("cost") {
+            resp.extensions.insert("cost".into(), c.to_value());
+        }
+    }
+    resp
 }
 
 fn refuse(err: AppError) -> ServerError {
@@ -200,6 +244,10 @@ impl Extension for AdmissionExtension {
             // No such operation: validation answers that, with nothing charged.
             return Ok(doc);
         };
+        self.introspection_only.store(
+            introspection_only(&doc, set),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let slot = ctx.data_opt::<Arc<OpSlot>>();
         if let Some(slot) = slot {
             let _ = slot.label.set(label(ctx, &doc, ty, set));
@@ -228,25 +276,94 @@ impl Extension for AdmissionExtension {
         Ok(doc)
     }
 
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        // Refusals after validation carry the cost too (executed answers got it in `execute`).
+        let resp = next.run(ctx).await;
+        with_cost(resp, self.cost())
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        // Over the socket: queries and mutations got the cost in `execute`; a refusal gets
+        // it here. Subscription events are not charged again and carry none.
+        let cost = self.cost.clone();
+        next.run(ctx, stream)
+            .map(move |resp| {
+                if resp.errors.is_empty() {
+                    return resp;
+                }
+                let known = *cost.lock().unwrap_or_else(|p| p.into_inner());
+                with_cost(resp, known)
+            })
+            .boxed()
+    }
+
     async fn validation(
         &self,
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
         let result = next.run(ctx).await?;
-        if let Some(app) = ctx.data_opt::<Arc<App>>() {
-            let max = app.settings.graphql.max_complexity;
-            if result.complexity > max {
-                return Err(vec![refuse(AppError::bad_input(
-                    "query",
-                    format!(
-                        "query costs {} (lists count `first` × what each item selects); at most {max} are allowed",
-                        result.complexity
-                    ),
-                ))]);
+        let Some(app) = ctx.data_opt::<Arc<App>>() else {
+            return Ok(result);
+        };
+        if self
+            .introspection_only
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.set_cost(Cost::default());
+            return Ok(result);
+        }
+        let max = app.settings.graphql.max_complexity;
+        if result.complexity > max {
+            return Err(vec![refuse(AppError::bad_input(
+                "query",
+                format!(
+                    "query costs {} (lists count `first` × what each item selects); at most {max} are allowed",
+                    result.complexity
+                ),
+            ))]);
+        }
+        if let Some(req) = ctx.data_opt::<Arc<RequestCtx>>() {
+            let requested = result.complexity as u64;
+            let charged = cost::charge(app, &req.caller, req.tenant.as_ref(), requested).await;
+            match charged {
+                Ok(c) => self.set_cost(c),
+                Err((c, err)) => {
+                    self.set_cost(c);
+                    if let (
+                        AppError::CostThrottled {
+                            retry_after_secs, ..
+                        },
+                        Some(slot),
+                    ) = (&err, ctx.data_opt::<Arc<OpSlot>>())
+                    {
+                        let _ = slot.cost_refused.set(*retry_after_secs);
+                    }
+                    return Err(vec![refuse(err)]);
+                }
             }
         }
         Ok(result)
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let resp = next.run(ctx, operation_name).await;
+        let (Some(app), Some(mut c)) = (ctx.data_opt::<Arc<App>>(), self.cost()) else {
+            return resp;
+        };
+        cost::settle(app, &mut c, &resp.data).await;
+        self.set_cost(c);
+        with_cost(resp, Some(c))
     }
 }
 
@@ -292,24 +409,11 @@ pub async fn charge(
     tenant: Option<&TenantRow>,
     cost: u32,
 ) -> Result<Option<Decision>, AppError> {
-    if !app.settings.rate_limits_enabled {
-        return Ok(None);
-    }
-    let (Some(p), Some(t)) = (caller.principal(), tenant) else {
+    let Some((tenant_id, plan)) = cost::limited(app, caller, tenant).await? else {
         return Ok(None);
     };
-    if p.role == Role::PlatformAdmin {
-        return Ok(None);
-    }
-    let plan = app.plans.by_id(&app.db, t.plan_id).await?;
-    let limit = app
-        .settings
-        .rate_limit_overrides
-        .iter()
-        .find(|(slug, _)| *slug == plan.slug)
-        .map(|(_, n)| *n)
-        .unwrap_or(plan.rate_limit_per_minute.max(1) as u32);
-    Ok(Some(app.rate_limiter.check(t.id, limit, cost).await))
+    let limit = cost::requests_per_minute(app, &plan);
+    Ok(Some(app.rate_limiter.check(tenant_id, limit, cost).await))
 }
 
 /// `<type>.<first root field>` when the field exists in the schema, else `<type>.other`:

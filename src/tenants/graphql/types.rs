@@ -18,6 +18,7 @@ use crate::error::AppError;
 use crate::features::graphql::Feature;
 use crate::features::loader::FeaturesOfTenant;
 use crate::features::model::EffectiveFeature;
+use crate::graphql::admission::{self, cost::ApiUsage};
 use crate::graphql::context::CtxExt;
 use crate::graphql::guards::{RequireFeature, RequireRole};
 use crate::graphql::loaders::SiblingBatch;
@@ -134,6 +135,10 @@ impl Tenant {
     }
     async fn owner_id(&self) -> Option<&str> {
         self.row.owner_id.as_deref()
+    }
+    /// The tenant's API budget: its cost bucket and the cost consumed today.
+    async fn api_usage(&self, ctx: &Context<'_>) -> Result<ApiUsage> {
+        Ok(admission::cost::usage(ctx.app(), &self.row).await?)
     }
     /// Billing region: `US`, `CA`, `EU`, `GB` or `AU`.
     async fn region(&self) -> &str {

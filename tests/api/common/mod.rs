@@ -371,6 +371,28 @@ impl TestApp {
     }
 }
 
+/// The hex SHA-256 of a query, as APQ names it.
+pub fn sha256_hex(query: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, query.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `GET /graphql?query=…` with a bearer token.
+pub async fn get_query(app: &TestApp, token: &str, query: &str) -> Gql {
+    let resp = app
+        .client
+        .get(format!("{}/graphql", app.base))
+        .query(&[("query", query)])
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    Gql::from_response(resp).await
+}
+
 /// A GraphQL (or JSON) response as a client sees it.
 pub struct Gql {
     pub status: u16,
