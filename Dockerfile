@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Build: the release binary (migrations are embedded in it at compile time).
+# Build: the release binary (migrations and GraphiQL's files are embedded in it at compile time).
 FROM rust:1-bookworm AS build
 WORKDIR /app
 # Dependencies first, against placeholder sources, so source edits do not rebuild them.
@@ -14,11 +14,12 @@ RUN mkdir -p src \
        target/release/.fingerprint/tenantry-*
 COPY src ./src
 COPY migrations ./migrations
+COPY assets ./assets
 # Newer than anything the placeholder build left behind.
 # The image ships the binary without its debug info (290 MB -> 61 MB); the symbol table stays,
 # so a panic's backtrace still names functions. The unstripped binary (line tables, for
 # profiling) is what `cargo build --release` leaves on a developer machine.
-RUN find src migrations -type f -exec touch {} + \
+RUN find src migrations assets -type f -exec touch {} + \
     && cargo build --release --locked --bin tenantry \
     && strip --strip-debug target/release/tenantry
 

@@ -73,3 +73,14 @@ env_file_value() { # env_file_value <file> <KEY>
     sed -n "s/^[[:space:]]*\(export[[:space:]]\{1,\}\)\{0,1\}$2=//p" "$1" | tail -n 1 |
         sed -e 's/[[:space:]]*$//' -e 's/^"\(.*\)"$/\1/' -e "s/^'\(.*\)'\$/\1/"
 }
+
+# Debian's chromium, which tests/api/graphiql.rs drives headless (through tests/node).
+ensure_chromium() {
+    if [ -x /usr/bin/chromium ]; then return 0; fi
+    log "installing chromium (for the GraphiQL browser test)"
+    local install=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium)
+    as_root "${install[@]}" </dev/null >/dev/null ||
+        { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null >/dev/null &&
+            as_root "${install[@]}" </dev/null >/dev/null; } ||
+        log "warning: installing chromium failed; the GraphiQL browser test will fail"
+}

@@ -26,6 +26,9 @@ if [ -f tests/node/package.json ]; then
     fi
 fi
 
+# Debian's chromium, driven headless by tests/api/graphiql.rs.
+ensure_chromium
+
 # Stripe's own Python library cross-checks our webhook signatures (tests/api/stripe_python.rs);
 # schemathesis fuzzes the whole schema (tests/api/fuzz.rs).
 if ! python3 -c "import stripe, schemathesis" >/dev/null 2>&1; then

@@ -190,6 +190,7 @@ pub fn router(app: Arc<App>) -> Router {
             post(graphql::http::post).get(graphql::http::get),
         )
         .route("/graphql/ws", get(graphql::ws::handler))
+        .route(http::graphiql::ASSETS_ROUTE, get(http::graphiql::asset))
         .route("/health", get(http::health))
         .route("/ready", get(http::ready))
         .route("/metrics", get(http::metrics))

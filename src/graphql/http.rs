@@ -5,14 +5,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql::{BatchRequest, BatchResponse, ErrorExtensionValues, ServerError};
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::extract::FromRequest;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use super::admission::OpSlot;
 use super::context::RequestCtx;
@@ -26,7 +25,7 @@ use crate::http::ratelimit::Decision;
 /// GraphiQL for browsers (when enabled); everything else is a GET query.
 pub async fn get(State(st): State<HttpState>, req: axum::extract::Request) -> Response {
     let headers = req.headers().clone();
-    if let Some(resp) = graphiql(&st, &headers) {
+    if let Some(resp) = crate::http::graphiql::page(&st, &headers) {
         return resp;
     }
     parse_and_execute(st, headers, req, true).await
@@ -58,28 +57,6 @@ async fn parse_and_execute(
             )
         }
     }
-}
-
-fn graphiql(st: &HttpState, headers: &HeaderMap) -> Option<Response> {
-    let wants_html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
-    if !wants_html {
-        return None;
-    }
-    if !st.app.settings.graphql.graphiql {
-        return Some((StatusCode::NOT_FOUND, "GraphiQL is disabled").into_response());
-    }
-    Some(
-        Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql/ws")
-                .finish(),
-        )
-        .into_response(),
-    )
 }
 
 pub async fn post(State(st): State<HttpState>, req: axum::extract::Request) -> Response {

@@ -25,6 +25,7 @@ mod db_role;
 mod entitlements;
 mod features_config;
 mod fuzz;
+mod graphiql;
 mod graphql_limits;
 mod instances;
 mod internal_api;
