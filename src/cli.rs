@@ -58,7 +58,12 @@ pub enum Command {
         ttl: humantime::Duration,
     },
     /// Print the GraphQL schema (SDL); `schema.graphql` must equal it.
-    Schema,
+    Schema {
+        /// The federation subgraph SDL instead (`_service { sdl }`); `schema.subgraph.graphql`
+        /// must equal it.
+        #[arg(long)]
+        federation: bool,
+    },
     /// Background jobs (the server also runs them on a schedule).
     Jobs {
         #[command(subcommand)]
@@ -75,14 +80,18 @@ pub enum JobsCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Schema = cli.command {
-        print!("{}", graphql::sdl());
+    if let Command::Schema { federation } = cli.command {
+        if federation {
+            print!("{}", graphql::federation_sdl());
+        } else {
+            print!("{}", graphql::sdl());
+        }
         return Ok(());
     }
     let settings = Settings::from_env()?;
     telemetry::init_logging(settings.log_format);
     match cli.command {
-        Command::Schema => unreachable!("handled above"),
+        Command::Schema { .. } => unreachable!("handled above"),
         Command::Migrate => {
             let applied =
                 roles::migrate(&settings.database_url, &settings.database_app_role).await?;

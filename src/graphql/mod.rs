@@ -62,12 +62,15 @@ pub struct SubscriptionRoot(QuotaSubscription);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
+/// The schema is an Apollo Federation v2 subgraph (SPEC §13): `Tenant @key(fields: "id")`,
+/// `Plan @key(fields: "slug")`, `_service { sdl }` and `_entities`.
 fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         SubscriptionRoot::default(),
     )
+    .enable_federation()
 }
 
 pub fn build_schema(app: Arc<App>) -> AppSchema {
@@ -93,6 +96,18 @@ pub fn build_schema(app: Arc<App>) -> AppSchema {
 /// The SDL that `schema.graphql` must equal (`tenantry schema`).
 pub fn sdl() -> String {
     builder().finish().sdl()
+}
+
+/// The subgraph SDL, with federation directives, that `_service { sdl }` answers and
+/// `schema.subgraph.graphql` must equal (`tenantry schema --federation`).
+pub fn federation_sdl() -> String {
+    builder()
+        .finish()
+        .sdl_with_options(
+            async_graphql::SDLExportOptions::new()
+                .federation()
+                .compose_directive(),
+        )
 }
 
 /// The tenant a mutation acts on: the `tenantId` argument, else the request's tenant.

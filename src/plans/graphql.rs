@@ -161,4 +161,11 @@ impl PlanQuery {
         let row = service::find_active(&ctx.req().db, &slug).await?;
         Ok(row.map(|p| Plan::list(vec![p]).remove(0)))
     }
+
+    /// Federation: a `Plan` reference (`@key(fields: "slug")`); the catalogue is public, as
+    /// in `plan(slug)`.
+    #[graphql(entity)]
+    async fn find_plan_by_slug(&self, ctx: &Context<'_>, slug: String) -> Result<Option<Plan>> {
+        self.plan(ctx, slug).await
+    }
 }

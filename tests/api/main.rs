@@ -24,6 +24,7 @@ mod crash;
 mod db_role;
 mod entitlements;
 mod features_config;
+mod federation;
 mod fuzz;
 mod graphiql;
 mod graphql_limits;

@@ -12,6 +12,17 @@ fn checked_in_schema_equals_the_code() {
 }
 
 #[test]
+fn checked_in_subgraph_schema_equals_the_code() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.subgraph.graphql");
+    let checked_in = std::fs::read_to_string(path).expect("schema.subgraph.graphql exists");
+    assert!(
+        checked_in == tenantry::graphql::federation_sdl(),
+        "schema.subgraph.graphql is stale: run \
+         `cargo run -- schema --federation > schema.subgraph.graphql` and commit it"
+    );
+}
+
+#[test]
 fn the_binary_prints_the_same_schema() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenantry"))
         .arg("schema")
@@ -21,6 +32,15 @@ fn the_binary_prints_the_same_schema() {
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         tenantry::graphql::sdl()
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(["schema", "--federation"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        tenantry::graphql::federation_sdl()
     );
 }
 

@@ -97,6 +97,25 @@ impl TenantQuery {
         Ok(Some(Tenant::one(row)))
     }
 
+    /// Federation: a `Tenant` reference (`@key(fields: "id")`), resolved under the caller's
+    /// scope. A reference the caller may not see (another tenant's, no caller, a malformed
+    /// id) is null, never an error that would tell it exists.
+    #[graphql(entity)]
+    async fn find_tenant_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Tenant>> {
+        let req = ctx.req();
+        let Ok(id) = parse_id(&id) else {
+            return Ok(None);
+        };
+        if req.caller.principal().is_none() {
+            return Ok(None);
+        }
+        match service::get_cached(&ctx.app().tenant_cache, &req.db, &req.actor(), id).await {
+            Ok(row) => Ok(Some(Tenant::one(row))),
+            Err(AppError::NotFound(_) | AppError::Forbidden(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// All tenants, oldest first (platform admins).
     #[graphql(
         guard = "RequireRole(Role::PlatformAdmin)",
