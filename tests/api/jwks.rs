@@ -2,14 +2,16 @@
 //! started by each test serves a set it can rotate and counts its fetches. Tokens signed by a
 //! new key are accepted after a rotation without a restart (HTTP and WebSocket); unknown
 //! `kid`s cost at most one fetch per `JWT_JWKS_MIN_REFRESH`; the algorithm comes from the key,
-//! never the token; `/ready` answers 503 naming the JWKS until keys are fetched, then 200.
+//! never the token; `/ready` answers 503 naming the JWKS until keys are fetched, then 200, and
+//! a provider failing later degrades it while the keys in hand keep working.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Json;
 use base64::Engine as _;
@@ -37,6 +39,8 @@ struct Provider {
 struct Published {
     set: Mutex<Value>,
     fetches: AtomicUsize,
+    /// Answer 503 instead of the set.
+    failing: AtomicBool,
 }
 
 impl Provider {
@@ -55,13 +59,17 @@ impl Provider {
         let published = Arc::new(Published {
             set: Mutex::new(set),
             fetches: AtomicUsize::new(0),
+            failing: AtomicBool::new(false),
         });
         let router = axum::Router::new()
             .route(
                 "/.well-known/jwks.json",
                 get(|State(p): State<Arc<Published>>| async move {
                     p.fetches.fetch_add(1, Ordering::SeqCst);
-                    Json(p.set.lock().unwrap().clone())
+                    if p.failing.load(Ordering::SeqCst) {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+                    }
+                    Json(p.set.lock().unwrap().clone()).into_response()
                 }),
             )
             .with_state(published.clone());
@@ -401,12 +409,30 @@ async fn ready_names_the_jwks_until_keys_are_fetched_then_recovers_without_resta
 
     // The provider comes up: keys are fetched in the background, no restart.
     let key_a = jwk(RSA_A_JWK, json!({ "kid": "a" }));
-    let _provider = Provider::start_on(port, set(&[&key_a])).await;
+    let provider = Provider::start_on(port, set(&[&key_a])).await;
     wait_ready(&app).await;
     let (_, body) = ready(&app).await;
     assert_eq!(body["checks"]["jwks"], "ok", "{body}");
     assert!(body.get("reasons").is_none(), "{body}");
     assert_accepted(&app, &token_a, "after the provider came up").await;
+
+    // The provider fails later (here: a refetch for an unknown kid answers 503): the keys in
+    // hand keep working, and the instance stays in rotation, degraded.
+    provider.published.failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_refused(
+        &app,
+        &token(Algorithm::RS256, Some("x"), &rsa_a()),
+        "unknown kid",
+    )
+    .await;
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["checks"]["jwks"], "stale", "{body}");
+    let reason = body["reasons"]["jwks"].as_str().unwrap_or_default();
+    assert!(reason.contains("HTTP 503"), "{body}");
+    assert_accepted(&app, &token_a, "keys in hand while the provider fails").await;
 
     let (_, metrics) = app.get("/metrics").await;
     assert!(
