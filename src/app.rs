@@ -87,6 +87,7 @@ impl App {
         let bus = Arc::new(Bus::new(redis.clone(), &settings.redis_prefix));
         let meter = Meter::start(db.clone(), bus.clone(), settings.usage_writers);
         let jwt = JwtVerifier::from_settings(&settings)?;
+        jwt.start();
         let rate_limiter = RateLimiter::new(
             redis.as_ref().map(|(p, _)| p.clone()),
             &settings.redis_prefix,

@@ -1,6 +1,13 @@
-//! JWT verification (SPEC §3): HS256 with `JWT_SECRET`, RS256/ES256 with `JWT_PUBLIC_KEY_PEM`.
-//! The algorithm a token may use is decided by the configured key, never by the token, so
-//! `alg: none` and algorithm confusion (an HS256 token signed with the public key) fail.
+//! JWT verification (SPEC §3): HS256 with `JWT_SECRET`, RS256/ES256 with `JWT_PUBLIC_KEY_PEM`
+//! and the keys published at `JWT_JWKS_URL` ([`super::jwks`]); any of them may be configured
+//! together. The algorithm a token may use is decided by the configured key (for a JWKS key:
+//! the JWK's own `alg`, type and curve), never by the token, so `alg: none` and algorithm
+//! confusion (an HS256 token signed with a public key) fail.
+//!
+//! Which key checks a token: HS* tokens the secret, and only the secret. Others: a token with
+//! a `kid` the JWKS (a kid the set lacks, even after a refetch, falls back to the PEM key when
+//! there is one); a token without a `kid` the PEM key when there is one, else the JWKS's only
+//! key.
 
 use chrono::Utc;
 use jsonwebtoken::{
@@ -8,6 +15,9 @@ use jsonwebtoken::{
 };
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use super::jwks::{keys::Miss, Health, Jwks};
 use super::{Principal, Role};
 use crate::config::Settings;
 use crate::error::AppError;
@@ -38,6 +48,7 @@ struct KeyedValidation {
 pub struct JwtVerifier {
     hmac: Option<KeyedValidation>,
     public: Option<KeyedValidation>,
+    jwks: Option<Arc<Jwks>>,
 }
 
 impl JwtVerifier {
@@ -84,33 +95,47 @@ impl JwtVerifier {
                 );
             }),
         };
-        if s.jwt_jwks_url.is_some() {
-            tracing::warn!("JWT_JWKS_URL is not supported yet; use JWT_PUBLIC_KEY_PEM");
-        }
-        Ok(JwtVerifier { hmac, public })
+        // Each JWKS key gets this validation restricted to its own algorithm.
+        let jwks = Jwks::from_settings(s, &validation(vec![Algorithm::RS256]))?;
+        Ok(JwtVerifier { hmac, public, jwks })
     }
 
-    pub fn verify(&self, token: &str) -> Result<Principal, AppError> {
+    /// Starts fetching the JWKS (when configured) and keeping it fresh, in the background.
+    pub fn start(&self) {
+        if let Some(jwks) = &self.jwks {
+            jwks.spawn_refresher();
+        }
+    }
+
+    /// The JWKS's state for `/ready`; `None` when `JWT_JWKS_URL` is not set.
+    pub fn jwks_health(&self) -> Option<Health> {
+        self.jwks.as_ref().map(|j| j.health())
+    }
+
+    /// Checks a token and reads its principal. Waits only when a JWKS token names a key not
+    /// fetched yet (see [`Jwks::key`]).
+    pub async fn verify(&self, token: &str) -> Result<Principal, AppError> {
         let unauth = |m: &str| AppError::Unauthenticated(m.to_owned());
         // Fails for `alg: none` and for any algorithm jsonwebtoken does not know.
         let header = decode_header(token).map_err(|_| unauth("malformed or unsupported token"))?;
-        let keyed = match header.alg {
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => self.hmac.as_ref(),
-            _ => self.public.as_ref(),
-        }
-        .ok_or_else(|| unauth("token algorithm not accepted"))?;
-        let data = decode::<Claims>(token, &keyed.key, &keyed.validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind::*;
-            match e.kind() {
-                ExpiredSignature => unauth("token expired"),
-                ImmatureSignature => unauth("token not yet valid"),
-                InvalidIssuer => unauth("token issuer not accepted"),
-                InvalidAudience => unauth("token audience not accepted"),
-                InvalidAlgorithm => unauth("token algorithm not accepted"),
-                _ => unauth("invalid token"),
+        let not_accepted = || unauth("token algorithm not accepted");
+        let claims = match (header.alg, &self.jwks, header.kid.as_deref()) {
+            (Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512, _, _) => {
+                let keyed = self.hmac.as_ref().ok_or_else(not_accepted)?;
+                check(token, &keyed.key, &keyed.validation)?
             }
-        })?;
-        let claims = data.claims;
+            (_, Some(jwks), kid) if kid.is_some() || self.public.is_none() => {
+                match (jwks.key(kid).await, &self.public) {
+                    (Ok(key), _) => check(token, &key.key, &key.validation)?,
+                    (Err(Miss::UnknownKid), Some(pem)) => check(token, &pem.key, &pem.validation)?,
+                    (Err(miss), _) => return Err(unauth(miss.message())),
+                }
+            }
+            _ => {
+                let keyed = self.public.as_ref().ok_or_else(not_accepted)?;
+                check(token, &keyed.key, &keyed.validation)?
+            }
+        };
         let role = Role::parse(&claims.role).ok_or_else(|| unauth("unknown role claim"))?;
         if role != Role::PlatformAdmin && claims.tenant_id.is_none() {
             return Err(unauth("tenant roles need a tenant_id claim"));
@@ -122,6 +147,25 @@ impl JwtVerifier {
             expires_at: claims.exp,
         })
     }
+}
+
+/// The token's claims when `key` verifies it under `validation`; UNAUTHENTICATED saying why
+/// not, in words that reveal nothing about the keys.
+fn check(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Claims, AppError> {
+    let unauth = |m: &str| AppError::Unauthenticated(m.to_owned());
+    decode::<Claims>(token, key, validation)
+        .map(|data| data.claims)
+        .map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind::*;
+            match e.kind() {
+                ExpiredSignature => unauth("token expired"),
+                ImmatureSignature => unauth("token not yet valid"),
+                InvalidIssuer => unauth("token issuer not accepted"),
+                InvalidAudience => unauth("token audience not accepted"),
+                InvalidAlgorithm => unauth("token algorithm not accepted"),
+                _ => unauth("invalid token"),
+            }
+        })
 }
 
 /// Signs a development/test token with `JWT_SECRET` (HS256): `tenantry token`.

@@ -1,6 +1,7 @@
 //! Who is calling: JWT verification ([`jwt`]), roles, and which tenant a request is scoped to
 //! ([`resolve`]). Produces a [`Caller`] and an optional tenant; never touches business rules.
 
+pub mod jwks;
 pub mod jwt;
 pub mod resolve;
 

@@ -212,7 +212,7 @@ pub async fn resolve(
     headers: &HeaderMap,
 ) -> AppResult<Resolved> {
     let caller = match token {
-        Some(t) => Caller::User(jwt.verify(t)?),
+        Some(t) => Caller::User(jwt.verify(t).await?),
         None => Caller::Anonymous,
     };
     let header = headers

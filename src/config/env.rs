@@ -46,6 +46,23 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         Ok(v as i64)
     }
 
+    /// A duration: `30s`, `10m`, `1h 30m` (humantime) or whole seconds, `default` when unset.
+    pub(super) fn duration(
+        &self,
+        k: &str,
+        default: std::time::Duration,
+    ) -> anyhow::Result<std::time::Duration> {
+        match self.var(k) {
+            None => Ok(default),
+            Some(v) => match v.parse::<u64>() {
+                Ok(secs) => Ok(std::time::Duration::from_secs(secs)),
+                Err(_) => humantime::parse_duration(&v).with_context(|| {
+                    format!("{k} must be a duration such as 30s or 10m, got {v:?}")
+                }),
+            },
+        }
+    }
+
     /// `1/true/yes/on` or `0/false/no/off`, `default` when unset.
     pub(super) fn flag(&self, k: &str, default: bool) -> anyhow::Result<bool> {
         match self.lower(k) {
@@ -113,6 +130,21 @@ mod tests {
             .to_string()
             .contains("R must be"));
         assert_eq!(e.ranged("UNSET", 5, 1, 9).unwrap(), 5);
+    }
+
+    #[test]
+    fn durations_are_humantime_or_seconds() {
+        use std::time::Duration;
+        let e = env(&[("D", "10m"), ("S", "45"), ("X", "soon")]);
+        let d = Duration::from_secs(7);
+        assert_eq!(e.duration("D", d).unwrap(), Duration::from_secs(600));
+        assert_eq!(e.duration("S", d).unwrap(), Duration::from_secs(45));
+        assert_eq!(e.duration("UNSET", d).unwrap(), d);
+        assert!(e
+            .duration("X", d)
+            .unwrap_err()
+            .to_string()
+            .contains("X must be"));
     }
 
     #[test]

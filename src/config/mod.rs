@@ -32,7 +32,13 @@ pub struct Settings {
     pub bind_addr: SocketAddr,
     pub jwt_secret: Option<String>,
     pub jwt_public_key_pem: Option<String>,
+    /// `JWT_JWKS_URL`: an identity provider's published signing keys (http(s) URL).
     pub jwt_jwks_url: Option<String>,
+    /// `JWT_JWKS_TTL`: how long a fetched key set is used before it is fetched again.
+    pub jwt_jwks_ttl: Duration,
+    /// `JWT_JWKS_MIN_REFRESH`: the least time between two fetches caused by unknown `kid`s
+    /// (and the longest wait between retries while the set cannot be fetched).
+    pub jwt_jwks_min_refresh: Duration,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub service_token: Option<String>,
@@ -141,6 +147,18 @@ impl Settings {
             other => other.map(|v| v.replace("\\n", "\n")),
         };
 
+        let jwt_jwks_url = var("JWT_JWKS_URL").map(check_jwks_url).transpose()?;
+        let jwt_jwks_ttl = env.duration("JWT_JWKS_TTL", Duration::from_secs(600))?;
+        let jwt_jwks_min_refresh = env.duration("JWT_JWKS_MIN_REFRESH", Duration::from_secs(30))?;
+        for (k, d) in [
+            ("JWT_JWKS_TTL", jwt_jwks_ttl),
+            ("JWT_JWKS_MIN_REFRESH", jwt_jwks_min_refresh),
+        ] {
+            if d < Duration::from_secs(1) {
+                bail!("{k} must be at least 1s, got {d:?}");
+            }
+        }
+
         let bounds = TenantBounds::read(&env)?;
 
         let stripe_secret_key = var("STRIPE_SECRET_KEY");
@@ -162,7 +180,9 @@ impl Settings {
             bind_addr,
             jwt_secret: var("JWT_SECRET"),
             jwt_public_key_pem,
-            jwt_jwks_url: var("JWT_JWKS_URL"),
+            jwt_jwks_url,
+            jwt_jwks_ttl,
+            jwt_jwks_min_refresh,
             jwt_issuer: var("JWT_ISSUER"),
             jwt_audience: var("JWT_AUDIENCE"),
             service_token: var("SERVICE_TOKEN"),
@@ -256,6 +276,20 @@ fn bucket_shape(key: &str, raw: &str) -> anyhow::Result<BucketShape> {
     Ok(BucketShape { size, restore_rate })
 }
 
+/// `JWT_JWKS_URL` must be an absolute http(s) URL (production also refuses plain http to
+/// another host: see `production`).
+fn check_jwks_url(url: String) -> anyhow::Result<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(url),
+        _ => bail!(
+            "JWT_JWKS_URL must be an https:// URL (e.g. https://auth.example.com/.well-known/jwks.json), got {url:?}"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! `settings(..)` and the production fixtures serve the tests of every file of `config`.
@@ -289,6 +323,31 @@ mod tests {
         );
         assert_eq!(s.bounds.config_max_entries, 200);
         assert_eq!(s.bounds.config_max_bytes, 262_144);
+        assert_eq!(s.jwt_jwks_ttl, Duration::from_secs(600));
+        assert_eq!(s.jwt_jwks_min_refresh, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn jwks_settings_are_checked() {
+        let s = settings(&[
+            ("JWT_JWKS_URL", "https://idp.example.com/jwks"),
+            ("JWT_JWKS_TTL", "5m"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.jwt_jwks_url.as_deref(),
+            Some("https://idp.example.com/jwks")
+        );
+        assert_eq!(s.jwt_jwks_ttl, Duration::from_secs(300));
+        for (k, v) in [
+            ("JWT_JWKS_URL", "idp.example.com/jwks"),
+            ("JWT_JWKS_URL", "ftp://idp.example.com/jwks"),
+            ("JWT_JWKS_MIN_REFRESH", "0s"),
+            ("JWT_JWKS_TTL", "often"),
+        ] {
+            let err = settings(&[(k, v)]).unwrap_err().to_string();
+            assert!(err.contains(k), "{k}={v}: {err}");
+        }
     }
 
     #[test]

@@ -73,6 +73,17 @@ impl Settings {
                 );
             }
         }
+        if let Some(url) = self
+            .jwt_jwks_url
+            .as_deref()
+            .filter(|u| plain_http_off_host(u))
+        {
+            problems.push(format!(
+                "JWT_JWKS_URL is plain http to another host ({url}): anyone on the path could \
+                 swap the signing keys and mint tokens; use https (http is accepted for \
+                 localhost only)"
+            ));
+        }
         if self.is_production()
             && self.billing_mode == BillingMode::Local
             && !self.billing_mode_explicit
@@ -99,6 +110,24 @@ impl Settings {
         }
         Ok(problems)
     }
+}
+
+/// An `http://` URL whose host is not the loopback interface.
+fn plain_http_off_host(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
 }
 
 /// Why a shared secret is unsafe, if it is: shipped as an example, or too short to resist
@@ -178,6 +207,29 @@ mod tests {
         // Outside production the same settings serve, with warnings.
         let dev = settings(&[("JWT_SECRET", "change-me")]).unwrap();
         assert_eq!(dev.check_serve().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn production_refuses_a_jwks_url_over_plain_http_to_another_host() {
+        for ok in [
+            "https://idp.example.com/jwks",
+            "http://127.0.0.1:8081/jwks",
+            "http://localhost/jwks",
+            "http://[::1]:9000/jwks",
+        ] {
+            assert!(!plain_http_off_host(ok), "{ok}");
+            assert!(production(("JWT_JWKS_URL", ok))
+                .unwrap()
+                .check_serve()
+                .is_ok());
+        }
+        for bad in [
+            "http://idp.example.com/jwks",
+            "http://localhost@evil.example/jwks",
+        ] {
+            let err = refusal(&production(("JWT_JWKS_URL", bad)).unwrap());
+            assert!(err.contains("JWT_JWKS_URL is plain http"), "{err}");
+        }
     }
 
     /// The list of refused examples covers every secret the shipped files carry.

@@ -16,6 +16,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::app::HttpState;
+use crate::auth::jwks::Health;
 
 /// Liveness: 200 while the process runs.
 pub async fn health() -> impl IntoResponse {
@@ -26,7 +27,8 @@ pub async fn health() -> impl IntoResponse {
 /// cannot serve). Redis down is `"status": "degraded"` with 200: every instance shares the same
 /// Redis, so a 503 would pull them all out of rotation at once, while the API keeps working
 /// without it (see docs/decisions.md). `down` lists whatever does not answer either way.
-/// Checks run on every call, so recovery needs no restart.
+/// With `JWT_JWKS_URL`, 503 also while no signing key was ever fetched, and `reasons.jwks`
+/// says why. Checks run on every call, so recovery needs no restart.
 pub async fn ready(State(st): State<HttpState>) -> Response {
     let (pg, redis) = tokio::join!(
         st.app.db.ping(Duration::from_secs(2)),
@@ -44,16 +46,38 @@ pub async fn ready(State(st): State<HttpState>) -> Response {
             down.push("redis");
         }
     }
-    let (status, label) = match (pg, down.is_empty()) {
+    // JWKS: no key ever fetched takes this instance out (its provider's users cannot sign
+    // in here); keys in hand with a failing refresh only degrade it.
+    let mut reasons = serde_json::Map::new();
+    let mut jwks_missing = false;
+    if let Some(health) = st.app.jwt.jwks_health() {
+        let (state, reason) = match health {
+            Health::Ok => ("ok", None),
+            Health::Stale(why) => ("stale", Some(why)),
+            Health::Unavailable(why) => {
+                jwks_missing = true;
+                ("down", Some(why))
+            }
+        };
+        checks.insert("jwks".into(), json!(state));
+        if let Some(why) = reason {
+            down.push("jwks");
+            reasons.insert("jwks".into(), json!(why));
+        }
+    }
+    let (status, label) = match (pg && !jwks_missing, down.is_empty()) {
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         (true, false) => (StatusCode::OK, "degraded"),
         (true, true) => (StatusCode::OK, "ready"),
     };
-    let body = json!({
+    let mut body = json!({
         "status": label,
         "down": down,
         "checks": checks,
     });
+    if !reasons.is_empty() {
+        body["reasons"] = reasons.into();
+    }
     (status, Json(body)).into_response()
 }
 

@@ -33,6 +33,7 @@ mod internal_api;
 mod isolation;
 mod isolation_generated;
 mod jobs_export;
+mod jwks;
 mod observability;
 mod outage;
 mod platform_stats;
