@@ -101,13 +101,11 @@ pub fn sdl() -> String {
 /// The subgraph SDL, with federation directives, that `_service { sdl }` answers and
 /// `schema.subgraph.graphql` must equal (`tenantry schema --federation`).
 pub fn federation_sdl() -> String {
-    builder()
-        .finish()
-        .sdl_with_options(
-            async_graphql::SDLExportOptions::new()
-                .federation()
-                .compose_directive(),
-        )
+    builder().finish().sdl_with_options(
+        async_graphql::SDLExportOptions::new()
+            .federation()
+            .compose_directive(),
+    )
 }
 
 /// The tenant a mutation acts on: the `tenantId` argument, else the request's tenant.

@@ -12,7 +12,10 @@ use crate::common::TestApp;
 /// Composes `sdl` with a second subgraph (tests/node/compose.mjs, @theguild/federation-composition).
 fn compose(sdl: &str) -> Value {
     let mut child = Command::new("node")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/compose.mjs"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/node/compose.mjs"
+        ))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -39,13 +42,22 @@ async fn the_subgraph_composes_into_a_supergraph() {
     let resp = app.gql(None, "{ _service { sdl } }", json!({})).await;
     let sdl = resp.ok()["_service"]["sdl"].as_str().unwrap().to_owned();
     let checked_in = include_str!("../../schema.subgraph.graphql");
-    assert!(sdl == checked_in, "`_service {{ sdl }}` differs from schema.subgraph.graphql");
+    assert!(
+        sdl == checked_in,
+        "`_service {{ sdl }}` differs from schema.subgraph.graphql"
+    );
     assert!(sdl.contains("type Tenant @key(fields: \"id\")"), "{sdl}");
     assert!(sdl.contains("type Plan @key(fields: \"slug\")"), "{sdl}");
-    assert!(sdl.contains("https://specs.apollo.dev/federation/v2"), "{sdl}");
+    assert!(
+        sdl.contains("https://specs.apollo.dev/federation/v2"),
+        "{sdl}"
+    );
 
     let composed = compose(&sdl);
-    assert!(composed["errors"].is_null(), "composition failed: {composed}");
+    assert!(
+        composed["errors"].is_null(),
+        "composition failed: {composed}"
+    );
     let supergraph = composed["supergraphSdl"].as_str().unwrap();
     for part in [
         "@join__type(graph: TENANTRY, key: \"id\")",
@@ -57,7 +69,11 @@ async fn the_subgraph_composes_into_a_supergraph() {
     }
 
     // A composition tool refuses what is not a valid subgraph: the check can fail.
-    let broken = sdl.replacen("type Tenant @key(fields: \"id\")", "type Tenant @key(fields: \"nope\")", 1);
+    let broken = sdl.replacen(
+        "type Tenant @key(fields: \"id\")",
+        "type Tenant @key(fields: \"nope\")",
+        1,
+    );
     assert!(!compose(&broken)["errors"].is_null());
 }
 
@@ -85,10 +101,16 @@ async fn entities_resolve_under_the_callers_scope() {
     assert!(got[1].is_null(), "another tenant leaked: {got}");
     assert_eq!(got[2]["slug"], "free", "{got}");
     assert!(got[3].is_null() && got[4].is_null(), "{got}");
-    assert!(!resp.body.to_string().contains(&other.slug), "{}", resp.body);
+    assert!(
+        !resp.body.to_string().contains(&other.slug),
+        "{}",
+        resp.body
+    );
 
     // A platform admin sees both; an anonymous caller sees the public catalogue only.
-    let resp = app.gql(Some(&app.admin_token()), ENTITIES, reps.clone()).await;
+    let resp = app
+        .gql(Some(&app.admin_token()), ENTITIES, reps.clone())
+        .await;
     let got = &resp.ok()["_entities"];
     assert_eq!(got[1]["slug"], json!(other.slug), "{got}");
     let resp = app.gql(None, ENTITIES, reps).await;
