@@ -74,13 +74,31 @@ env_file_value() { # env_file_value <file> <KEY>
         sed -e 's/[[:space:]]*$//' -e 's/^"\(.*\)"$/\1/' -e "s/^'\(.*\)'\$/\1/"
 }
 
-# Debian's chromium, which tests/api/graphiql.rs drives headless (through tests/node).
-ensure_chromium() {
-    if [ -x /usr/bin/chromium ]; then return 0; fi
-    log "installing chromium (for the GraphiQL browser test)"
-    local install=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium)
+# Installs Debian packages when missing (non-interactive; `apt-get update` once if the
+# first try fails). Warns rather than fails: the step that needs the tool says what broke.
+apt_install() { # apt_install <why> <package...>
+    local why=$1
+    shift
+    log "installing $* ($why)"
+    local install=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@")
     as_root "${install[@]}" </dev/null >/dev/null ||
         { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null >/dev/null &&
             as_root "${install[@]}" </dev/null >/dev/null; } ||
-        log "warning: installing chromium failed; the GraphiQL browser test will fail"
+        log "warning: installing $* failed"
+}
+
+# Debian's chromium, which tests/api/graphiql.rs drives headless (through tests/node).
+ensure_chromium() {
+    [ -x /usr/bin/chromium ] || apt_install "for the GraphiQL browser test" chromium
+}
+
+# A Compose implementation for `scripts/compose-check.sh`: the Docker CLI's plugin when
+# present, else Debian's docker-compose. Prints the command.
+compose_command() {
+    if docker compose version >/dev/null 2>&1; then
+        echo "docker compose"
+        return 0
+    fi
+    command -v docker-compose >/dev/null 2>&1 || apt_install "to validate docker-compose.yml" docker-compose
+    command -v docker-compose >/dev/null 2>&1 && echo "docker-compose"
 }
