@@ -127,7 +127,9 @@ impl JwtVerifier {
             (_, Some(jwks), kid) if kid.is_some() || self.public.is_none() => {
                 match (jwks.key(kid).await, &self.public) {
                     (Ok(key), _) => check(token, &key.key, &key.validation)?,
-                    (Err(Miss::UnknownKid), Some(pem)) => check(token, &pem.key, &pem.validation)?,
+                    (Err(Miss::UnknownKid | Miss::NoKeys), Some(pem)) => {
+                        check(token, &pem.key, &pem.validation)?
+                    }
                     (Err(miss), _) => return Err(unauth(miss.message())),
                 }
             }

@@ -377,6 +377,8 @@ mod tests {
             ("SERVICE_TOKEN", STRONG),
             ("CONFIG_ENCRYPTION_KEY", KEY),
             ("STRIPE_SECRET_KEY", "sk_live_x"),
+            ("JWT_ISSUER", "https://idp.example.com/"),
+            ("JWT_AUDIENCE", "tenantry"),
         ];
         pairs.retain(|(k, _)| *k != with.0);
         pairs.push(with);

@@ -84,6 +84,15 @@ impl Settings {
                  localhost only)"
             ));
         }
+        if self.jwt_jwks_url.is_some() && (self.jwt_issuer.is_none() || self.jwt_audience.is_none())
+        {
+            problems.push(
+                "JWT_JWKS_URL is set without JWT_ISSUER and JWT_AUDIENCE: an identity provider's \
+                 keys sign tokens for every application it serves, so any of them carrying a \
+                 role claim would be accepted here; set both to this API's issuer and audience"
+                    .into(),
+            );
+        }
         if self.is_production()
             && self.billing_mode == BillingMode::Local
             && !self.billing_mode_explicit
@@ -150,7 +159,7 @@ fn weak_secret(var: &str, value: &str, misuse: &str, need: &str) -> Option<Strin
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{production, refusal, settings};
+    use super::super::tests::{production, refusal, settings, KEY, STRONG};
     use super::*;
 
     #[test]
@@ -229,6 +238,39 @@ mod tests {
         ] {
             let err = refusal(&production(("JWT_JWKS_URL", bad)).unwrap());
             assert!(err.contains("JWT_JWKS_URL is plain http"), "{err}");
+        }
+    }
+
+    #[test]
+    fn production_refuses_a_jwks_url_without_issuer_and_audience() {
+        let base = [
+            ("APP_ENV", "production"),
+            ("JWT_JWKS_URL", "https://idp.example.com/jwks"),
+            ("SERVICE_TOKEN", STRONG),
+            ("CONFIG_ENCRYPTION_KEY", KEY),
+            ("STRIPE_SECRET_KEY", "sk_live_x"),
+        ];
+        for (extra, ok) in [
+            (vec![], false),
+            (vec![("JWT_ISSUER", "https://idp.example.com/")], false),
+            (vec![("JWT_AUDIENCE", "tenantry")], false),
+            (
+                vec![
+                    ("JWT_ISSUER", "https://idp.example.com/"),
+                    ("JWT_AUDIENCE", "tenantry"),
+                ],
+                true,
+            ),
+        ] {
+            let pairs: Vec<_> = base.iter().copied().chain(extra.clone()).collect();
+            let s = settings(&pairs).unwrap();
+            match s.check_serve() {
+                Ok(_) => assert!(ok, "{extra:?} must be refused"),
+                Err(e) => {
+                    assert!(!ok, "{extra:?}: {e}");
+                    assert!(e.to_string().contains("JWT_ISSUER and JWT_AUDIENCE"), "{e}");
+                }
+            }
         }
     }
 

@@ -93,6 +93,9 @@ pub struct Throttle {
     pub available: f64,
     /// Cost consumed in the current UTC day (what was charged less what was given back).
     pub consumed_today: u64,
+    /// The store could not be asked (Redis failing): `allowed` is the
+    /// `RATE_LIMIT_ON_REDIS_ERROR` policy's answer and nothing was taken.
+    pub fallback: bool,
 }
 
 impl Throttle {
@@ -192,6 +195,7 @@ impl RateLimiter {
                 shape,
                 available: available.parse().ok()?,
                 consumed_today: consumed.max(0) as u64,
+                fallback: false,
             })
         };
         let answer = self
@@ -209,6 +213,7 @@ impl RateLimiter {
                 shape,
                 available: if closed { 0.0 } else { f64::from(shape.size) },
                 consumed_today: 0,
+                fallback: true,
             }
         })
     }
@@ -340,6 +345,7 @@ impl RateLimiter {
             shape,
             available: b.available,
             consumed_today: b.consumed as u64,
+            fallback: false,
         }
     }
 }

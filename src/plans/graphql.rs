@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Object, Result, SimpleObject, ID};
 
-use super::loader::{FeaturesOfPlan, PricesOfPlan, QuotasOfPlan};
+use super::loader::{ActivePlanBySlug, FeaturesOfPlan, PricesOfPlan, QuotasOfPlan};
 use super::model::{BillingCycle, PlanPriceRow, PlanQuotaRow, PlanRow};
 use super::service;
 use crate::graphql::context::CtxExt;
@@ -163,9 +163,10 @@ impl PlanQuery {
     }
 
     /// Federation: a `Plan` reference (`@key(fields: "slug")`); the catalogue is public, as
-    /// in `plan(slug)`.
+    /// in `plan(slug)`. All of a request's references share one read of the catalogue.
     #[graphql(entity)]
     async fn find_plan_by_slug(&self, ctx: &Context<'_>, slug: String) -> Result<Option<Plan>> {
-        self.plan(ctx, slug).await
+        let row = ctx.loaders().load_one(ActivePlanBySlug(slug)).await?;
+        Ok(row.map(|p| Plan::list(vec![p]).remove(0)))
     }
 }

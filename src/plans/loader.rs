@@ -13,6 +13,10 @@ use crate::ids::PlanId;
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub struct PlanById(pub PlanId);
+/// An active plan by slug (federation references): one read of the catalogue per request,
+/// however many references name plans.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct ActivePlanBySlug(pub String);
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub struct PricesOfPlan(pub PlanId);
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
@@ -32,6 +36,25 @@ impl Loader<PlanById> for DbLoader {
     async fn load(&self, keys: &[PlanById]) -> Result<HashMap<PlanById, PlanRow>, AppError> {
         let plans = self.app.plans.many(&self.db, &ids(keys, |k| k.0)).await?;
         Ok(plans.into_iter().map(|(id, p)| (PlanById(id), p)).collect())
+    }
+}
+
+impl Loader<ActivePlanBySlug> for DbLoader {
+    type Value = PlanRow;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[ActivePlanBySlug],
+    ) -> Result<HashMap<ActivePlanBySlug, PlanRow>, AppError> {
+        let rows = self
+            .run(|c| async move { Ok(store::list_active(c).await?) }.scope_boxed())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|p| (ActivePlanBySlug(p.slug.clone()), p))
+            .filter(|(k, _)| keys.contains(k))
+            .collect())
     }
 }
 

@@ -118,3 +118,37 @@ async fn entities_resolve_under_the_callers_scope() {
     assert!(got[0].is_null() && got[1].is_null(), "{got}");
     assert_eq!(got[2]["name"], "Free", "{got}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_cost_per_reference_and_are_capped() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant().plan("free").create().await;
+    let reps = |n: usize| json!({ "r": vec![json!({ "__typename": "Plan", "slug": "free" }); n] });
+    let one = app.gql(Some(&t.member), ENTITIES, reps(1)).await;
+    let three = app.gql(Some(&t.member), ENTITIES, reps(3)).await;
+    assert_eq!(three.ok()["_entities"].as_array().unwrap().len(), 3);
+    let cost = |r: &crate::common::Gql| r.body["extensions"]["cost"]["requestedQueryCost"].as_u64();
+    assert_eq!(cost(&three), cost(&one).map(|c| c * 3), "{}", three.body);
+
+    let resp = app.gql(None, ENTITIES, reps(101)).await;
+    let err = resp.err("BAD_USER_INPUT");
+    assert!(
+        err["message"].as_str().unwrap().contains("at most 100"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subgraph_sdl_is_off_with_introspection() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("GRAPHQL_INTROSPECTION".into(), "false".into());
+    })
+    .await;
+    let resp = app.gql(None, "{ _service { sdl } }", json!({})).await;
+    resp.err("FORBIDDEN");
+    assert!(resp.body["data"].is_null(), "{}", resp.body);
+    // Entities still resolve: they are data, not the schema.
+    let reps = json!({ "r": [{ "__typename": "Plan", "slug": "free" }] });
+    let resp = app.gql(None, ENTITIES, reps).await;
+    assert_eq!(resp.ok()["_entities"][0]["slug"], "free");
+}

@@ -195,6 +195,16 @@ pub async fn charge(
         .bucket(tenant_id, shape, requested as i64)
         .await;
     cost.throttle = Some(throttle);
+    if throttle.fallback && !throttle.allowed {
+        // Redis is failing and the policy is `closed`: the window's answer, not a bucket's.
+        return Err((
+            cost,
+            AppError::RateLimited {
+                limit: u64::from(shape.size),
+                retry_after_secs: crate::http::ratelimit::CLOSED_RETRY_SECS,
+            },
+        ));
+    }
     if !throttle.allowed {
         metrics::counter!("tenantry_cost_throttled_total", "plan" => plan.slug.clone())
             .increment(1);
@@ -209,7 +219,8 @@ pub async fn charge(
             },
         ));
     }
-    cost.tenant = Some(tenant_id);
+    // Points taken can be given back; a fallback took none.
+    cost.tenant = (!throttle.fallback).then_some(tenant_id);
     Ok(cost)
 }
 

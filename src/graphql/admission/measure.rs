@@ -182,9 +182,9 @@ pub fn root_fields(doc: &ExecutableDocument, set: &SelectionSet) -> u32 {
     u32::try_from(ex.count(set)).unwrap_or(u32::MAX)
 }
 
-/// Whether the operation selects introspection (`__schema`, `__type`) and nothing else at its
-/// root but `__typename`, fragments included: such an operation is exempt from the
-/// complexity cap and from cost.
+/// Whether the operation selects introspection (`__schema`, `__type`, and federation's
+/// `_service`, the same schema as SDL) and nothing else at its root but `__typename`,
+/// fragments included: such an operation is exempt from the complexity cap and from cost.
 pub fn introspection_only(doc: &ExecutableDocument, set: &SelectionSet) -> bool {
     let mut ex = Expander {
         doc,
@@ -193,12 +193,52 @@ pub fn introspection_only(doc: &ExecutableDocument, set: &SelectionSet) -> bool 
         own: |f: &async_graphql::parser::types::Field| {
             usize::from(!matches!(
                 f.name.node.as_str(),
-                "__schema" | "__type" | "__typename"
+                "__schema" | "__type" | "_service" | "__typename"
             ))
         },
         nested: false,
     };
     introspects(doc) && ex.count(set) == 0
+}
+
+/// How many entity representations the operation's root `_entities` fields (aliases and
+/// fragments included) are given, literally or through a variable.
+pub fn entity_representations(
+    doc: &ExecutableDocument,
+    set: &SelectionSet,
+    variables: &Variables,
+    depth: u8,
+) -> usize {
+    if depth > 8 {
+        return 0;
+    }
+    set.items
+        .iter()
+        .map(|sel| match &sel.node {
+            Selection::Field(f) if f.node.name.node == "_entities" => {
+                f.node.get_argument("representations").map_or(0, |arg| {
+                    let value = arg
+                        .node
+                        .clone()
+                        .into_const_with(|name| variables.get(&name).cloned().ok_or(()));
+                    match value {
+                        Ok(Value::List(items)) => items.len(),
+                        _ => 0,
+                    }
+                })
+            }
+            Selection::Field(_) => 0,
+            Selection::InlineFragment(f) => {
+                entity_representations(doc, &f.node.selection_set.node, variables, depth + 1)
+            }
+            Selection::FragmentSpread(s) => doc
+                .fragments
+                .get(s.node.fragment_name.node.as_str())
+                .map_or(0, |f| {
+                    entity_representations(doc, &f.node.selection_set.node, variables, depth + 1)
+                }),
+        })
+        .fold(0, usize::saturating_add)
 }
 
 pub fn first_field<'d>(
@@ -219,14 +259,16 @@ pub fn first_field<'d>(
     })
 }
 
-/// Whether the document reads `__schema` or `__type` anywhere, fragments included
-/// (`__typename` is not introspection).
+/// Whether the document reads `__schema`, `__type` or `_service` (federation's SDL: the schema
+/// by another name) anywhere, fragments included (`__typename` is not introspection).
 pub fn introspects(doc: &ExecutableDocument) -> bool {
     fn in_set(set: &SelectionSet) -> bool {
         set.items.iter().any(|sel| match &sel.node {
             Selection::Field(f) => {
-                matches!(f.node.name.node.as_str(), "__schema" | "__type")
-                    || in_set(&f.node.selection_set.node)
+                matches!(
+                    f.node.name.node.as_str(),
+                    "__schema" | "__type" | "_service"
+                ) || in_set(&f.node.selection_set.node)
             }
             Selection::InlineFragment(f) => in_set(&f.node.selection_set.node),
             Selection::FragmentSpread(_) => false,
@@ -304,6 +346,21 @@ mod tests {
             "{ __schema { types { name } } ...F } fragment F on Query { me { role } }"
         ));
         assert!(!only("{ __typename }"));
+    }
+
+    #[test]
+    fn entity_representations_are_counted_literally_and_through_variables() {
+        let count = |q: &str, vars: serde_json::Value| {
+            let d = doc(q);
+            let (_, set) = operation(&d, None).unwrap();
+            let vars = Variables::from_json(vars);
+            entity_representations(&d, set, &vars, 0)
+        };
+        let q = "query($r: [_Any!]!) { a: _entities(representations: $r) { __typename } \
+                 ...F } fragment F on Query { _entities(representations: [{}, {}]) { __typename } }";
+        assert_eq!(count(q, serde_json::json!({ "r": [{}, {}, {}] })), 5);
+        assert_eq!(count(q, serde_json::json!({})), 2);
+        assert_eq!(count("{ me { role } }", serde_json::json!({})), 0);
     }
 
     #[test]

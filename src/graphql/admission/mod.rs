@@ -52,9 +52,13 @@ use apq::PersistedQueries;
 use cost::Cost;
 use documents::ParsedDocuments;
 use measure::{
-    aliases_in, depth_of, first_field, has_nul, introspection_only, introspects, operation,
-    root_fields,
+    aliases_in, depth_of, entity_representations, first_field, has_nul, introspection_only,
+    introspects, operation, root_fields,
 };
+
+/// Entity references one operation may resolve through `_entities` (federation): a gateway
+/// batches what one query plan needs, far fewer than this.
+pub const MAX_ENTITY_REPRESENTATIONS: usize = 100;
 
 /// What admission learned about one operation, for the entry point that submitted it.
 #[derive(Default)]
@@ -119,6 +123,7 @@ impl ExtensionFactory for Admission {
             docs: self.docs.clone(),
             operation_name: Mutex::new(None),
             introspection_only: Default::default(),
+            representations: Default::default(),
             cost: Default::default(),
         })
     }
@@ -131,6 +136,9 @@ struct AdmissionExtension {
     operation_name: Mutex<Option<String>>,
     /// The operation selects introspection alone: no complexity cap, no cost.
     introspection_only: std::sync::atomic::AtomicBool,
+    /// Entity representations given to `_entities`: the operation costs its complexity once
+    /// per representation.
+    representations: std::sync::atomic::AtomicUsize,
     /// What the operation cost, once validation has measured it.
     cost: Arc<Mutex<Option<Cost>>>,
 }
@@ -248,6 +256,17 @@ impl Extension for AdmissionExtension {
             introspection_only(&doc, set),
             std::sync::atomic::Ordering::Relaxed,
         );
+        let representations = entity_representations(&doc, set, variables, 0);
+        if representations > MAX_ENTITY_REPRESENTATIONS {
+            return Err(refuse(AppError::bad_input(
+                "representations",
+                format!(
+                    "{representations} entity representations; at most {MAX_ENTITY_REPRESENTATIONS} are allowed per operation"
+                ),
+            )));
+        }
+        self.representations
+            .store(representations, std::sync::atomic::Ordering::Relaxed);
         let slot = ctx.data_opt::<Arc<OpSlot>>();
         if let Some(slot) = slot {
             let _ = slot.label.set(label(ctx, &doc, ty, set));
@@ -318,18 +337,27 @@ impl Extension for AdmissionExtension {
             self.set_cost(Cost::default());
             return Ok(result);
         }
+        // `_entities` resolves each representation: the selection is paid once per each.
+        let per = self
+            .representations
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(1);
+        let measured = result.complexity.saturating_mul(per);
         let max = app.settings.graphql.max_complexity;
-        if result.complexity > max {
+        if measured > max {
+            self.set_cost(Cost {
+                requested: measured as u64,
+                ..Cost::default()
+            });
             return Err(vec![refuse(AppError::bad_input(
                 "query",
                 format!(
-                    "query costs {} (lists count `first` × what each item selects); at most {max} are allowed",
-                    result.complexity
+                    "query costs {measured} (lists count `first` × what each item selects); at most {max} are allowed"
                 ),
             ))]);
         }
         if let Some(req) = ctx.data_opt::<Arc<RequestCtx>>() {
-            let requested = result.complexity as u64;
+            let requested = measured as u64;
             let charged = cost::charge(app, &req.caller, req.tenant.as_ref(), requested).await;
             match charged {
                 Ok(c) => self.set_cost(c),
@@ -337,6 +365,9 @@ impl Extension for AdmissionExtension {
                     self.set_cost(c);
                     if let (
                         AppError::CostThrottled {
+                            retry_after_secs, ..
+                        }
+                        | AppError::RateLimited {
                             retry_after_secs, ..
                         },
                         Some(slot),
