@@ -12,10 +12,24 @@ use serde_json::Value;
 use crate::common::TestApp;
 
 /// Runs the browser script against `app` and returns its report.
-async fn drive_chromium(app: &TestApp, token: &str, query: &str, subscription: &str) -> Value {
+async fn drive_chromium(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    subscription: &str,
+    trigger: (&str, &str),
+) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/graphiql.mjs");
     let child = tokio::process::Command::new("node")
-        .args([script, &app.base, token, query, subscription])
+        .args([
+            script,
+            &app.base,
+            token,
+            query,
+            subscription,
+            trigger.0,
+            trigger.1,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -42,11 +56,23 @@ async fn graphiql_runs_a_query_with_the_pasted_token_and_nothing_leaves_the_mach
     let app = TestApp::spawn().await;
     let t = app.tenant().plan("free").create().await;
 
+    // A small api_calls quota, so that the trigger (8 of 10) crosses the 75 % threshold.
+    let set = "mutation($t: ID!) { setQuota(tenantId: $t, input: { resource: \"api_calls\", limit: 10 }) { limit } }";
+    app.gql(
+        Some(&app.admin_token()),
+        set,
+        serde_json::json!({ "t": t.id }),
+    )
+    .await
+    .ok();
+    let record = "mutation { recordUsage(resource: \"api_calls\", amount: 8) { used } }";
+
     let report = drive_chromium(
         &app,
         &t.member,
         "{ me { role } }",
         "subscription { quotaAlerts { resource percentUsed } }",
+        (record, &t.admin),
     )
     .await;
 
@@ -92,6 +118,13 @@ async fn graphiql_runs_a_query_with_the_pasted_token_and_nothing_leaves_the_mach
     assert_eq!(socket["subscribed"], true, "{report:#}");
     assert_eq!(socket["refused"], serde_json::json!([]), "{report:#}");
     assert!(socket["closed"].is_null(), "{report:#}");
+    // The alert the trigger caused reached the page over that socket and is on screen.
+    assert!(report["trigger"]["errors"].is_null(), "{report:#}");
+    let event = report["event"].as_str().unwrap_or_default();
+    assert!(
+        event.contains("\"resource\": \"api_calls\"") && event.contains("percentUsed"),
+        "{report:#}"
+    );
 
     // The recorder is not blind: a request to another host, made on purpose, was caught.
     let control = &report["control"];

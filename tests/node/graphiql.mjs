@@ -8,10 +8,11 @@
 //     consoleErrors, socket, dialogs, control }
 // `blocked` lists the non-loopback requests the page attempted (each aborted); `control` is a
 // request to another host made on purpose from a blank page, proving the recorder sees them.
-// usage: node graphiql.mjs <base-url> <jwt> <query> <subscription>
+// usage: node graphiql.mjs <base-url> <jwt> <query> <subscription> <trigger-mutation> <trigger-jwt>
+// (the trigger runs outside the browser once the page subscribed: its event must reach the page)
 import { chromium } from 'playwright-core';
 
-const [base, token, query, subscription] = process.argv.slice(2);
+const [base, token, query, subscription, trigger, triggerToken] = process.argv.slice(2);
 const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
 const isLoopback = (url) => {
@@ -142,7 +143,16 @@ try {
     null,
     { timeout: 10_000 },
   ).catch(() => {});
-  await page.waitForTimeout(500); // an immediate refusal would arrive by now
+  // Something happens on the server (from outside the browser): its event must show in the
+  // result pane, pushed over the page's socket.
+  const beforeEvent = await editorText(page, '.result-window');
+  const triggered = await fetch(`${base}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${triggerToken}` },
+    body: JSON.stringify({ query: trigger }),
+  });
+  out.trigger = await triggered.json();
+  out.event = await shownResult(page, beforeEvent).catch((e) => `no event: ${e.message}`);
   const list = await sockets();
   for (const s of list) if (!isLoopback(s.url.replace(/^ws/, 'http'))) out.blocked.push(s.url);
   const socket = list[list.length - 1];
