@@ -250,7 +250,31 @@ async fn an_unknown_resource_is_bad_input_naming_the_known_ones_everywhere() {
             .await
             .err("BAD_USER_INPUT");
     }
+    // So does a subscription filtered on one, over the WebSocket.
+    let mut ws = crate::common::ws::open(&app, &t.member).await;
+    let answer = crate::common::ws::execute(
+        &mut ws,
+        "alerts",
+        "subscription { quotaAlerts(resource: \"widgets\") { threshold } }",
+        json!({}),
+    )
+    .await;
+    let error = if answer.is_array() {
+        &answer[0]
+    } else {
+        &answer["errors"][0]
+    };
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{answer}");
+    names_the_known(error["message"].as_str().unwrap(), &known);
+
     // A known resource without a quota row for the tenant keeps its answers.
+    app.gql(
+        Some(&t.admin),
+        "{ checkQuota(resource: \"databases\") { allowed } }",
+        json!({}),
+    )
+    .await
+    .err("NOT_FOUND");
     app.gql(Some(&t.admin), RECORD, json!({ "r": "databases", "a": 1 }))
         .await
         .err("NOT_FOUND");
