@@ -26,6 +26,7 @@ use crate::http::ratelimit::RateLimiter;
 use crate::ids::TenantId;
 use crate::plans::cache::PlanCache;
 use crate::quotas::metering::Meter;
+use crate::resource_types::cache::ResourceTypeCache;
 
 pub type RedisPool = bb8::Pool<RedisConnectionManager>;
 
@@ -40,6 +41,8 @@ pub struct App {
     pub bus: Arc<Bus>,
     pub meter: Meter,
     pub plans: PlanCache,
+    /// The resource types every usage increment is checked against.
+    pub resource_types: ResourceTypeCache,
     pub rate_limiter: RateLimiter,
     /// `previewPlanChange` answers (they cost Stripe calls).
     pub previews: crate::billing::preview_cache::PreviewCache,
@@ -110,6 +113,7 @@ impl App {
             bus,
             meter,
             plans: PlanCache::default(),
+            resource_types: ResourceTypeCache::default(),
             rate_limiter,
         });
         tokio::spawn(apply_events(Arc::downgrade(&app)));
@@ -140,9 +144,17 @@ impl App {
         self.bus.publish(Event::PlansChanged).await;
     }
 
-    /// Drops every cached resolution, plan, feature set and configuration of this instance.
+    /// A resource type was created: every instance drops its cached resource types.
+    pub async fn resource_types_changed(&self) {
+        self.resource_types.invalidate_all();
+        self.bus.publish(Event::ResourceTypesChanged).await;
+    }
+
+    /// Drops every cached resolution, plan, resource type, feature set and configuration of
+    /// this instance.
     pub fn drop_caches(&self) {
         self.plans.invalidate_all();
+        self.resource_types.invalidate_all();
         self.tenant_cache.invalidate_all();
         self.previews.invalidate_all();
         self.features.invalidate_all();
@@ -249,6 +261,7 @@ async fn apply_events(app: std::sync::Weak<App>) {
             Ok(Event::FeaturesChanged { tenant_id }) => app.features.invalidate(tenant_id).await,
             Ok(Event::ConfigChanged { tenant_id }) => app.configs.invalidate(tenant_id).await,
             Ok(Event::PlansChanged) => app.plans.invalidate_all(),
+            Ok(Event::ResourceTypesChanged) => app.resource_types.invalidate_all(),
             Ok(Event::QuotaAlert(_)) => {}
             Ok(Event::Resync) => app.drop_caches(),
             // Missed events: drop everything rather than serve stale entries.

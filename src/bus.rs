@@ -56,6 +56,8 @@ pub enum Event {
     ConfigChanged { tenant_id: TenantId },
     /// The plan catalogue changed (plans are cached by id on every instance).
     PlansChanged,
+    /// A resource type was created (the catalogue is cached whole on every instance).
+    ResourceTypesChanged,
     /// A quota threshold was crossed (the row is already committed).
     QuotaAlert(AlertEvent),
     /// Some events reached only their own instance (Redis was down when they were

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod jobs;
 pub mod plans;
 pub mod quotas;
+pub mod resource_types;
 pub mod seed;
 pub mod telemetry;
 pub mod tenants;

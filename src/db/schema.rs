@@ -189,6 +189,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    resource_types (key) {
+        key -> Text,
+        unit -> Text,
+        default_enforcement -> Text,
+        description -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     stripe_events (id) {
         id -> Text,
         event_type -> Text,
@@ -315,6 +325,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     plans,
     quota_alerts,
     quotas,
+    resource_types,
     stripe_events,
     tenant_domain_claims,
     tenant_features,

@@ -28,6 +28,7 @@ use crate::ids::TenantId;
 use crate::plans::graphql::PlanQuery;
 use crate::quotas::graphql::{QuotaMutation, QuotaQuery};
 use crate::quotas::subscription::QuotaSubscription;
+use crate::resource_types::graphql::{ResourceTypeMutation, ResourceTypeQuery};
 use crate::tenants::graphql::{TenantMutation, TenantQuery};
 use context::CtxExt;
 
@@ -43,6 +44,7 @@ pub struct QueryRoot(
     AuditQuery,
     AdminQuery,
     WebhookEventQuery,
+    ResourceTypeQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -54,6 +56,7 @@ pub struct MutationRoot(
     QuotaMutation,
     BillingMutation,
     WebhookEventMutation,
+    ResourceTypeMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -229,7 +229,8 @@ pub struct QuotaMutation;
 impl QuotaMutation {
     /// Records usage for the caller's tenant. Committed before the answer; a repeated
     /// `idempotencyKey` (per tenant, 24 h) returns the first answer and counts once; a HARD
-    /// quota refuses with QUOTA_EXCEEDED and records nothing.
+    /// quota refuses with QUOTA_EXCEEDED and records nothing. An unknown resource (see
+    /// `resourceTypes`) is BAD_USER_INPUT naming the known ones.
     #[graphql(guard = "RequireRole(Role::TenantMember)")]
     async fn record_usage(
         &self,

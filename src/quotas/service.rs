@@ -60,6 +60,7 @@ use crate::audit;
 use crate::auth::{Actor, Role};
 use crate::config::MemberSoftPolicy;
 use crate::error::{AppError, AppResult};
+use crate::resource_types::service as resource_types;
 use crate::tenants::model::TenantStatus;
 use crate::tenants::service::target_scope;
 
@@ -127,6 +128,7 @@ pub async fn record_usage(
         soft_overage,
     };
     super::metering::validate(&req)?;
+    resource_types::require_known(app, "resource", &req.resource).await?;
     live_tenant(app, tenant_id, true).await?;
     app.meter.record(req).await
 }
@@ -149,6 +151,7 @@ pub async fn check(
         return Err(AppError::bad_input("amount", "amount must not be negative"));
     }
     let scope = target_scope(actor, tenant_id, "quota_read")?;
+    resource_types::require_known(app, "resource", resource).await?;
     let plan_id = live_tenant(app, tenant_id, false).await?;
     let overage_percent = app
         .plans
@@ -186,15 +189,9 @@ pub struct SetQuota {
     pub enforcement: Option<QuotaEnforcement>,
 }
 
-fn valid_resource(r: &str) -> bool {
-    r.len() <= 64
-        && r.starts_with(|c: char| c.is_ascii_lowercase())
-        && r.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-/// Creates or adjusts a tenant's quota (platform admins). Changing the reset period starts a
-/// new period from zero; otherwise `used` is kept.
+/// Creates or adjusts a tenant's quota (platform admins) on a known resource type. Changing
+/// the reset period starts a new period from zero; otherwise `used` is kept. A new quota
+/// takes the resource type's unit and default enforcement unless the input names them.
 pub async fn set_quota(
     app: &App,
     actor: &Actor,
@@ -202,12 +199,7 @@ pub async fn set_quota(
     input: SetQuota,
 ) -> AppResult<QuotaRow> {
     actor.require(Role::PlatformAdmin)?;
-    if !valid_resource(&input.resource) {
-        return Err(AppError::bad_input(
-            "resource",
-            "resource must match [a-z][a-z0-9_]{0,63}",
-        ));
-    }
+    let kind = resource_types::require_known(app, "resource", &input.resource).await?;
     if input.limit < 0 {
         return Err(AppError::bad_input("limit", "limit must not be negative"));
     }
@@ -259,7 +251,7 @@ pub async fn set_quota(
                     unit: input
                         .unit
                         .or_else(|| before.as_ref().map(|b| b.unit.clone()))
-                        .unwrap_or_else(|| "count".into()),
+                        .unwrap_or(kind.unit),
                     reset_period: period,
                     period_start: period.period_start(now),
                     alert_thresholds: thresholds
@@ -268,7 +260,7 @@ pub async fn set_quota(
                     enforcement: input
                         .enforcement
                         .or_else(|| before.as_ref().map(|b| b.enforcement))
-                        .unwrap_or(QuotaEnforcement::Hard),
+                        .unwrap_or(kind.default_enforcement),
                 };
                 let saved = store::upsert(c, &row).await?;
                 let view = |q: &QuotaRow| {

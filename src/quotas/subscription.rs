@@ -35,7 +35,8 @@ pub struct QuotaSubscription;
 
 #[Subscription]
 impl QuotaSubscription {
-    /// Quota threshold crossings as they happen, optionally for one resource.
+    /// Quota threshold crossings as they happen, optionally for one resource (an unknown
+    /// resource is BAD_USER_INPUT).
     #[graphql(guard = "RequireRole(Role::TenantMember)")]
     async fn quota_alerts(
         &self,
@@ -43,6 +44,9 @@ impl QuotaSubscription {
         resource: Option<String>,
         tenant_id: Option<ID>,
     ) -> Result<impl Stream<Item = QuotaAlert>> {
+        if let Some(r) = &resource {
+            crate::resource_types::service::require_known(ctx.app(), "resource", r).await?;
+        }
         let req = ctx.req();
         let actor = req.actor();
         let requested = match &tenant_id {

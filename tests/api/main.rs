@@ -40,6 +40,7 @@ mod platform_stats;
 mod quotas;
 mod rate_limits;
 mod ready;
+mod resource_types;
 mod scheduler;
 mod schema_drift;
 mod seed_bulk;

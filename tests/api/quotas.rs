@@ -213,6 +213,14 @@ async fn refusals_record_nothing_and_soft_quotas_report_overage() {
         json!({ "r": "unknown_thing", "a": 1 }),
     )
     .await
+    .err("BAD_USER_INPUT");
+    // A known resource the tenant has no quota for.
+    app.gql(
+        Some(&t.member),
+        RECORD,
+        json!({ "r": "file_uploads", "a": 1 }),
+    )
+    .await
     .err("NOT_FOUND");
     app.gql(
         Some(&t.member),

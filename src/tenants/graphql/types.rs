@@ -189,7 +189,10 @@ impl Tenant {
             .unwrap_or_default();
         Ok(rows.into_iter().map(Quota::now).collect())
     }
+    /// The quota of one resource type (null when the tenant has none; an unknown resource
+    /// is BAD_USER_INPUT).
     async fn quota(&self, ctx: &Context<'_>, resource: String) -> Result<Option<Quota>> {
+        crate::resource_types::service::require_known(ctx.app(), "resource", &resource).await?;
         let all = self.quotas(ctx).await?;
         Ok(all.into_iter().find(|q| q.0.resource == resource))
     }
@@ -287,6 +290,7 @@ impl Tenant {
         to: DateTime<Utc>,
         #[graphql(default_with = "Granularity::Day")] granularity: Granularity,
     ) -> Result<Vec<UsagePoint>> {
+        crate::resource_types::service::require_known(ctx.app(), "resource", &resource).await?;
         let req = ctx.req();
         let (scope, id) = (req.read_scope(), self.row.id);
         let series =
