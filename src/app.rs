@@ -138,9 +138,12 @@ impl App {
             .await;
     }
 
-    /// The plan catalogue changed: every instance drops its cached plans.
+    /// The plan catalogue changed (a plan or a feature definition): every instance drops its
+    /// cached plans, and the feature sets and plan-change previews computed from them.
     pub async fn plans_changed(&self) {
         self.plans.invalidate_all();
+        self.features.invalidate_all();
+        self.previews.invalidate_all();
         self.bus.publish(Event::PlansChanged).await;
     }
 
@@ -260,7 +263,11 @@ async fn apply_events(app: std::sync::Weak<App>) {
             }
             Ok(Event::FeaturesChanged { tenant_id }) => app.features.invalidate(tenant_id).await,
             Ok(Event::ConfigChanged { tenant_id }) => app.configs.invalidate(tenant_id).await,
-            Ok(Event::PlansChanged) => app.plans.invalidate_all(),
+            Ok(Event::PlansChanged) => {
+                app.plans.invalidate_all();
+                app.features.invalidate_all();
+                app.previews.invalidate_all();
+            }
             Ok(Event::ResourceTypesChanged) => app.resource_types.invalidate_all(),
             Ok(Event::QuotaAlert(_)) => {}
             Ok(Event::Resync) => app.drop_caches(),

@@ -7,11 +7,9 @@ use crate::ids::PlanId;
 use crate::plans;
 use crate::plans::model::{BillingCycle, PlanPriceRow, PlanRow};
 
+/// The plan a tenant may move to: unknown and archived plans are BAD_USER_INPUT.
 pub(super) async fn active_plan(c: &mut Conn, slug: &str) -> AppResult<PlanRow> {
-    plans::store::find_by_slug(c, slug)
-        .await?
-        .filter(|p| p.is_active)
-        .ok_or_else(|| AppError::bad_input("planSlug", format!("unknown plan {slug:?}")))
+    plans::service::offered(c, "planSlug", slug).await
 }
 
 /// The Stripe price of `plan` for the tenant's region and `cycle`.

@@ -3,7 +3,7 @@
 use async_graphql::SimpleObject;
 use chrono::{DateTime, Utc};
 
-use super::model::{EffectiveFeature, FeatureSource};
+use super::model::{EffectiveFeature, FeatureDefinition as DefinitionRow, FeatureSource};
 
 #[derive(SimpleObject)]
 pub struct Feature {
@@ -24,12 +24,45 @@ impl From<EffectiveFeature> for Feature {
     }
 }
 
-use async_graphql::{Context, Object, Result, ID};
+use async_graphql::{Context, InputObject, Object, Result, ID};
+
+use super::catalogue::{self, NewFeature};
 
 use crate::auth::Role;
 use crate::graphql::context::CtxExt;
 use crate::graphql::guards::RequireRole;
 use crate::graphql::target_tenant;
+
+/// A feature plans may include and tenants may be given (`createFeature`).
+#[derive(SimpleObject)]
+pub struct FeatureDefinition {
+    pub key: String,
+    pub name: String,
+    pub description: String,
+    /// Whether a tenant has it when neither its plan nor an override says.
+    pub default_enabled: bool,
+}
+
+impl From<DefinitionRow> for FeatureDefinition {
+    fn from(d: DefinitionRow) -> Self {
+        FeatureDefinition {
+            key: d.key,
+            name: d.name,
+            description: d.description,
+            default_enabled: d.default_enabled,
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateFeatureInput {
+    /// `[a-z][a-z0-9_]{0,63}`, unique.
+    pub key: String,
+    /// 1-100 characters.
+    pub name: String,
+    #[graphql(default)]
+    pub description: String,
+}
 
 #[derive(Default)]
 pub struct FeatureMutation;
@@ -58,6 +91,24 @@ impl FeatureMutation {
         )
         .await?;
         Ok(f.into())
+    }
+
+    /// Adds a feature definition (platform admins), off by default; a key that exists is
+    /// CONFLICT.
+    #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
+    async fn create_feature(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateFeatureInput,
+    ) -> Result<FeatureDefinition> {
+        let input = NewFeature {
+            key: input.key,
+            name: input.name,
+            description: input.description,
+        };
+        Ok(catalogue::create(ctx.app(), &ctx.req().actor(), input)
+            .await?
+            .into())
     }
 
     /// Removes the override; the plan's entitlement applies again. Returns the effective flag.

@@ -92,3 +92,23 @@ pub async fn delete_enabling_except(
     .get_results(conn)
     .await
 }
+
+/// Inserts a feature definition; `None` when its key exists already (nothing written).
+pub async fn insert_definition(
+    conn: &mut Conn,
+    key: &str,
+    name: &str,
+    description: &str,
+) -> QueryResult<Option<FeatureDefinition>> {
+    diesel::insert_into(feature_definitions::table)
+        .values((
+            feature_definitions::key.eq(key),
+            feature_definitions::name.eq(name),
+            feature_definitions::description.eq(description),
+        ))
+        .on_conflict_do_nothing()
+        .returning(FeatureDefinition::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}

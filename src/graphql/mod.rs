@@ -25,7 +25,7 @@ use crate::configs::graphql::ConfigMutation;
 use crate::error::AppError;
 use crate::features::graphql::FeatureMutation;
 use crate::ids::TenantId;
-use crate::plans::graphql::PlanQuery;
+use crate::plans::graphql::{PlanMutation, PlanQuery};
 use crate::quotas::graphql::{QuotaMutation, QuotaQuery};
 use crate::quotas::subscription::QuotaSubscription;
 use crate::resource_types::graphql::{ResourceTypeMutation, ResourceTypeQuery};
@@ -57,6 +57,7 @@ pub struct MutationRoot(
     BillingMutation,
     WebhookEventMutation,
     ResourceTypeMutation,
+    PlanMutation,
 );
 
 #[derive(MergedSubscription, Default)]

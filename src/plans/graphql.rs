@@ -1,13 +1,16 @@
-//! GraphQL: `plans`, `plan(slug)` and the `Plan` type with prices, features and quotas.
+//! GraphQL: `plans`, `plan(slug)` and the `Plan` type with prices, features and quotas; the
+//! platform admins' `createPlan`, `updatePlan` and `archivePlan`.
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Object, Result, SimpleObject, ID};
+use async_graphql::{Context, InputObject, Object, Result, SimpleObject, ID};
 
 use super::loader::{ActivePlanBySlug, FeaturesOfPlan, PricesOfPlan, QuotasOfPlan};
 use super::model::{BillingCycle, PlanPriceRow, PlanQuotaRow, PlanRow};
-use super::service;
+use super::service::{self, PlanInput};
+use crate::auth::Role;
 use crate::graphql::context::CtxExt;
+use crate::graphql::guards::RequireRole;
 use crate::graphql::loaders::SiblingBatch;
 use crate::graphql::scalars::BigInt;
 use crate::ids::PlanId;
@@ -109,6 +112,10 @@ impl Plan {
     async fn overage_limit_percent(&self) -> i32 {
         self.row.overage_limit_percent
     }
+    /// Archived plans keep their tenants and take no new ones; only platform admins see them.
+    async fn archived(&self) -> bool {
+        !self.row.is_active
+    }
     async fn prices(&self, ctx: &Context<'_>) -> Result<Vec<PlanPrice>> {
         let rows = self
             .page
@@ -152,13 +159,20 @@ pub struct PlanQuery;
 
 #[Object]
 impl PlanQuery {
-    /// The active plans, cheapest first. Public: no authentication needed.
-    async fn plans(&self, ctx: &Context<'_>) -> Result<Vec<Plan>> {
-        Ok(Plan::list(service::list_active(&ctx.req().db).await?))
+    /// The active plans, cheapest first. Public: no authentication needed. Platform admins
+    /// may ask for the archived ones too (`includeArchived`); anyone else gets the active ones.
+    async fn plans(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default)] include_archived: bool,
+    ) -> Result<Vec<Plan>> {
+        let rows = service::list(&ctx.req().db, &ctx.req().actor(), include_archived).await?;
+        Ok(Plan::list(rows))
     }
 
+    /// The plan with this slug; an archived plan is null but to platform admins.
     async fn plan(&self, ctx: &Context<'_>, slug: String) -> Result<Option<Plan>> {
-        let row = service::find_active(&ctx.req().db, &slug).await?;
+        let row = service::find(&ctx.req().db, &ctx.req().actor(), &slug).await?;
         Ok(row.map(|p| Plan::list(vec![p]).remove(0)))
     }
 
@@ -168,5 +182,75 @@ impl PlanQuery {
     async fn find_plan_by_slug(&self, ctx: &Context<'_>, slug: String) -> Result<Option<Plan>> {
         let row = ctx.loaders().load_one(ActivePlanBySlug(slug)).await?;
         Ok(row.map(|p| Plan::list(vec![p]).remove(0)))
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreatePlanInput {
+    /// `[a-z][a-z0-9-]{1,49}`, not ending with `-`; unique, never changes.
+    pub slug: String,
+    /// 1-100 characters.
+    pub name: String,
+    #[graphql(default)]
+    pub description: String,
+    /// 0-365.
+    #[graphql(default)]
+    pub trial_days: i32,
+    /// 1-1,000,000.
+    pub rate_limit_per_minute: i32,
+}
+
+/// The fields of a plan `updatePlan` changes; absent ones keep their value.
+#[derive(InputObject)]
+pub struct UpdatePlanInput {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub trial_days: Option<i32>,
+    pub rate_limit_per_minute: Option<i32>,
+}
+
+#[derive(Default)]
+pub struct PlanMutation;
+
+#[Object]
+impl PlanMutation {
+    /// Adds a plan (platform admins), with no prices, features or quotas yet; a slug that
+    /// exists is CONFLICT.
+    #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
+    async fn create_plan(&self, ctx: &Context<'_>, input: CreatePlanInput) -> Result<Plan> {
+        let fields = PlanInput {
+            name: Some(input.name),
+            description: Some(input.description),
+            trial_days: Some(input.trial_days),
+            rate_limit_per_minute: Some(input.rate_limit_per_minute),
+        };
+        let row = service::create(ctx.app(), &ctx.req().actor(), input.slug, fields).await?;
+        Ok(Plan::list(vec![row]).remove(0))
+    }
+
+    /// Changes a plan (platform admins); the slug never changes. An unknown slug is NOT_FOUND.
+    #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
+    async fn update_plan(
+        &self,
+        ctx: &Context<'_>,
+        slug: String,
+        input: UpdatePlanInput,
+    ) -> Result<Plan> {
+        let fields = PlanInput {
+            name: input.name,
+            description: input.description,
+            trial_days: input.trial_days,
+            rate_limit_per_minute: input.rate_limit_per_minute,
+        };
+        let row = service::update(ctx.app(), &ctx.req().actor(), &slug, fields).await?;
+        Ok(Plan::list(vec![row]).remove(0))
+    }
+
+    /// Archives a plan (platform admins): its tenants keep it, new tenants and plan changes
+    /// onto it are BAD_USER_INPUT. An unknown slug is NOT_FOUND.
+    #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
+    async fn archive_plan(&self, ctx: &Context<'_>, slug: String) -> Result<Plan> {
+        let row = service::archive(ctx.app(), &ctx.req().actor(), &slug).await?;
+        Ok(Plan::list(vec![row]).remove(0))
     }
 }

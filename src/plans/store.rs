@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::model::{PlanPriceRow, PlanQuotaRow, PlanRow};
+use super::model::{NewPlan, PlanChanges, PlanPriceRow, PlanQuotaRow, PlanRow};
 use crate::db::schema::{plan_features, plan_prices, plan_quotas, plans};
 use crate::db::Conn;
 use crate::ids::PlanId;
@@ -76,4 +76,53 @@ pub async fn price_by_stripe_id(
         .first(conn)
         .await
         .optional()
+}
+
+/// Every plan, archived ones too, in the catalogue's order.
+pub async fn list_all(conn: &mut Conn) -> QueryResult<Vec<PlanRow>> {
+    plans::table
+        .order((plans::sort_order.asc(), plans::slug.asc()))
+        .select(PlanRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// The highest sort order in the catalogue (new plans go after it).
+pub async fn max_sort_order(conn: &mut Conn) -> QueryResult<Option<i32>> {
+    plans::table
+        .select(diesel::dsl::max(plans::sort_order))
+        .first(conn)
+        .await
+}
+
+/// Inserts `plan`; `None` when its slug exists already (nothing written).
+pub async fn insert(conn: &mut Conn, plan: &NewPlan) -> QueryResult<Option<PlanRow>> {
+    diesel::insert_into(plans::table)
+        .values(plan)
+        .on_conflict(plans::slug)
+        .do_nothing()
+        .returning(PlanRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// The plan with this slug, locked for the rest of the transaction.
+pub async fn lock_by_slug(conn: &mut Conn, slug: &str) -> QueryResult<Option<PlanRow>> {
+    plans::table
+        .filter(plans::slug.eq(slug))
+        .select(PlanRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Applies `changes` to the plan `id`.
+pub async fn update(conn: &mut Conn, id: PlanId, changes: &PlanChanges) -> QueryResult<PlanRow> {
+    diesel::update(plans::table.find(id))
+        .set(changes)
+        .returning(PlanRow::as_returning())
+        .get_result(conn)
+        .await
 }

@@ -190,12 +190,8 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
         .db
         .scoped(Scope::Platform("tenant_create"), |c| {
             async move {
-                let plan = plans::store::find_by_slug(c, &plan_slug)
-                    .await?
-                    .filter(|p| p.is_active)
-                    .ok_or_else(|| {
-                        AppError::bad_input("planSlug", format!("unknown plan {plan_slug:?}"))
-                    })?;
+                // An archived plan keeps its tenants and takes no new ones.
+                let plan = plans::service::offered(c, "planSlug", &plan_slug).await?;
                 let new = NewTenant {
                     id: TenantId::now_v7(),
                     name,

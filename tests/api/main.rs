@@ -18,6 +18,7 @@ mod billing_payments;
 mod billing_stripe;
 mod billing_versions;
 mod caches;
+mod catalogue;
 mod config_bounds;
 mod cost_limits;
 mod crash;
