@@ -49,8 +49,10 @@ return {0, math.max(limit - count, 0), reset - now}
 "#;
 
 /// One tenant's cost bucket, a hash: `a` points available at `t` (ms), `c` cost consumed on
-/// day `d`. ARGV: size, restore rate (points a second), cost (negative: a refund, 0: a look).
-/// A cost that does not fit is refused whole. Returns {allowed, available, consumed today}.
+/// day `d`. ARGV: size, restore rate (points a second), cost (negative: a refund, 0: a look),
+/// and for a refund the day of its charge (a refund of yesterday's charge leaves today's
+/// count alone). A cost that does not fit is refused whole.
+/// Returns {allowed, available, consumed today, today}.
 const COST_BUCKET: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -65,15 +67,17 @@ local used = 0
 if tonumber(v[4]) == day then used = tonumber(v[3]) or 0 end
 avail = math.min(size, avail + math.max(0, now - at) * rate / 1000)
 if cost > avail then
-  return {0, tostring(avail), used}
+  return {0, tostring(avail), used, day}
 end
 if cost ~= 0 then
   avail = math.min(size, avail - cost)
-  used = math.max(0, used + cost)
+  if cost > 0 or tonumber(ARGV[4]) == day then
+    used = math.max(0, used + cost)
+  end
   redis.call('HSET', KEYS[1], 'a', tostring(avail), 't', now, 'c', used, 'd', day)
   redis.call('PEXPIRE', KEYS[1], 172800000)
 end
-return {1, tostring(avail), used}
+return {1, tostring(avail), used, day}
 "#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +97,8 @@ pub struct Throttle {
     pub available: f64,
     /// Cost consumed in the current UTC day (what was charged less what was given back).
     pub consumed_today: u64,
+    /// That day (days since the epoch, UTC): a refund names the day of its charge.
+    pub day: i64,
     /// The store could not be asked (Redis failing): `allowed` is the
     /// `RATE_LIMIT_ON_REDIS_ERROR` policy's answer and nothing was taken.
     pub fallback: bool,
@@ -174,19 +180,43 @@ impl RateLimiter {
     }
 
     /// Takes `cost` points from `tenant_id`'s bucket (refused whole when they are not there),
-    /// gives them back when negative, or just looks when zero.
-    pub async fn bucket(&self, tenant_id: TenantId, shape: BucketShape, cost: i64) -> Throttle {
+    /// or just looks when zero.
+    pub async fn bucket(&self, tenant_id: TenantId, shape: BucketShape, cost: u64) -> Throttle {
+        self.bucket_op(tenant_id, shape, cost.min(i64::MAX as u64) as i64, -1)
+            .await
+    }
+
+    /// Gives back `amount` points of a charge made on `day` (a [`Throttle::day`]).
+    pub async fn refund(
+        &self,
+        tenant_id: TenantId,
+        shape: BucketShape,
+        amount: u64,
+        day: i64,
+    ) -> Throttle {
+        let amount = amount.min(i64::MAX as u64) as i64;
+        self.bucket_op(tenant_id, shape, -amount, day).await
+    }
+
+    async fn bucket_op(
+        &self,
+        tenant_id: TenantId,
+        shape: BucketShape,
+        cost: i64,
+        day: i64,
+    ) -> Throttle {
         let Some((pool, prefix)) = &self.redis else {
-            return self.bucket_local(tenant_id, shape, cost);
+            return self.bucket_local(tenant_id, shape, cost, day);
         };
         let call = async {
             let mut conn = pool.get().await.ok()?;
-            let (allowed, available, consumed): (i64, String, i64) = self
+            let (allowed, available, consumed, today): (i64, String, i64, i64) = self
                 .bucket_script
                 .key(format!("{prefix}cost:{tenant_id}"))
                 .arg(shape.size)
                 .arg(shape.restore_rate)
                 .arg(cost)
+                .arg(day)
                 .invoke_async(&mut *conn)
                 .await
                 .ok()?;
@@ -195,6 +225,7 @@ impl RateLimiter {
                 shape,
                 available: available.parse().ok()?,
                 consumed_today: consumed.max(0) as u64,
+                day: today,
                 fallback: false,
             })
         };
@@ -213,6 +244,7 @@ impl RateLimiter {
                 shape,
                 available: if closed { 0.0 } else { f64::from(shape.size) },
                 consumed_today: 0,
+                day,
                 fallback: true,
             }
         })
@@ -317,7 +349,13 @@ impl RateLimiter {
 }
 
 impl RateLimiter {
-    fn bucket_local(&self, tenant_id: TenantId, shape: BucketShape, cost: i64) -> Throttle {
+    fn bucket_local(
+        &self,
+        tenant_id: TenantId,
+        shape: BucketShape,
+        cost: i64,
+        charged_on: i64,
+    ) -> Throttle {
         let now = std::time::Instant::now();
         let day = chrono::Utc::now().timestamp().div_euclid(86_400);
         let size = f64::from(shape.size);
@@ -338,13 +376,16 @@ impl RateLimiter {
         let allowed = cost as f64 <= b.available;
         if allowed {
             b.available = (b.available - cost as f64).min(size);
-            b.consumed = (b.consumed + cost).max(0);
+            if cost > 0 || charged_on == day {
+                b.consumed = (b.consumed + cost).max(0);
+            }
         }
         Throttle {
             allowed,
             shape,
             available: b.available,
             consumed_today: b.consumed as u64,
+            day,
             fallback: false,
         }
     }
@@ -392,16 +433,19 @@ mod tests {
             size: 100,
             restore_rate: 0.001,
         };
-        let a = rl.bucket_local(t, shape, 70);
+        let a = rl.bucket_local(t, shape, 70, -1);
         assert!(a.allowed && a.available < 30.1 && a.consumed_today == 70);
-        let b = rl.bucket_local(t, shape, 40);
+        let b = rl.bucket_local(t, shape, 40, -1);
         assert!(!b.allowed, "40 does not fit in 30");
         assert!(b.retry_after_secs(40) >= 9_000, "10 points at 0.001/s");
-        let c = rl.bucket_local(t, shape, -20);
+        let c = rl.bucket_local(t, shape, -20, a.day);
         assert!(c.allowed && c.available > 49.9 && c.consumed_today == 50);
-        assert!(rl.bucket_local(t, shape, 40).allowed);
+        // A refund of another day's charge refills the bucket but leaves today's count.
+        let d = rl.bucket_local(t, shape, -10, a.day - 1);
+        assert!(d.available > 59.9 && d.consumed_today == 50);
+        assert!(rl.bucket_local(t, shape, 40, -1).allowed);
         assert_eq!(
-            rl.bucket_local(t, shape, -1000).available,
+            rl.bucket_local(t, shape, -1000, a.day).available,
             100.0,
             "capped at size"
         );

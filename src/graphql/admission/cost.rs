@@ -190,10 +190,7 @@ pub async fn charge(
         );
         return Err((cost, AppError::bad_input("query", msg)));
     }
-    let throttle = app
-        .rate_limiter
-        .bucket(tenant_id, shape, requested as i64)
-        .await;
+    let throttle = app.rate_limiter.bucket(tenant_id, shape, requested).await;
     cost.throttle = Some(throttle);
     if throttle.fallback && !throttle.allowed {
         // Redis is failing and the policy is `closed`: the window's answer, not a bucket's.
@@ -236,7 +233,7 @@ pub async fn settle(app: &App, cost: &mut Cost, data: &ConstValue) {
     if unused > 0 {
         cost.throttle = Some(
             app.rate_limiter
-                .bucket(tenant_id, throttle.shape, -(unused as i64))
+                .refund(tenant_id, throttle.shape, unused, throttle.day)
                 .await,
         );
     }
