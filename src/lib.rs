@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod bus;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod configs;

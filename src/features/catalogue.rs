@@ -16,13 +16,6 @@ use crate::error::{AppError, AppResult};
 
 /// Longest feature name (plan names have the same bound).
 pub const MAX_NAME: usize = 100;
-/// Longest feature description.
-pub const MAX_DESCRIPTION: usize = 500;
-
-/// Is `key` a well-formed feature key, `[a-z][a-z0-9_]{0,63}` (the column's CHECK)?
-pub fn valid_key(key: &str) -> bool {
-    crate::resource_types::model::valid_key(key)
-}
 
 pub struct NewFeature {
     pub key: String,
@@ -31,12 +24,7 @@ pub struct NewFeature {
 }
 
 fn validate(input: &NewFeature) -> AppResult<()> {
-    if !valid_key(&input.key) {
-        return Err(AppError::bad_input(
-            "key",
-            "key must match [a-z][a-z0-9_]{0,63}",
-        ));
-    }
+    crate::catalogue::check_key(&input.key)?;
     let n = input.name.chars().count();
     if input.name.trim().is_empty() || n > MAX_NAME || input.name.contains('\0') {
         return Err(AppError::bad_input(
@@ -44,13 +32,7 @@ fn validate(input: &NewFeature) -> AppResult<()> {
             format!("name must be 1-{MAX_NAME} characters, not blank"),
         ));
     }
-    if input.description.chars().count() > MAX_DESCRIPTION || input.description.contains('\0') {
-        return Err(AppError::bad_input(
-            "description",
-            format!("description must be at most {MAX_DESCRIPTION} characters, without NUL"),
-        ));
-    }
-    Ok(())
+    crate::catalogue::check_description(&input.description)
 }
 
 /// Adds a feature definition (platform admins); a key that exists is CONFLICT.

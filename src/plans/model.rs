@@ -55,8 +55,6 @@ pub struct PlanChanges {
 pub const MAX_SLUG: usize = 50;
 /// Longest plan name (the column's CHECK).
 pub const MAX_NAME: usize = 100;
-/// Longest plan description (no CHECK in the table; bounded here like resource types).
-pub const MAX_DESCRIPTION: usize = 500;
 /// Longest free trial a plan may offer, in days.
 pub const MAX_TRIAL_DAYS: i32 = 365;
 /// Highest rate limit a plan may set, in requests per minute.

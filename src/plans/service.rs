@@ -9,8 +9,7 @@ use scoped_futures::ScopedFutureExt;
 use serde_json::{json, Value};
 
 use super::model::{
-    valid_slug, NewPlan, PlanChanges, PlanRow, MAX_DESCRIPTION, MAX_NAME, MAX_RATE_LIMIT, MAX_SLUG,
-    MAX_TRIAL_DAYS,
+    valid_slug, NewPlan, PlanChanges, PlanRow, MAX_NAME, MAX_RATE_LIMIT, MAX_SLUG, MAX_TRIAL_DAYS,
 };
 use super::store;
 use crate::app::App;
@@ -82,12 +81,7 @@ fn validate(input: &PlanInput) -> AppResult<()> {
         }
     }
     if let Some(d) = &input.description {
-        if d.chars().count() > MAX_DESCRIPTION || d.contains('\0') {
-            return Err(AppError::bad_input(
-                "description",
-                format!("description must be at most {MAX_DESCRIPTION} characters, without NUL"),
-            ));
-        }
+        crate::catalogue::check_description(d)?;
     }
     if input
         .trial_days

@@ -18,8 +18,6 @@ pub struct ResourceTypeRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// Longest description a resource type may have (the column's CHECK).
-pub const MAX_DESCRIPTION: usize = 500;
 /// Longest unit (the column's CHECK; `setQuota`'s unit has the same bound).
 pub const MAX_UNIT: usize = 32;
 

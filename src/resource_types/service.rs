@@ -7,7 +7,7 @@ use scoped_futures::ScopedFutureExt;
 use serde_json::json;
 
 use super::cache::ResourceTypes;
-use super::model::{valid_key, ResourceTypeRow, MAX_DESCRIPTION, MAX_UNIT};
+use super::model::{ResourceTypeRow, MAX_UNIT};
 use super::store;
 use crate::app::App;
 use crate::audit;
@@ -56,12 +56,7 @@ pub struct NewResourceType {
 }
 
 fn validate(input: &NewResourceType) -> AppResult<()> {
-    if !valid_key(&input.key) {
-        return Err(AppError::bad_input(
-            "key",
-            "key must match [a-z][a-z0-9_]{0,63}",
-        ));
-    }
+    crate::catalogue::check_key(&input.key)?;
     // PostgreSQL text cannot hold NUL: refused here rather than failing the insert.
     let unit = input.unit.trim();
     if unit.is_empty()
@@ -74,13 +69,7 @@ fn validate(input: &NewResourceType) -> AppResult<()> {
             format!("unit must be 1-{MAX_UNIT} characters, without surrounding spaces"),
         ));
     }
-    if input.description.chars().count() > MAX_DESCRIPTION || input.description.contains('\0') {
-        return Err(AppError::bad_input(
-            "description",
-            format!("description must be at most {MAX_DESCRIPTION} characters, without NUL"),
-        ));
-    }
-    Ok(())
+    crate::catalogue::check_description(&input.description)
 }
 
 /// Adds a resource type (platform admins): audited in the same transaction; every
