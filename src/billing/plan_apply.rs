@@ -104,6 +104,7 @@ pub async fn apply_plan(
                 |b| b.alert_thresholds,
             ),
             enforcement: q.enforcement,
+            overridden: false,
         };
         quotas::store::upsert(c, &row).await?;
     }

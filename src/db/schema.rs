@@ -112,6 +112,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    plan_rollouts (id) {
+        id -> Uuid,
+        plan_id -> Uuid,
+        resource -> Text,
+        status -> Text,
+        cursor -> Nullable<Uuid>,
+        tenants_affected -> Int4,
+        tenants_updated -> Int4,
+        requested_by -> Text,
+        created_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     plan_features (plan_id, feature_key) {
         plan_id -> Uuid,
         feature_key -> Text,
@@ -185,6 +200,7 @@ diesel::table! {
         enforcement -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        overridden -> Bool,
     }
 }
 
@@ -305,6 +321,7 @@ diesel::joinable!(plan_features -> plans (plan_id));
 diesel::joinable!(plan_features -> feature_definitions (feature_key));
 diesel::joinable!(plan_prices -> plans (plan_id));
 diesel::joinable!(plan_quotas -> plans (plan_id));
+diesel::joinable!(plan_rollouts -> plans (plan_id));
 diesel::joinable!(tenant_domain_claims -> tenants (tenant_id));
 diesel::joinable!(tenant_features -> tenants (tenant_id));
 diesel::joinable!(tenants -> plans (plan_id));
@@ -322,6 +339,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     plan_features,
     plan_prices,
     plan_quotas,
+    plan_rollouts,
     plans,
     quota_alerts,
     quotas,

@@ -41,10 +41,12 @@ pub enum Job {
     UsageReporting,
     /// Retry failed Stripe events whose backoff has passed.
     WebhookRetry,
+    /// Finish plan quota rollouts an instance left half-way (`setPlanQuota`).
+    PlanRollouts,
 }
 
 impl Job {
-    pub const ALL: [Job; 9] = [
+    pub const ALL: [Job; 10] = [
         Job::QuotaResets,
         Job::PurgeDeletedTenants,
         Job::IdempotencyExpiry,
@@ -54,6 +56,7 @@ impl Job {
         Job::IntentExpiry,
         Job::UsageReporting,
         Job::WebhookRetry,
+        Job::PlanRollouts,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +70,7 @@ impl Job {
             Job::IntentExpiry => "intent-expiry",
             Job::UsageReporting => "usage-reporting",
             Job::WebhookRetry => "webhook-retry",
+            Job::PlanRollouts => "plan-rollouts",
         }
     }
 
@@ -139,7 +143,7 @@ async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<(u64, Vec<TenantId>
         Job::TrialExpiry => changed(billing::trial_expiry(c, &actor).await?),
         Job::GraceSuspension => changed(billing::grace_suspension(c, &actor).await?),
         Job::IntentExpiry => count(billing::intent_expiry(c, &actor).await?),
-        // These two work in their own transactions (one per Stripe call or event), under
+        // These three work in their own transactions (one per Stripe call or event), under
         // this job's lock; each unit is idempotent, so an interrupted run leaves nothing half
         // done.
         Job::UsageReporting => count(
@@ -159,6 +163,7 @@ async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<(u64, Vec<TenantId>
             }
             count(n)
         }
+        Job::PlanRollouts => count(crate::plans::rollout::resume(app).await?),
     })
 }
 

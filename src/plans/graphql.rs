@@ -1,5 +1,6 @@
 //! GraphQL: `plans`, `plan(slug)` and the `Plan` type with prices, features and quotas; the
-//! platform admins' `createPlan`, `updatePlan` and `archivePlan`.
+//! platform admins' `createPlan`, `updatePlan`, `archivePlan`, `setPlanFeature` and
+//! `setPlanQuota` (with `planRollout`, the progress of a quota change through the tenants).
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use async_graphql::{Context, InputObject, Object, Result, SimpleObject, ID};
 
 use super::loader::{ActivePlanBySlug, FeaturesOfPlan, PricesOfPlan, QuotasOfPlan};
 use super::model::{BillingCycle, PlanPriceRow, PlanQuotaRow, PlanRow};
+use super::rollout::{self, RolloutRow, RolloutStatus};
 use super::service::{self, PlanInput};
 use crate::auth::Role;
 use crate::graphql::context::CtxExt;
@@ -14,7 +16,9 @@ use crate::graphql::guards::RequireRole;
 use crate::graphql::loaders::SiblingBatch;
 use crate::graphql::scalars::BigInt;
 use crate::ids::PlanId;
+use crate::quotas::graphql::SetQuotaInput;
 use crate::quotas::model::{QuotaEnforcement, ResetPeriod};
+use crate::quotas::service::SetQuota;
 
 /// The plans of one list: their prices, features and quotas load together.
 pub struct PlanPage {
@@ -176,6 +180,15 @@ impl PlanQuery {
         Ok(row.map(|p| Plan::list(vec![p]).remove(0)))
     }
 
+    /// A plan quota change's progress through the plan's tenants (platform admins).
+    #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
+    async fn plan_rollout(&self, ctx: &Context<'_>, id: ID) -> Result<Option<PlanRollout>> {
+        let Ok(id) = uuid::Uuid::parse_str(&id) else {
+            return Ok(None);
+        };
+        Ok(rollout::find(ctx.app(), id).await?.map(PlanRollout))
+    }
+
     /// Federation: a `Plan` reference (`@key(fields: "slug")`); the catalogue is public, as
     /// in `plan(slug)`. All of a request's references share one read of the catalogue.
     #[graphql(entity)]
@@ -252,5 +265,99 @@ impl PlanMutation {
     async fn archive_plan(&self, ctx: &Context<'_>, slug: String) -> Result<Plan> {
         let row = service::archive(ctx.app(), &ctx.req().actor(), &slug).await?;
         Ok(Plan::list(vec![row]).remove(0))
+    }
+
+    /// Includes a defined feature in the plan or leaves it out (platform admins). The plan's
+    /// tenants follow at once; their own overrides are kept. An unknown plan is NOT_FOUND, an
+    /// unknown feature BAD_USER_INPUT.
+    #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
+    async fn set_plan_feature(
+        &self,
+        ctx: &Context<'_>,
+        plan_slug: String,
+        key: String,
+        enabled: bool,
+    ) -> Result<Plan> {
+        let row = crate::features::catalogue::set_plan_feature(
+            ctx.app(),
+            &ctx.req().actor(),
+            &plan_slug,
+            &key,
+            enabled,
+        )
+        .await?;
+        Ok(Plan::list(vec![row]).remove(0))
+    }
+
+    /// Sets the plan's quota on a known resource type (platform admins) and takes it to every
+    /// tenant on the plan in batches; quotas set for one tenant (`Quota.overridden`) are kept.
+    /// Answers when the rollout is done, or after 5 s with it RUNNING (`planRollout(id)`).
+    /// `alertThresholds` belong to tenants' quotas and are BAD_USER_INPUT here.
+    #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
+    async fn set_plan_quota(
+        &self,
+        ctx: &Context<'_>,
+        plan_slug: String,
+        input: SetQuotaInput,
+    ) -> Result<PlanQuotaChange> {
+        let input = SetQuota {
+            resource: input.resource,
+            limit: input.limit.0,
+            unit: input.unit,
+            reset_period: input.reset_period,
+            alert_thresholds: input.alert_thresholds,
+            enforcement: input.enforcement,
+        };
+        let app = ctx.data_unchecked::<Arc<crate::app::App>>();
+        let change = rollout::set_quota(app, &ctx.req().actor(), &plan_slug, input).await?;
+        Ok(PlanQuotaChange {
+            plan: Plan::list(vec![change.plan]).remove(0),
+            quota: PlanQuota(change.quota),
+            rollout: change.rollout.map(PlanRollout),
+        })
+    }
+}
+
+/// What `setPlanQuota` did.
+#[derive(SimpleObject)]
+pub struct PlanQuotaChange {
+    pub plan: Plan,
+    pub quota: PlanQuota,
+    /// The change's way through the plan's tenants; null when the quota already had these
+    /// values (nothing was written).
+    pub rollout: Option<PlanRollout>,
+}
+
+/// A plan quota change reaching the plan's tenants, batch by batch.
+pub struct PlanRollout(RolloutRow);
+
+#[Object]
+impl PlanRollout {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn plan(&self, ctx: &Context<'_>) -> Result<Plan> {
+        let row = ctx.app().plans.by_id(&ctx.req().db, self.0.plan_id).await?;
+        Ok(Plan::list(vec![row]).remove(0))
+    }
+    async fn resource(&self) -> &str {
+        &self.0.resource
+    }
+    async fn status(&self) -> RolloutStatus {
+        self.0.status
+    }
+    /// Tenants on the plan whose quota follows it, counted when the change was made.
+    async fn tenants_affected(&self) -> i32 {
+        self.0.tenants_affected
+    }
+    /// Quota rows written so far (a tenant already at the new values is not rewritten).
+    async fn tenants_updated(&self) -> i32 {
+        self.0.tenants_updated
+    }
+    async fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0.created_at
+    }
+    async fn finished_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.0.finished_at
     }
 }

@@ -65,6 +65,58 @@ pub async fn quotas_of(conn: &mut Conn, plan_ids: &[PlanId]) -> QueryResult<Vec<
         .await
 }
 
+/// Creates or replaces the plan's quota on `q.resource`.
+pub async fn upsert_quota(conn: &mut Conn, q: &PlanQuotaRow) -> QueryResult<usize> {
+    diesel::insert_into(plan_quotas::table)
+        .values((
+            plan_quotas::plan_id.eq(q.plan_id),
+            plan_quotas::resource.eq(&q.resource),
+            plan_quotas::limit.eq(q.limit),
+            plan_quotas::unit.eq(&q.unit),
+            plan_quotas::reset_period.eq(q.reset_period),
+            plan_quotas::enforcement.eq(q.enforcement),
+        ))
+        .on_conflict((plan_quotas::plan_id, plan_quotas::resource))
+        .do_update()
+        .set((
+            plan_quotas::limit.eq(q.limit),
+            plan_quotas::unit.eq(&q.unit),
+            plan_quotas::reset_period.eq(q.reset_period),
+            plan_quotas::enforcement.eq(q.enforcement),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// Includes feature `key` in the plan (`enabled`) or leaves it out; returns whether that
+/// changed anything.
+pub async fn set_feature(
+    conn: &mut Conn,
+    plan: PlanId,
+    key: &str,
+    enabled: bool,
+) -> QueryResult<bool> {
+    let n = if enabled {
+        diesel::insert_into(plan_features::table)
+            .values((
+                plan_features::plan_id.eq(plan),
+                plan_features::feature_key.eq(key),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?
+    } else {
+        diesel::delete(
+            plan_features::table
+                .filter(plan_features::plan_id.eq(plan))
+                .filter(plan_features::feature_key.eq(key)),
+        )
+        .execute(conn)
+        .await?
+    };
+    Ok(n > 0)
+}
+
 /// The catalogue price Stripe knows as `stripe_price_id`.
 pub async fn price_by_stripe_id(
     conn: &mut Conn,

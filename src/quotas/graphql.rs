@@ -50,6 +50,11 @@ impl Quota {
     async fn enforcement(&self) -> QuotaEnforcement {
         self.0.enforcement
     }
+    /// Set for this tenant by a platform admin (`setQuota`): changes to its plan's quota
+    /// (`setPlanQuota`) leave it as it is. A plan switch gives the new plan's quota again.
+    async fn overridden(&self) -> bool {
+        self.0.overridden
+    }
 }
 
 #[derive(async_graphql::SimpleObject)]

@@ -20,6 +20,9 @@ pub struct QuotaRow {
     pub period_start: DateTime<Utc>,
     pub alert_thresholds: Vec<i32>,
     pub enforcement: QuotaEnforcement,
+    /// Set for this tenant by a platform admin (`setQuota`): a change of its plan's quota
+    /// leaves it alone (a plan switch clears it).
+    pub overridden: bool,
 }
 
 text_enum!(

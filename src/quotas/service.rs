@@ -25,6 +25,7 @@ pub fn provisioned_quotas(
         period_start: period.period_start(now),
         alert_thresholds: DEFAULT_ALERT_THRESHOLDS.to_vec(),
         enforcement,
+        overridden: false,
     };
     let mut rows: Vec<QuotaRow> = plan
         .iter()
@@ -189,6 +190,17 @@ pub struct SetQuota {
     pub enforcement: Option<QuotaEnforcement>,
 }
 
+/// The bounds a quota's limit and unit keep, for a tenant's quota and a plan's alike.
+pub fn check_limit_and_unit(limit: i64, unit: Option<&str>) -> AppResult<()> {
+    if limit < 0 {
+        return Err(AppError::bad_input("limit", "limit must not be negative"));
+    }
+    if unit.is_some_and(|u| u.is_empty() || u.len() > 32) {
+        return Err(AppError::bad_input("unit", "unit must be 1-32 characters"));
+    }
+    Ok(())
+}
+
 /// Creates or adjusts a tenant's quota (platform admins) on a known resource type. Changing
 /// the reset period starts a new period from zero; otherwise `used` is kept. A new quota
 /// takes the resource type's unit and default enforcement unless the input names them.
@@ -200,16 +212,7 @@ pub async fn set_quota(
 ) -> AppResult<QuotaRow> {
     actor.require(Role::PlatformAdmin)?;
     let kind = resource_types::require_known(app, "resource", &input.resource).await?;
-    if input.limit < 0 {
-        return Err(AppError::bad_input("limit", "limit must not be negative"));
-    }
-    if input
-        .unit
-        .as_ref()
-        .is_some_and(|u| u.is_empty() || u.len() > 32)
-    {
-        return Err(AppError::bad_input("unit", "unit must be 1-32 characters"));
-    }
+    check_limit_and_unit(input.limit, input.unit.as_deref())?;
     let thresholds = match input.alert_thresholds {
         None => None,
         Some(mut t) => {
@@ -261,11 +264,13 @@ pub async fn set_quota(
                         .enforcement
                         .or_else(|| before.as_ref().map(|b| b.enforcement))
                         .unwrap_or(kind.default_enforcement),
+                    overridden: true,
                 };
                 let saved = store::upsert(c, &row).await?;
                 let view = |q: &QuotaRow| {
                     json!({ "limit": q.limit, "unit": q.unit, "resetPeriod": q.reset_period,
-                            "alertThresholds": q.alert_thresholds, "enforcement": q.enforcement })
+                            "alertThresholds": q.alert_thresholds, "enforcement": q.enforcement,
+                            "overridden": q.overridden })
                 };
                 audit::record(
                     c,

@@ -77,6 +77,7 @@ pub async fn upsert(conn: &mut Conn, row: &QuotaRow) -> QueryResult<QuotaRow> {
             quotas::period_start.eq(row.period_start),
             quotas::alert_thresholds.eq(&row.alert_thresholds),
             quotas::enforcement.eq(&row.enforcement),
+            quotas::overridden.eq(row.overridden),
             quotas::updated_at.eq(chrono::Utc::now()),
         ))
         .returning(QuotaRow::as_returning())
