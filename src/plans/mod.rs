@@ -5,5 +5,6 @@ pub mod cache;
 pub mod graphql;
 pub mod loader;
 pub mod model;
+pub mod prices_graphql;
 pub mod service;
 pub mod store;

@@ -37,6 +37,7 @@ mod jobs_export;
 mod jwks;
 mod observability;
 mod outage;
+mod plan_prices;
 mod platform_stats;
 mod quotas;
 mod rate_limits;
