@@ -110,16 +110,9 @@ pub async fn set_plan_price(
                 None => None,
             };
             let apply = input.apply_to_existing;
-            let saved = commit(&app.db, actor, &snap, &wanted, created.clone(), apply).await;
-            let saved = match (saved, live.as_deref(), &created) {
-                (Ok(p), _, _) => p,
-                (Err(e), Some(api), Some((_, orphan))) => {
-                    // Not stored: the Price we made must not take subscriptions either.
-                    let _ = api.archive_price(orphan).await;
-                    return Err(e);
-                }
-                (Err(e), _, _) => return Err(e),
-            };
+            // A failed commit leaves the new Price unreferenced (and active: a retry gets it
+            // back through the same Idempotency-Key and must be able to use it).
+            let saved = commit(&app.db, actor, &snap, &wanted, created, apply).await?;
             let old = snap
                 .current
                 .as_ref()
