@@ -187,7 +187,7 @@ pub async fn mirror(
     let now = Utc::now();
     // The plan follows the subscription's price (a plan change confirmed by Stripe).
     let price = match &s.price_id {
-        Some(p) => plans::store::price_by_stripe_id(c, p).await?,
+        Some(p) => plans::store::price_owner(c, p).await?,
         None => None,
     };
     if let (Some(price), false) = (&price, deleted) {

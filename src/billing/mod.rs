@@ -6,9 +6,12 @@
 //! Layers (see docs/architecture.md): `webhook` (HTTP) → `inbox` (exactly-once processing) →
 //! `wire` (reading Stripe's objects) + `apply` (the one apply step) → `decide` (the pure state
 //! machine). Services (`service`, `plan_change`, `checkout`, `preview`) share `plan_apply` and
-//! `prices`; `store`/`events` hold the SQL; `stripe` the outbound calls.
+//! `prices`; `store`/`events` hold the SQL; `stripe` the outbound calls. The catalogue's
+//! prices (`setPlanPrice`) are `catalogue_prices`, which moves existing subscriptions through
+//! `reprice` → `plan_change`.
 
 pub mod apply;
+pub mod catalogue_prices;
 pub mod checkout;
 pub mod decide;
 pub mod events;
@@ -24,6 +27,7 @@ pub mod plan_change;
 pub mod preview;
 pub mod preview_cache;
 pub mod prices;
+pub mod reprice;
 pub mod service;
 pub mod signature;
 pub mod store;

@@ -10,7 +10,8 @@ use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
 use crate::error::AppResult;
-use crate::ids::{IntentId, TenantId};
+use crate::ids::{IntentId, PlanId, TenantId};
+use crate::plans::model::BillingCycle;
 
 /// Stripe's state of one subscription, as Tenantry mirrors it. Built from API answers and from
 /// webhook payloads alike.
@@ -62,6 +63,21 @@ pub struct CheckoutRequest<'a> {
     pub success_url: &'a str,
     pub cancel_url: &'a str,
     pub idempotency_key: Uuid,
+}
+
+/// A recurring Stripe Price to create for one catalogue price (`setPlanPrice`).
+#[derive(Debug, Clone, Copy)]
+pub struct NewPrice<'a> {
+    /// The plan's Stripe Product.
+    pub product: &'a str,
+    pub plan_slug: &'a str,
+    pub region: &'a str,
+    pub cycle: BillingCycle,
+    /// Lower-case ISO code.
+    pub currency: &'a str,
+    /// In the currency's smallest unit.
+    pub amount: i64,
+    pub idempotency_key: &'a str,
 }
 
 /// The provider calls; every one is idempotent through its key (or read-only).
@@ -119,4 +135,18 @@ pub trait Payments: Send + Sync {
         identifier: &'a str,
         at: DateTime<Utc>,
     ) -> BoxFuture<'a, AppResult<()>>;
+
+    /// The plan's Product (prices belong to one), keyed by the plan id.
+    fn create_product<'a>(
+        &'a self,
+        plan_id: PlanId,
+        name: &'a str,
+        slug: &'a str,
+    ) -> BoxFuture<'a, AppResult<String>>;
+
+    /// A new recurring Price; returns its id.
+    fn create_price<'a>(&'a self, price: NewPrice<'a>) -> BoxFuture<'a, AppResult<String>>;
+
+    /// Deactivates a Price (`active=false`): no new subscriptions, existing ones keep it.
+    fn archive_price<'a>(&'a self, price_id: &'a str) -> BoxFuture<'a, AppResult<()>>;
 }

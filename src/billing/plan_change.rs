@@ -142,6 +142,16 @@ struct PlanChangeStart {
     price_id: String,
 }
 
+/// Where a Stripe plan change takes a tenant's subscription.
+enum Target {
+    /// A plan the tenant asks for (`changePlan`): offered plans only, and not the plan and
+    /// cycle it is on.
+    Plan(String, BillingCycle),
+    /// The current price of the plan and cycle the tenant is on (`setPlanPrice` with
+    /// `applyToExisting`): archived plans too; a tenant that has left them meanwhile is CONFLICT.
+    Reprice(PlanId, BillingCycle),
+}
+
 /// `changePlan` with Stripe: the intent is committed PENDING first; Stripe's subscription
 /// update carries the intent id as Idempotency-Key and in the metadata; the webhook applies
 /// the plan and completes the intent. A Stripe failure marks the intent FAILED and changes
@@ -152,62 +162,117 @@ async fn change_plan_stripe(
     actor: &Actor,
     (tenant_id, plan_slug, cycle): (TenantId, &str, BillingCycle),
 ) -> AppResult<(IntentRow, PlanRow, PlanRow)> {
+    let target = Target::Plan(plan_slug.to_owned(), cycle);
+    let start = start_stripe_change(db, actor, tenant_id, target).await?;
+    send_stripe_change(db, api, actor, &start).await?;
+    Ok((start.intent, start.from, start.to))
+}
+
+/// Moves a tenant's Stripe subscription to the current price of its plan and `cycle` (a
+/// re-priced plan), through the same intent as `changePlan`: the webhook completes it.
+/// Returns the intent's id.
+pub async fn reprice_stripe(
+    db: &Db,
+    api: &dyn Payments,
+    actor: &Actor,
+    tenant_id: TenantId,
+    (plan, cycle): (PlanId, BillingCycle),
+) -> AppResult<IntentId> {
+    let target = Target::Reprice(plan, cycle);
+    let start = start_stripe_change(db, actor, tenant_id, target).await?;
+    send_stripe_change(db, api, actor, &start).await?;
+    Ok(start.intent.id)
+}
+
+/// The transaction before Stripe is called: checks, the PENDING intent and its
+/// PLAN_CHANGE_REQUESTED audit entry.
+async fn start_stripe_change(
+    db: &Db,
+    actor: &Actor,
+    tenant_id: TenantId,
+    target: Target,
+) -> AppResult<PlanChangeStart> {
     let scope = target_scope(actor, tenant_id, "billing")?;
-    let (actor_c, slug) = (actor.clone(), plan_slug.to_owned());
-    let start = db
-        .scoped(scope, |c| {
-            async move {
-                let tenant = lock_live(c, tenant_id).await?;
-                let to = active_plan(c, &slug).await?;
-                let sub = store::subscription_for_update(c, tenant_id)
-                    .await?
-                    .ok_or_else(|| AppError::not_found("subscription"))?;
-                let Some(subscription_id) = sub.stripe_subscription_id.clone() else {
-                    return Err(AppError::conflict(
-                        Some("planSlug"),
-                        "the tenant has no paid subscription yet: start one with createCheckoutSession",
-                    ));
-                };
-                if to.id == tenant.plan_id && sub.billing_cycle == cycle {
-                    return Err(AppError::conflict(
-                        Some("planSlug"),
-                        "the tenant is already on this plan",
-                    ));
+    let actor_c = actor.clone();
+    db.scoped(scope, |c| {
+        async move {
+            let tenant = lock_live(c, tenant_id).await?;
+            let sub = store::subscription_for_update(c, tenant_id)
+                .await?
+                .ok_or_else(|| AppError::not_found("subscription"))?;
+            let Some(subscription_id) = sub.stripe_subscription_id.clone() else {
+                return Err(AppError::conflict(
+                    Some("planSlug"),
+                    "the tenant has no paid subscription yet: start one with createCheckoutSession",
+                ));
+            };
+            let (to, cycle) = match target {
+                Target::Plan(slug, cycle) => {
+                    let to = active_plan(c, &slug).await?;
+                    if to.id == tenant.plan_id && sub.billing_cycle == cycle {
+                        return Err(AppError::conflict(
+                            Some("planSlug"),
+                            "the tenant is already on this plan",
+                        ));
+                    }
+                    (to, cycle)
                 }
-                let now = Utc::now();
-                if store::pending_intent(c, tenant_id, now).await?.is_some() {
-                    return Err(AppError::conflict(
-                        None,
-                        "another plan change is waiting for Stripe's confirmation",
-                    ));
+                Target::Reprice(plan, cycle) => {
+                    if tenant.plan_id != plan || sub.billing_cycle != cycle {
+                        return Err(AppError::conflict(
+                            None,
+                            "the tenant is no longer on this plan and cycle",
+                        ));
+                    }
+                    let to = plans::store::by_ids(c, &[plan])
+                        .await?
+                        .pop()
+                        .ok_or_else(|| AppError::not_found("plan"))?;
+                    (to, cycle)
                 }
-                let price_id = stripe_price(c, &to, &tenant.region, cycle).await?;
-                let (intent, from) = open_intent(c, &actor_c, &tenant, &to, cycle, now).await?;
-                store::set_intent_subscription(c, tenant_id, intent.id, &subscription_id).await?;
-                audit::record(
-                    c,
-                    &actor_c,
-                    audit::Change::new(tenant_id, "plan_change_intent", intent.id, "PLAN_CHANGE_REQUESTED", Value::Null, json!({ "from": from.slug, "to": to.slug, "billingCycle": cycle.as_str(), "status": intent.status })),
-                )
-                .await?;
-                Ok(PlanChangeStart { intent, from, to, subscription_id, price_id })
+            };
+            let now = Utc::now();
+            if store::pending_intent(c, tenant_id, now).await?.is_some() {
+                return Err(AppError::conflict(
+                    None,
+                    "another plan change is waiting for Stripe's confirmation",
+                ));
             }
-            .scope_boxed()
-        })
-        .await?;
+            let price_id = stripe_price(c, &to, &tenant.region, cycle).await?;
+            let (intent, from) = open_intent(c, &actor_c, &tenant, &to, cycle, now).await?;
+            store::set_intent_subscription(c, tenant_id, intent.id, &subscription_id).await?;
+            audit::record(
+                c,
+                &actor_c,
+                audit::Change::new(tenant_id, "plan_change_intent", intent.id, "PLAN_CHANGE_REQUESTED", Value::Null, json!({ "from": from.slug, "to": to.slug, "billingCycle": cycle.as_str(), "status": intent.status })),
+            )
+            .await?;
+            Ok(PlanChangeStart { intent, from, to, subscription_id, price_id })
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// Stripe's side of a started change: the subscription update keyed by the intent id. A
+/// failure marks the intent FAILED (with its audit entry) and is returned.
+async fn send_stripe_change(
+    db: &Db,
+    api: &dyn Payments,
+    actor: &Actor,
+    start: &PlanChangeStart,
+) -> AppResult<()> {
     let called = async {
         let current = api.subscription(&start.subscription_id).await?;
         api.change_price(&current, &start.price_id, start.intent.id)
             .await
     }
     .await;
-    match called {
-        Ok(_) => Ok((start.intent, start.from, start.to)),
-        Err(e) => {
-            fail_intent(db, actor, &start.intent, &e.to_string()).await?;
-            Err(e)
-        }
+    if let Err(e) = called {
+        fail_intent(db, actor, &start.intent, &e.to_string()).await?;
+        return Err(e);
     }
+    Ok(())
 }
 
 /// Marks a PENDING intent FAILED (optimistic version check) with its audit entry.

@@ -311,3 +311,30 @@ pub async fn pending_intent(
         .await
         .optional()
 }
+
+/// The live tenants on `plan` in `region` whose Stripe subscription bills `cycle`: (tenant,
+/// subscription id), in tenant order. Ended subscriptions (CANCELED, EXPIRED) are left out.
+pub async fn stripe_subscribers(
+    conn: &mut Conn,
+    plan: PlanId,
+    region: &str,
+    cycle: BillingCycle,
+) -> QueryResult<Vec<(TenantId, String)>> {
+    use crate::db::schema::tenants;
+    let rows: Vec<(TenantId, Option<String>)> = subs::table
+        .inner_join(tenants::table.on(tenants::id.eq(subs::tenant_id)))
+        .filter(tenants::plan_id.eq(plan))
+        .filter(tenants::region.eq(region))
+        .filter(tenants::deleted_at.is_null())
+        .filter(subs::billing_cycle.eq(cycle))
+        .filter(subs::stripe_subscription_id.is_not_null())
+        .filter(subs::status.ne_all([SubscriptionStatus::Canceled, SubscriptionStatus::Expired]))
+        .order(subs::tenant_id.asc())
+        .select((subs::tenant_id, subs::stripe_subscription_id))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(t, s)| Some((t, s?)))
+        .collect())
+}

@@ -1,7 +1,8 @@
 //! The Stripe calls Tenantry makes, through async-stripe (only the request crates it needs:
-//! customers, subscriptions, invoice previews, Checkout sessions and meter events). Every call
-//! has a per-attempt timeout and an explicit Idempotency-Key; every failure becomes
-//! `BILLING_ERROR` with Stripe's own message for the user.
+//! customers, subscriptions, invoice previews, Checkout sessions and meter events; products
+//! and prices in `catalogue`). Every call has a per-attempt timeout and an explicit
+//! Idempotency-Key; every failure becomes `BILLING_ERROR` with Stripe's own message for the
+//! user.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -27,10 +28,12 @@ use uuid::Uuid;
 
 use futures_util::future::BoxFuture;
 
-use super::payments::{ts, CheckoutRequest, InvoiceState, Payments, SubscriptionState};
+use super::payments::{ts, CheckoutRequest, InvoiceState, NewPrice, Payments, SubscriptionState};
 use crate::config::Settings;
 use crate::error::{AppError, AppResult};
-use crate::ids::{IntentId, TenantId};
+use crate::ids::{IntentId, PlanId, TenantId};
+
+pub mod catalogue;
 
 impl From<Subscription> for SubscriptionState {
     fn from(s: Subscription) -> Self {
@@ -405,5 +408,22 @@ impl Payments for StripeApi {
         Box::pin(StripeApi::meter_event(
             self, event_name, customer, value, identifier, at,
         ))
+    }
+
+    fn create_product<'a>(
+        &'a self,
+        plan_id: PlanId,
+        name: &'a str,
+        slug: &'a str,
+    ) -> BoxFuture<'a, AppResult<String>> {
+        Box::pin(StripeApi::create_product(self, plan_id, name, slug))
+    }
+
+    fn create_price<'a>(&'a self, price: NewPrice<'a>) -> BoxFuture<'a, AppResult<String>> {
+        Box::pin(StripeApi::create_price(self, price))
+    }
+
+    fn archive_price<'a>(&'a self, price_id: &'a str) -> BoxFuture<'a, AppResult<()>> {
+        Box::pin(StripeApi::archive_price(self, price_id))
     }
 }

@@ -159,6 +159,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    plan_stripe_prices (stripe_price_id) {
+        stripe_price_id -> Text,
+        plan_id -> Uuid,
+        region -> Text,
+        billing_cycle -> Text,
+        currency -> Text,
+        amount -> Int8,
+        created_at -> Timestamptz,
+        archived_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     plans (id) {
         id -> Uuid,
         slug -> Text,
@@ -171,6 +184,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         overage_limit_percent -> Int4,
+        stripe_product_id -> Nullable<Text>,
     }
 }
 
@@ -322,6 +336,7 @@ diesel::joinable!(plan_features -> feature_definitions (feature_key));
 diesel::joinable!(plan_prices -> plans (plan_id));
 diesel::joinable!(plan_quotas -> plans (plan_id));
 diesel::joinable!(plan_rollouts -> plans (plan_id));
+diesel::joinable!(plan_stripe_prices -> plans (plan_id));
 diesel::joinable!(tenant_domain_claims -> tenants (tenant_id));
 diesel::joinable!(tenant_features -> tenants (tenant_id));
 diesel::joinable!(tenants -> plans (plan_id));
@@ -340,6 +355,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     plan_prices,
     plan_quotas,
     plan_rollouts,
+    plan_stripe_prices,
     plans,
     quota_alerts,
     quotas,

@@ -26,6 +26,7 @@ use crate::error::AppError;
 use crate::features::graphql::FeatureMutation;
 use crate::ids::TenantId;
 use crate::plans::graphql::{PlanMutation, PlanQuery};
+use crate::plans::prices_graphql::PlanPriceMutation;
 use crate::quotas::graphql::{QuotaMutation, QuotaQuery};
 use crate::quotas::subscription::QuotaSubscription;
 use crate::resource_types::graphql::{ResourceTypeMutation, ResourceTypeQuery};
@@ -58,6 +59,7 @@ pub struct MutationRoot(
     WebhookEventMutation,
     ResourceTypeMutation,
     PlanMutation,
+    PlanPriceMutation,
 );
 
 #[derive(MergedSubscription, Default)]

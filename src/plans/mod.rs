@@ -5,6 +5,7 @@ pub mod cache;
 pub mod graphql;
 pub mod loader;
 pub mod model;
+pub mod prices_graphql;
 pub mod rollout;
 pub mod service;
 pub mod store;

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::db::schema::{plan_prices, plan_quotas, plans};
+use crate::db::schema::{plan_prices, plan_quotas, plan_stripe_prices, plans};
 use crate::db::text_enum::text_enum;
 use crate::ids::PlanId;
 use crate::quotas::model::{QuotaEnforcement, ResetPeriod};
@@ -81,6 +81,41 @@ pub struct PlanPriceRow {
     pub billing_cycle: BillingCycle,
     pub amount: i64,
     pub stripe_price_id: Option<String>,
+}
+
+/// A plan's price for one region and cycle as `setPlanPrice` writes it (an upsert on the
+/// (plan, region, cycle) key).
+#[derive(Insertable, Debug, Clone)]
+#[diesel(table_name = plan_prices, check_for_backend(diesel::pg::Pg))]
+pub struct NewPlanPrice {
+    pub id: Uuid,
+    pub plan_id: PlanId,
+    pub region: String,
+    pub currency: String,
+    pub billing_cycle: BillingCycle,
+    pub amount: i64,
+    pub stripe_price_id: Option<String>,
+}
+
+/// One Stripe Price a plan has had (`plan_stripe_prices`): the current one, or one replaced
+/// since (`archived_at`) that subscriptions may still be on.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone)]
+#[diesel(table_name = plan_stripe_prices, check_for_backend(diesel::pg::Pg))]
+pub struct StripePriceRow {
+    pub stripe_price_id: String,
+    pub plan_id: PlanId,
+    pub region: String,
+    pub billing_cycle: BillingCycle,
+    pub currency: String,
+    pub amount: i64,
+    pub archived_at: Option<DateTime<Utc>>,
+}
+
+/// The plan and cycle a Stripe price stands for (the webhook's price → plan mapping).
+#[derive(Debug, Clone, Copy)]
+pub struct PriceOwner {
+    pub plan_id: PlanId,
+    pub billing_cycle: BillingCycle,
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]

@@ -3,8 +3,11 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::model::{NewPlan, PlanChanges, PlanPriceRow, PlanQuotaRow, PlanRow};
-use crate::db::schema::{plan_features, plan_prices, plan_quotas, plans};
+use super::model::{
+    BillingCycle, NewPlan, NewPlanPrice, PlanChanges, PlanPriceRow, PlanQuotaRow, PlanRow,
+    PriceOwner, StripePriceRow,
+};
+use crate::db::schema::{plan_features, plan_prices, plan_quotas, plan_stripe_prices, plans};
 use crate::db::Conn;
 use crate::ids::PlanId;
 
@@ -117,17 +120,114 @@ pub async fn set_feature(
     Ok(n > 0)
 }
 
-/// The catalogue price Stripe knows as `stripe_price_id`.
-pub async fn price_by_stripe_id(
+/// The plan and cycle of the Stripe price `stripe_price_id`: a current catalogue price, else
+/// one replaced since (`plan_stripe_prices`), which subscriptions may still be on.
+pub async fn price_owner(
     conn: &mut Conn,
     stripe_price_id: &str,
+) -> QueryResult<Option<PriceOwner>> {
+    let current: Option<(PlanId, BillingCycle)> = plan_prices::table
+        .filter(plan_prices::stripe_price_id.eq(stripe_price_id))
+        .select((plan_prices::plan_id, plan_prices::billing_cycle))
+        .first(conn)
+        .await
+        .optional()?;
+    let found = match current {
+        Some(p) => Some(p),
+        None => plan_stripe_prices::table
+            .find(stripe_price_id)
+            .select((
+                plan_stripe_prices::plan_id,
+                plan_stripe_prices::billing_cycle,
+            ))
+            .first(conn)
+            .await
+            .optional()?,
+    };
+    Ok(found.map(|(plan_id, billing_cycle)| PriceOwner {
+        plan_id,
+        billing_cycle,
+    }))
+}
+
+/// The plan's price for `region` and `cycle`, if it has one.
+pub async fn price_for(
+    conn: &mut Conn,
+    plan_id: PlanId,
+    region: &str,
+    cycle: BillingCycle,
 ) -> QueryResult<Option<PlanPriceRow>> {
     plan_prices::table
-        .filter(plan_prices::stripe_price_id.eq(stripe_price_id))
+        .filter(plan_prices::plan_id.eq(plan_id))
+        .filter(plan_prices::region.eq(region))
+        .filter(plan_prices::billing_cycle.eq(cycle))
         .select(PlanPriceRow::as_select())
         .first(conn)
         .await
         .optional()
+}
+
+/// Writes the plan's price for the row's region and cycle (the row's id is used only when
+/// the price is new).
+pub async fn upsert_price(conn: &mut Conn, row: &NewPlanPrice) -> QueryResult<PlanPriceRow> {
+    diesel::insert_into(plan_prices::table)
+        .values(row)
+        .on_conflict((
+            plan_prices::plan_id,
+            plan_prices::region,
+            plan_prices::billing_cycle,
+        ))
+        .do_update()
+        .set((
+            plan_prices::currency.eq(&row.currency),
+            plan_prices::amount.eq(row.amount),
+            plan_prices::stripe_price_id.eq(&row.stripe_price_id),
+            plan_prices::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(PlanPriceRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The plan's Stripe Product, once created.
+pub async fn stripe_product_id(conn: &mut Conn, plan_id: PlanId) -> QueryResult<Option<String>> {
+    plans::table
+        .find(plan_id)
+        .select(plans::stripe_product_id)
+        .first(conn)
+        .await
+}
+
+/// Records the plan's Stripe Product unless it has one.
+pub async fn set_stripe_product_id(
+    conn: &mut Conn,
+    plan_id: PlanId,
+    product_id: &str,
+) -> QueryResult<()> {
+    diesel::update(plans::table.find(plan_id))
+        .filter(plans::stripe_product_id.is_null())
+        .set(plans::stripe_product_id.eq(product_id))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Adds a Stripe price to the plan's history; an id already there keeps its row, but an
+/// `archived_at` given here is stored (the price was replaced).
+pub async fn save_stripe_price(conn: &mut Conn, row: &StripePriceRow) -> QueryResult<()> {
+    let insert = diesel::insert_into(plan_stripe_prices::table).values(row);
+    match row.archived_at {
+        None => insert.on_conflict_do_nothing().execute(conn).await?,
+        Some(at) => {
+            insert
+                .on_conflict(plan_stripe_prices::stripe_price_id)
+                .do_update()
+                .set(plan_stripe_prices::archived_at.eq(at))
+                .execute(conn)
+                .await?
+        }
+    };
+    Ok(())
 }
 
 /// Every plan, archived ones too, in the catalogue's order.

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use tenantry::auth::Actor;
-use tenantry::billing::payments::{CheckoutRequest, Payments, SubscriptionState};
+use tenantry::billing::payments::{CheckoutRequest, NewPrice, Payments, SubscriptionState};
 use tenantry::error::{AppError, AppResult};
 use tenantry::plans::model::BillingCycle;
 use uuid::Uuid;
@@ -122,6 +122,23 @@ impl Payments for Recording {
             self.meter_events.lock().unwrap().push(e);
             Ok(())
         })
+    }
+
+    fn create_product<'a>(
+        &'a self,
+        _: tenantry::ids::PlanId,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, AppResult<String>> {
+        Box::pin(async move { refused() })
+    }
+
+    fn create_price<'a>(&'a self, _: NewPrice<'a>) -> BoxFuture<'a, AppResult<String>> {
+        Box::pin(async move { refused() })
+    }
+
+    fn archive_price<'a>(&'a self, _: &'a str) -> BoxFuture<'a, AppResult<()>> {
+        Box::pin(async move { refused() })
     }
 }
 

@@ -37,6 +37,7 @@ mod jobs_export;
 mod jwks;
 mod observability;
 mod outage;
+mod plan_prices;
 mod plan_rollouts;
 mod platform_stats;
 mod quotas;

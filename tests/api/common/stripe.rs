@@ -1,8 +1,8 @@
 //! A local Stripe-compatible HTTP server for the tests: it answers the endpoints Tenantry calls
 //! with Stripe-shaped JSON (the shapes of API version 2026-09-30, which async-stripe parses),
-//! keeps subscriptions in memory, replays answers for a repeated Idempotency-Key as Stripe
-//! does, records every request, can fail or stall on demand, and builds and signs webhook
-//! events exactly as Stripe does (`t=..,v1=HMAC-SHA256(secret, "{t}.{body}")`).
+//! keeps subscriptions and prices in memory, replays answers for a repeated Idempotency-Key as
+//! Stripe does, records every request, can fail or stall on demand, and builds and signs
+//! webhook events exactly as Stripe does (`t=..,v1=HMAC-SHA256(secret, "{t}.{body}")`).
 
 #![allow(dead_code)]
 
@@ -41,6 +41,7 @@ struct Inner {
     delay: Option<Duration>,
     subscriptions: HashMap<String, Value>,
     replies: HashMap<String, (u16, Value)>,
+    prices: HashMap<String, Value>,
     seq: u64,
 }
 
@@ -107,6 +108,11 @@ impl FakeStripe {
 
     pub fn subscription(&self, id: &str) -> Value {
         self.inner.lock().unwrap().subscriptions[id].clone()
+    }
+
+    /// A Price created through `POST /v1/prices`, as the fake holds it now.
+    pub fn price(&self, id: &str) -> Value {
+        self.inner.lock().unwrap().prices[id].clone()
     }
 }
 
@@ -347,6 +353,21 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The `prefix[key]=value` form fields as an object.
+fn form_map(r: &Recorded, prefix: &str) -> Value {
+    let mut m = serde_json::Map::new();
+    for (k, v) in &r.form {
+        if let Some(key) = k
+            .strip_prefix(prefix)
+            .and_then(|k| k.strip_prefix('['))
+            .and_then(|k| k.strip_suffix(']'))
+        {
+            m.insert(key.to_owned(), json!(v));
+        }
+    }
+    Value::Object(m)
+}
+
 fn error(status: u16, message: &str) -> (u16, Value) {
     let kind = if status >= 500 {
         "api_error"
@@ -506,6 +527,38 @@ fn answer(inner: &Mutex<Inner>, r: &Recorded) -> (u16, Value) {
                 }),
             )
         }
+        ("POST", ["products"]) => (
+            200,
+            json!({
+                "id": format!("prod_test{n}"), "object": "product", "active": true,
+                "created": t, "default_price": null, "description": null, "images": [],
+                "livemode": false, "marketing_features": [],
+                "metadata": form_map(r, "metadata"), "name": r.param("name"),
+                "package_dimensions": null, "shippable": null, "statement_descriptor": null,
+                "tax_code": null, "type": "service", "unit_label": null, "updated": t,
+                "url": null
+            }),
+        ),
+        ("POST", ["prices"]) => {
+            let amount = r.param("unit_amount").and_then(|a| a.parse::<i64>().ok());
+            let mut p = price(&format!("price_test{n}"), amount.unwrap_or(0));
+            p["currency"] = json!(r.param("currency"));
+            p["product"] = json!(r.param("product"));
+            p["recurring"]["interval"] = json!(r.param("recurring[interval]"));
+            p["metadata"] = form_map(r, "metadata");
+            g.prices
+                .insert(p["id"].as_str().unwrap().to_owned(), p.clone());
+            (200, p)
+        }
+        ("POST", ["prices", id]) => match g.prices.get_mut(*id) {
+            None => error(404, &format!("No such price: '{id}'")),
+            Some(p) => {
+                if let Some(a) = r.param("active") {
+                    p["active"] = json!(a == "true");
+                }
+                (200, p.clone())
+            }
+        },
         ("POST", ["billing", "meter_events"]) => (
             200,
             json!({

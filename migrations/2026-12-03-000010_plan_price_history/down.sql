@@ -1,0 +1,2 @@
+DROP TABLE plan_stripe_prices;
+ALTER TABLE plans DROP COLUMN stripe_product_id;
