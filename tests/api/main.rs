@@ -19,6 +19,7 @@ mod billing_stripe;
 mod billing_versions;
 mod caches;
 mod catalogue;
+mod catalogue_flow;
 mod config_bounds;
 mod cost_limits;
 mod crash;

@@ -9,14 +9,14 @@ use crate::common::stripe::{self, deliver, event, now, FakeStripe, Recorded};
 use crate::common::{count, text, TestApp, TestTenant};
 use serde_json::{json, Value};
 
-const SECRET: &str = "whsec_test_prices";
+pub(crate) const SECRET: &str = "whsec_test_prices";
 const SET: &str = "mutation($p: String!, $i: SetPlanPriceInput!) {
     setPlanPrice(planSlug: $p, input: $i) {
         slug prices { region billingCycle currency amount stripePriceId } } }";
 const PLAN: &str =
     "query($s: String!) { plan(slug: $s) { prices { region billingCycle currency amount stripePriceId } } }";
 
-async fn live() -> (TestApp, FakeStripe) {
+pub(crate) async fn live() -> (TestApp, FakeStripe) {
     let fake = FakeStripe::start().await;
     let base = fake.base.clone();
     let app = TestApp::spawn_with(|env| {
@@ -181,7 +181,7 @@ async fn customer_of(app: &TestApp, t: &TestTenant) -> String {
 
 /// A tenant on `plan` whose Stripe subscription is on `price` (as after a Checkout), applied
 /// through the webhook: (tenant, customer, subscription id).
-async fn subscribed(
+pub(crate) async fn subscribed(
     app: &TestApp,
     fake: &FakeStripe,
     plan: &str,
