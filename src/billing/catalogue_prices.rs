@@ -106,13 +106,27 @@ pub async fn set_plan_price(
         Some(p) if unchanged => p,
         _ => {
             let created = match live.as_deref() {
-                Some(api) => Some(create_in_stripe(api, &snap, &wanted).await?),
+                Some(api) => Some(create_in_stripe(&app.db, api, &snap, &wanted).await?),
                 None => None,
             };
             let apply = input.apply_to_existing;
             // A failed commit leaves the new Price unreferenced (and active: a retry gets it
             // back through the same Idempotency-Key and must be able to use it).
-            let saved = commit(&app.db, actor, &snap, &wanted, created, apply).await?;
+            let new_price = created.as_ref().map(|(_, price)| price.clone());
+            let saved = match commit(&app.db, actor, &snap, &wanted, created, apply).await {
+                Ok(saved) => saved,
+                // The price changed meanwhile: this Price will never be used (a retry names
+                // another replaced price, so another key): archived rather than left active.
+                Err(e @ AppError::Conflict { .. }) => {
+                    if let (Some(api), Some(p)) = (live.as_deref(), new_price) {
+                        if api.archive_price(&p).await.is_err() {
+                            tracing::warn!(price = %p, "an unused Stripe price stays active");
+                        }
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             let old = snap
                 .current
                 .as_ref()
@@ -169,6 +183,7 @@ async fn read(db: &Db, plan_slug: &str, w: &Wanted) -> AppResult<Snapshot> {
 /// replaces, so a retried mutation gets the same Price and a later change back to an earlier
 /// amount a new one.
 async fn create_in_stripe(
+    db: &crate::db::Db,
     api: &dyn Payments,
     snap: &Snapshot,
     w: &Wanted,
@@ -177,7 +192,16 @@ async fn create_in_stripe(
         Some(p) => p.clone(),
         None => {
             let p = &snap.plan;
-            api.create_product(p.id, &p.name, &p.slug).await?
+            let product = api.create_product(p.id, &p.name, &p.slug).await?;
+            // Kept at once, in its own transaction: a retry after a later failure reuses
+            // the Product instead of depending on Stripe's 24-hour Idempotency-Key memory.
+            let (plan_id, kept) = (p.id, product.clone());
+            db.scoped(crate::db::Scope::Platform("catalogue_admin"), |c| {
+                async move { Ok(plans::store::set_stripe_product_id(c, plan_id, &kept).await?) }
+                    .scope_boxed()
+            })
+            .await?;
+            product
         }
     };
     let replaces = snap

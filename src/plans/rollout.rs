@@ -233,8 +233,20 @@ pub async fn find(app: &App, id: Uuid) -> AppResult<Option<RolloutRow>> {
 /// Runs rollout `id` to its end, batch after batch; waits while another instance holds it.
 /// Returns the finished row (`None` if there is no such rollout).
 pub async fn run(app: &App, id: Uuid) -> AppResult<Option<RolloutRow>> {
+    let mut failures = 0;
     loop {
-        match batch(app, id).await? {
+        let step = match batch(app, id).await {
+            Ok(step) => step,
+            // A deadlock victim or a dropped connection: the batch rolled back whole.
+            Err(e) if failures < 3 => {
+                failures += 1;
+                tracing::warn!(rollout = %id, error = %e.public_message(), "plan rollout batch retried");
+                tokio::time::sleep(Duration::from_millis(50 * failures)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        match step {
             Step::Missing => return Ok(None),
             // Finished by another instance, which announced it.
             Step::Done(row) => return Ok(Some(row)),
@@ -295,18 +307,27 @@ async fn batch(app: &App, id: Uuid) -> AppResult<Step> {
                 else {
                     return Ok(Step::Busy);
                 };
+                // The plan row shared: a `setPlanQuota` committing meanwhile is waited for, so
+                // this batch writes its value, never an older one over it.
+                diesel::sql_query("select 1 from plans where id = $1 for share")
+                    .bind::<SqlUuid, _>(row.plan_id.into_inner())
+                    .execute(c)
+                    .await?;
                 let quota = plan_quotas::table
                     .find((row.plan_id, &row.resource))
                     .select(PlanQuotaRow::as_select())
                     .first(c)
                     .await
                     .optional()?;
+                // `FOR NO KEY UPDATE`: a plan switch (which updates the row) waits for the
+                // batch or goes first, while usage recording (whose foreign keys only take
+                // `KEY SHARE` on the tenant) is never blocked by it.
                 let tenants: Vec<Uuid> = match &quota {
                     None => Vec::new(),
                     Some(_) => diesel::sql_query(
                         "select id from tenants
                           where plan_id = $1 and id > $2 and status <> 'DELETED'
-                          order by id limit $3 for update",
+                          order by id limit $3 for no key update",
                     )
                     .bind::<SqlUuid, _>(row.plan_id.into_inner())
                     .bind::<SqlUuid, _>(row.cursor.unwrap_or(Uuid::nil()))
@@ -408,8 +429,13 @@ pub async fn resume(app: &App) -> AppResult<u64> {
         .await?;
     let mut n = 0;
     for id in stale {
-        if run(app, id).await?.is_some() {
-            n += 1;
+        // One rollout that keeps failing does not hold up the others.
+        match run(app, id).await {
+            Ok(Some(_)) => n += 1,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(rollout = %id, error = %e.public_message(), "plan rollout still failing")
+            }
         }
     }
     Ok(n)
