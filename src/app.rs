@@ -38,6 +38,8 @@ pub struct App {
     pub tenant_cache: TenantCache,
     pub features: FeatureCache,
     pub configs: ConfigCache,
+    /// Tenant users' memberships (role, status), per (tenant, sub).
+    pub members: crate::members::membership::MembershipCache,
     pub bus: Arc<Bus>,
     pub meter: Meter,
     pub plans: PlanCache,
@@ -110,6 +112,7 @@ impl App {
             tenant_cache: TenantCache::default(),
             features: FeatureCache::default(),
             configs: ConfigCache::default(),
+            members: Default::default(),
             bus,
             meter,
             plans: PlanCache::default(),
@@ -138,6 +141,13 @@ impl App {
             .await;
     }
 
+    /// A tenant's members changed: every instance drops their cached memberships (and open
+    /// sockets of removed or disabled members close).
+    pub async fn members_changed(&self, tenant_id: TenantId) {
+        self.members.invalidate_tenant(tenant_id);
+        self.bus.publish(Event::MembersChanged { tenant_id }).await;
+    }
+
     /// The plan catalogue changed (a plan or a feature definition): every instance drops its
     /// cached plans, and the feature sets and plan-change previews computed from them.
     pub async fn plans_changed(&self) {
@@ -162,6 +172,7 @@ impl App {
         self.previews.invalidate_all();
         self.features.invalidate_all();
         self.configs.invalidate_all();
+        self.members.invalidate_all();
     }
 
     /// `PING` with a deadline, for `/ready`. `None` when Redis is not configured.
@@ -263,6 +274,7 @@ async fn apply_events(app: std::sync::Weak<App>) {
             }
             Ok(Event::FeaturesChanged { tenant_id }) => app.features.invalidate(tenant_id).await,
             Ok(Event::ConfigChanged { tenant_id }) => app.configs.invalidate(tenant_id).await,
+            Ok(Event::MembersChanged { tenant_id }) => app.members.invalidate_tenant(tenant_id),
             Ok(Event::PlansChanged) => {
                 app.plans.invalidate_all();
                 app.features.invalidate_all();

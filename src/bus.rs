@@ -54,6 +54,9 @@ pub enum Event {
     FeaturesChanged { tenant_id: TenantId },
     /// A tenant's configuration changed.
     ConfigChanged { tenant_id: TenantId },
+    /// A tenant's members changed (roles, removals, acceptances): drop their cached
+    /// memberships, and close the sockets of members no longer allowed in.
+    MembersChanged { tenant_id: TenantId },
     /// The plan catalogue changed (plans are cached by id on every instance).
     PlansChanged,
     /// A resource type was created (the catalogue is cached whole on every instance).

@@ -17,6 +17,7 @@ pub mod graphql;
 pub mod http;
 pub mod ids;
 pub mod jobs;
+pub mod members;
 pub mod plans;
 pub mod quotas;
 pub mod resource_types;

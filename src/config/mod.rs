@@ -59,6 +59,9 @@ pub struct Settings {
     pub stripe_price_overrides: Vec<PriceOverride>,
     pub config_encryption_key: Option<[u8; 32]>,
     pub base_domain: Option<String>,
+    /// `MEMBERSHIP_ENFORCED` (default true): tenant users' JWTs are checked against the
+    /// tenant's members (`members::membership`); false keeps claim-only behaviour.
+    pub membership_enforced: bool,
     pub log_format: LogFormat,
     pub admin_maintenance_mode: bool,
     pub rate_limits_enabled: bool,
@@ -198,6 +201,7 @@ impl Settings {
             log_format,
             admin_maintenance_mode: flag("ADMIN_MAINTENANCE_MODE", false)?,
             rate_limits_enabled: flag("RATE_LIMITS_ENABLED", true)?,
+            membership_enforced: flag("MEMBERSHIP_ENFORCED", true)?,
             rate_limit_on_redis_error,
             request_timeout: Duration::from_secs(parse("REQUEST_TIMEOUT_SECS", 30)?),
             usage_writers: parse("USAGE_WRITERS", 2)?.clamp(1, 64) as usize,

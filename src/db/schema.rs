@@ -93,6 +93,39 @@ diesel::table! {
 }
 
 diesel::table! {
+    invitations (tenant_id, id) {
+        tenant_id -> Uuid,
+        id -> Uuid,
+        member_id -> Uuid,
+        email -> Text,
+        role -> Text,
+        status -> Text,
+        token_hash -> Text,
+        invited_by -> Text,
+        expires_at -> Timestamptz,
+        accepted_by -> Nullable<Text>,
+        accepted_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    members (tenant_id, id) {
+        tenant_id -> Uuid,
+        id -> Uuid,
+        user_id -> Nullable<Text>,
+        email -> Nullable<Text>,
+        role -> Text,
+        status -> Text,
+        invited_by -> Nullable<Text>,
+        joined_at -> Nullable<Timestamptz>,
+        last_seen_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     plan_change_intents (tenant_id, id) {
         tenant_id -> Uuid,
         id -> Uuid,
@@ -349,7 +382,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     config_defaults,
     configs,
     feature_definitions,
+    invitations,
     invoices,
+    members,
     plan_change_intents,
     plan_features,
     plan_prices,

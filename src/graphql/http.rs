@@ -17,7 +17,7 @@ use super::admission::OpSlot;
 use super::context::RequestCtx;
 use super::loaders::DbLoader;
 use crate::app::HttpState;
-use crate::auth::resolve::{bearer, resolve};
+use crate::auth::resolve::bearer;
 use crate::db::RequestStats;
 use crate::error::AppError;
 use crate::http::ratelimit::Decision;
@@ -155,9 +155,8 @@ async fn execute(
         Ok(t) => t,
         Err(e) => return error_response(e, &rid, StatusCode::OK),
     };
-    let resolved = match resolve(
-        &app.jwt,
-        &app.tenant_cache,
+    let resolved = match crate::members::membership::resolve(
+        app,
         &db,
         app.settings.base_domain.as_deref(),
         token,

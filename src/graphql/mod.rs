@@ -60,6 +60,7 @@ pub struct MutationRoot(
     ResourceTypeMutation,
     PlanMutation,
     PlanPriceMutation,
+    crate::members::graphql::MemberMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -35,10 +35,10 @@ use uuid::Uuid;
 use super::context::RequestCtx;
 use super::loaders::DbLoader;
 use crate::app::HttpState;
-use crate::auth::resolve::resolve;
 use crate::db::RequestStats;
 use crate::error::AppError;
 use crate::ids::TenantId;
+use crate::members::membership;
 
 /// How long one message may take to leave before the socket is dropped as not reading.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -124,6 +124,7 @@ async fn init(
     st: HttpState,
     payload: serde_json::Value,
     expiry: watch::Sender<Option<i64>>,
+    member: watch::Sender<Option<(TenantId, String)>>,
 ) -> async_graphql::Result<Data> {
     let coded =
         |e: AppError| async_graphql::Error::new(format!("{}: {}", e.code(), e.public_message()));
@@ -134,16 +135,9 @@ async fn init(
         ))
     })?;
     let db = app.db.for_request(Arc::new(RequestStats::default()));
-    let resolved = resolve(
-        &app.jwt,
-        &app.tenant_cache,
-        &db,
-        None,
-        Some(&token),
-        &HeaderMap::new(),
-    )
-    .await
-    .map_err(coded)?;
+    let resolved = membership::resolve(&app, &db, None, Some(&token), &HeaderMap::new())
+        .await
+        .map_err(coded)?;
     let mut data = Data::default();
     if let (Some(t), false) = (&resolved.tenant, resolved.caller.is_platform_admin()) {
         let max = app.settings.graphql.ws.max_sockets_per_tenant;
@@ -157,6 +151,9 @@ async fn init(
         data.insert(Arc::new(slot));
     }
     if let Some(p) = resolved.caller.principal() {
+        if let (Some(t), true) = (p.tenant_id, app.settings.membership_enforced) {
+            let _ = member.send(Some((t, p.user_id.clone())));
+        }
         let _ = expiry.send(Some(p.expires_at));
     }
     let ctx = Arc::new(RequestCtx {
@@ -269,6 +266,7 @@ async fn serve(st: HttpState, protocol: GraphQLProtocol, socket: WebSocket) {
     let (mut ws_sink, ws_stream) = socket.split();
     let (out_tx, mut out_rx) = futures_channel::mpsc::channel::<Message>(limits.outbound_queue);
     let (expiry_tx, mut expiry_rx) = watch::channel::<Option<i64>>(None);
+    let (member_tx, member_rx) = watch::channel::<Option<(TenantId, String)>>(None);
 
     // Client messages pass the per-socket cap; refused ones are answered here directly.
     let mut refusals = out_tx.clone();
@@ -295,7 +293,7 @@ async fn serve(st: HttpState, protocol: GraphQLProtocol, socket: WebSocket) {
 
     let state = st.clone();
     let graphql = GraphQLWebSocket::new_with_pair(out_tx, inbound, st.schema.clone(), protocol)
-        .on_connection_init(move |payload| init(state, payload, expiry_tx))
+        .on_connection_init(move |payload| init(state, payload, expiry_tx, member_tx))
         .keepalive_timeout(Duration::from_secs(60))
         .serve();
 
@@ -311,8 +309,10 @@ async fn serve(st: HttpState, protocol: GraphQLProtocol, socket: WebSocket) {
         tokio::time::sleep(Duration::from_secs(left)).await;
         (4403, "token expired")
     };
+    let revoked = membership_watch(st.app.clone(), member_rx);
     let forward = async {
         tokio::pin!(deadline);
+        tokio::pin!(revoked);
         loop {
             tokio::select! {
                 msg = out_rx.next() => match msg {
@@ -341,6 +341,11 @@ async fn serve(st: HttpState, protocol: GraphQLProtocol, socket: WebSocket) {
                     let _ = ws_sink.send(Message::Close(Some(close))).await;
                     break;
                 }
+                (code, reason) = &mut revoked => {
+                    let close = CloseFrame { code, reason: reason.into() };
+                    let _ = ws_sink.send(Message::Close(Some(close))).await;
+                    break;
+                }
             }
         }
         let _ = ws_sink.close().await;
@@ -356,6 +361,31 @@ async fn serve(st: HttpState, protocol: GraphQLProtocol, socket: WebSocket) {
         _ = &mut forward => {}
     }
     metrics::gauge!("tenantry_websocket_connections").decrement(1.0);
+}
+
+/// Resolves with a close (4403) when the socket's tenant user stops being allowed in: after
+/// each change of the tenant's members (on any instance, through the bus), the membership is
+/// read again from the database. Never resolves for other sockets.
+async fn membership_watch(
+    app: std::sync::Arc<crate::app::App>,
+    mut who: watch::Receiver<Option<(TenantId, String)>>,
+) -> (u16, &'static str) {
+    let Ok(Some((tenant, sub))) = who.wait_for(|w| w.is_some()).await.map(|w| w.clone()) else {
+        return std::future::pending().await;
+    };
+    let mut events = app.bus.subscribe();
+    loop {
+        use tokio::sync::broadcast::error::RecvError;
+        match events.recv().await {
+            Ok(crate::bus::Event::MembersChanged { tenant_id }) if tenant_id == tenant => {}
+            Ok(crate::bus::Event::Resync) | Err(RecvError::Lagged(_)) => {}
+            Ok(_) => continue,
+            Err(RecvError::Closed) => return std::future::pending().await,
+        }
+        if membership::still_allowed(&app, tenant, &sub).await == Some(false) {
+            return (4403, "FORBIDDEN: membership revoked");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use crate::app::HttpState;
-use crate::auth::resolve::{bearer, resolve};
+use crate::auth::resolve::bearer;
 use crate::auth::Actor;
 use crate::error::{AppError, AppResult};
 use crate::graphql::admission;
@@ -45,9 +45,8 @@ async fn stream(
 ) -> AppResult<Response> {
     let app = st.app;
     let token = bearer(headers)?;
-    let resolved = resolve(
-        &app.jwt,
-        &app.tenant_cache,
+    let resolved = crate::members::membership::resolve(
+        &app,
         &app.db,
         app.settings.base_domain.as_deref(),
         token,

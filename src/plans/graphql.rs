@@ -184,7 +184,7 @@ impl PlanQuery {
     #[graphql(guard = "RequireRole(Role::PlatformAdmin)")]
     async fn plan_rollout(&self, ctx: &Context<'_>, id: ID) -> Result<Option<PlanRollout>> {
         let Ok(id) = uuid::Uuid::parse_str(&id) else {
-            return Ok(None);
+            return Err(crate::error::AppError::bad_input("id", "not a rollout id").into());
         };
         Ok(rollout::find(ctx.app(), id).await?.map(PlanRollout))
     }

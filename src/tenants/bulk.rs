@@ -88,6 +88,11 @@ pub async fn create(db: &Db, actor: &Actor, specs: &[Spec]) -> AppResult<usize> 
                 );
             }
             quotas::store::insert_many(c, &quota_rows).await?;
+            let owners: Vec<_> = created
+                .iter()
+                .filter_map(|t| Some((t.id, t.owner_id.clone()?)))
+                .collect();
+            crate::members::service::first_owners(c, &owners).await?;
             crate::billing::store::insert_subscriptions(c, &subscriptions).await?;
             audit::record_many(c, &actor, changes).await?;
             Ok(created.len())

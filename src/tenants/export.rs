@@ -98,6 +98,11 @@ fn decode_bytea(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Columns never exported: hashes of secrets (invitation tokens, API keys). A hash of a
+/// high-entropy secret reveals nothing, but an export is a file that travels: it carries no
+/// material to match a token against.
+const HIDDEN: &str = "array['token_hash', 'secret_hash']";
+
 /// Tables behind a feature: exported to tenant admins only while the feature is enabled.
 const GATED: [(&str, &str); 3] = [
     ("audit_logs", "audit_logs"),
@@ -289,7 +294,7 @@ pub async fn export(
                         ));
                     }
                     let sql = format!(
-                        "select coalesce(jsonb_agg(to_jsonb(t)), '[]'::jsonb) as rows from \"{table}\" t where tenant_id = $1"
+                        "select coalesce(jsonb_agg(to_jsonb(t) - {HIDDEN}), '[]'::jsonb) as rows from \"{table}\" t where tenant_id = $1"
                     );
                     let mut rows = diesel::sql_query(sql).bind::<SqlUuid, _>(tenant_id).get_result::<Rows>(c).await?.rows;
                     finish_rows(&table, &mut rows, tenant_id, key.as_ref(), grant.reveal);
@@ -372,7 +377,7 @@ pub async fn download(
                         // The tenant id is a UUID value: safe to write into the statement.
                         c.batch_execute(&format!(
                             "declare export_rows no scroll cursor for \
-                             select to_jsonb(t) as row from \"{table}\" t where tenant_id = '{tenant_id}'"
+                             select to_jsonb(t) - {HIDDEN} as row from \"{table}\" t where tenant_id = '{tenant_id}'"
                         ))
                         .await?;
                         let mut first = true;

@@ -206,6 +206,9 @@ pub async fn create(app: &App, actor: &Actor, input: CreateTenant) -> AppResult<
                 let tenant = store::insert(c, &new).await.map_err(unique_violation)?;
                 let plan_quotas = plans::store::quotas_of(c, &[plan.id]).await?;
                 quotas::service::provision(c, tenant.id, &plan_quotas, Utc::now()).await?;
+                if let Some(owner) = &tenant.owner_id {
+                    crate::members::service::first_owners(c, &[(tenant.id, owner.clone())]).await?;
+                }
                 let sub =
                     crate::billing::plan_apply::initial_subscription(tenant.id, &plan, Utc::now());
                 crate::billing::store::insert_subscription(c, &sub).await?;

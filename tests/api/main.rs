@@ -36,6 +36,7 @@ mod isolation;
 mod isolation_generated;
 mod jobs_export;
 mod jwks;
+mod members;
 mod observability;
 mod outage;
 mod plan_prices;

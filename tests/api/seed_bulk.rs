@@ -39,7 +39,7 @@ async fn bulk_tenants_get_what_create_tenant_gives_and_a_rerun_adds_only_what_is
             json!({}),
         )
         .await;
-    let made = app.tenant().plan("starter").create().await;
+    let made = app.tenant().plan("starter").owner("someone").create().await;
     let api_view = app.gql(Some(&made.admin), QUOTAS, json!({})).await;
     assert_eq!(bulk_view.ok()["tenant"]["plan"]["slug"], "starter");
     assert_eq!(bulk_view.ok()["tenant"], api_view.ok()["tenant"]);

@@ -36,7 +36,7 @@ use async_graphql::parser::types::{ExecutableDocument, OperationType, SelectionS
 use async_graphql::registry::MetaType;
 use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Variables};
 
-mod apq;
+pub(crate) mod apq;
 pub mod cost;
 mod documents;
 mod measure;

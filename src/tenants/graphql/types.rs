@@ -226,6 +226,45 @@ impl Tenant {
         ))
     }
 
+    /// The tenant's members, oldest first (removed ones are gone; invited ones until they
+    /// accept or the invitation is revoked).
+    #[graphql(complexity = "first.unwrap_or(20).clamp(0, 100) as usize * child_complexity + 1")]
+    async fn members(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<crate::members::graphql::MemberFilter>,
+    ) -> Result<Connection<KeysetCursor, crate::members::graphql::Member, TotalCount>> {
+        let page = page_args(ctx, first, after.as_deref())?;
+        let f = filter.unwrap_or_default();
+        let filter = crate::members::model::Filter {
+            role: f.role,
+            status: f.status,
+        };
+        let req = ctx.req();
+        let page =
+            crate::members::service::list(&req.db, req.read_scope(), self.row.id, filter, page)
+                .await?;
+        Ok(connection(
+            page,
+            |m| (m.created_at, m.id),
+            |rows| rows.into_iter().map(Into::into).collect(),
+        ))
+    }
+
+    /// The member whose identity-provider `sub` is `userId`, if any.
+    async fn member(
+        &self,
+        ctx: &Context<'_>,
+        user_id: String,
+    ) -> Result<Option<crate::members::graphql::Member>> {
+        let req = ctx.req();
+        let row =
+            crate::members::service::find(&req.db, req.read_scope(), self.row.id, &user_id).await?;
+        Ok(row.map(Into::into))
+    }
+
     /// Threshold crossings of this tenant's quotas, newest first.
     #[graphql(complexity = "first.unwrap_or(20).clamp(0, 100) as usize * child_complexity + 1")]
     async fn quota_alerts(

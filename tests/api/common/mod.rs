@@ -367,6 +367,7 @@ impl TestApp {
             slug: None,
             plan: "free".into(),
             domain: None,
+            owner: None,
         }
     }
 }
@@ -452,6 +453,7 @@ pub struct TenantBuilder<'a> {
     slug: Option<String>,
     plan: String,
     domain: Option<String>,
+    owner: Option<String>,
 }
 
 /// A tenant created for a test, with ready-made tokens.
@@ -475,6 +477,11 @@ impl TenantBuilder<'_> {
         self.name = Some(name.into());
         self
     }
+    /// `createTenant`'s `ownerId`: the tenant's first OWNER member.
+    pub fn owner(mut self, owner: &str) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
     pub fn domain(mut self, domain: &str) -> Self {
         self.domain = Some(domain.into());
         self
@@ -490,7 +497,7 @@ impl TenantBuilder<'_> {
             .gql(
                 Some(&self.app.admin_token()),
                 "mutation($input: CreateTenantInput!) { createTenant(input: $input) { id slug } }",
-                json!({ "input": { "name": name, "slug": slug, "planSlug": self.plan, "domain": self.domain } }),
+                json!({ "input": { "name": name, "slug": slug, "planSlug": self.plan, "domain": self.domain, "ownerId": self.owner } }),
             )
             .await;
         let id = Uuid::parse_str(resp.ok()["createTenant"]["id"].as_str().unwrap()).unwrap();
@@ -669,6 +676,9 @@ pub async fn fill_every_table(conn: &mut diesel_async::AsyncPgConnection, tenant
         insert into usage_reports (tenant_id, resource, period_start, quantity, identifier) values ('{t}', 'api_calls', now(), 1, 'r-{t}');
         insert into stripe_events (id, event_type, tenant_id, payload, event_created) values ('evt_{t}', 'invoice.paid', '{t}', '{{}}', now());
         insert into tenant_domain_claims (tenant_id, domain, token, expires_at) values ('{t}', 'claim-{t}.example.com', 'token-{t}', now() + interval '1 day');
+        insert into members (tenant_id, id, user_id, role, status) values ('{t}', gen_random_uuid(), 'fixture-{t}', 'MEMBER', 'ACTIVE');
+        insert into invitations (tenant_id, id, member_id, email, role, token_hash, invited_by, expires_at)
+            values ('{t}', gen_random_uuid(), gen_random_uuid(), 'fixture@example.com', 'MEMBER', 'hash-{t}', 'fixture', now() + interval '1 day');
         "##
     ))
     .await

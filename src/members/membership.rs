@@ -1,0 +1,177 @@
+//! Membership on every request (SPEC §11): a tenant user's JWT `sub` that is a member of its
+//! `tenant_id` acts with the member's role (the JWT role may only narrow it); a DISABLED or
+//! removed member is FORBIDDEN. A `sub` Tenantry does not know keeps the identity provider's
+//! claim (the provider provisions users; Tenantry records the ones invited or named owner).
+//! `MEMBERSHIP_ENFORCED=false` skips all of this (claim-only).
+//!
+//! Answers are cached per (tenant, sub), absent ones too, and dropped per tenant on every
+//! instance by `Event::MembersChanged` (`App::members_changed`), so a removal is seen at once.
+//! `lastSeenAt` is written at most once a minute per member and instance.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use scoped_futures::ScopedFutureExt;
+
+use super::model::{MemberRole, StoredStatus};
+use super::store;
+use crate::auth::resolve::Resolved;
+use crate::auth::{Caller, Role};
+use crate::db::{Db, Scope};
+use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
+
+type Key = (TenantId, String);
+type Entry = Option<(MemberRole, StoredStatus)>;
+
+#[derive(Clone)]
+pub struct MembershipCache {
+    entries: Cache<Key, Entry>,
+    seen: Cache<Key, ()>,
+    generation: Arc<AtomicU64>,
+}
+
+impl Default for MembershipCache {
+    fn default() -> Self {
+        MembershipCache {
+            entries: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .support_invalidation_closures()
+                .build(),
+            seen: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            generation: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl MembershipCache {
+    pub fn invalidate_tenant(&self, tenant_id: TenantId) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let _ = self
+            .entries
+            .invalidate_entries_if(move |(t, _), _| *t == tenant_id);
+    }
+
+    pub fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.entries.invalidate_all();
+    }
+
+    /// The membership of `sub` in `tenant` (role and stored status), `None` when Tenantry does
+    /// not know `sub` there.
+    pub async fn lookup(&self, db: &Db, tenant: TenantId, sub: &str) -> AppResult<Entry> {
+        let key = (tenant, sub.to_owned());
+        if let Some(hit) = self.entries.get(&key).await {
+            return Ok(hit);
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let user = sub.to_owned();
+        let row = db
+            .scoped(Scope::Tenant(tenant), |c| {
+                async move { Ok(store::member_of(c, tenant, &user).await?) }.scope_boxed()
+            })
+            .await?;
+        if self.generation.load(Ordering::SeqCst) == generation {
+            self.entries.insert(key.clone(), row).await;
+            if self.generation.load(Ordering::SeqCst) != generation {
+                self.entries.invalidate(&key).await;
+            }
+        }
+        Ok(row)
+    }
+
+    /// Whether `lastSeenAt` is due for (tenant, sub) on this instance (once a minute).
+    async fn due(&self, tenant: TenantId, sub: &str) -> bool {
+        let key = (tenant, sub.to_owned());
+        if self.seen.contains_key(&key) {
+            return false;
+        }
+        self.seen.insert(key, ()).await;
+        true
+    }
+}
+
+/// The lower of two tenant roles: the JWT's may narrow the membership's, never widen it.
+fn narrowed(jwt: Role, member: Role) -> Role {
+    if jwt.satisfies(member) {
+        member
+    } else {
+        jwt
+    }
+}
+
+/// Applies membership to a resolved tenant user (see the module doc). Platform admins and
+/// anonymous callers pass unchanged.
+pub async fn enforce(app: &crate::app::App, resolved: &mut Resolved) -> AppResult<()> {
+    if !app.settings.membership_enforced {
+        return Ok(());
+    }
+    let Caller::User(p) = &mut resolved.caller else {
+        return Ok(());
+    };
+    let Some(tenant) = p.tenant_id else {
+        return Ok(());
+    };
+    match app.members.lookup(&app.db, tenant, &p.user_id).await? {
+        None => Ok(()),
+        Some((role, StoredStatus::Active)) => {
+            p.role = narrowed(p.role, role.api_role());
+            if app.members.due(tenant, &p.user_id).await {
+                let (db, sub) = (app.db.clone(), p.user_id.clone());
+                tokio::spawn(async move {
+                    let _ = db
+                        .scoped(Scope::Tenant(tenant), |c| {
+                            async move { Ok(store::touch(c, tenant, &sub).await?) }.scope_boxed()
+                        })
+                        .await;
+                });
+            }
+            Ok(())
+        }
+        Some((_, StoredStatus::Invited)) => Ok(()),
+        Some((_, StoredStatus::Disabled)) => {
+            Err(AppError::forbidden("this member is disabled in the tenant"))
+        }
+        Some((_, StoredStatus::Removed)) => Err(AppError::forbidden(
+            "this user is no longer a member of the tenant",
+        )),
+    }
+}
+
+/// Whether `sub` may still act in `tenant`, read from the database (for open sockets, after
+/// a change of the tenant's members); `None` when it cannot be read now.
+pub async fn still_allowed(app: &crate::app::App, tenant: TenantId, sub: &str) -> Option<bool> {
+    let user = sub.to_owned();
+    let row = app
+        .db
+        .scoped(Scope::Tenant(tenant), |c| {
+            async move { Ok(store::member_of(c, tenant, &user).await?) }.scope_boxed()
+        })
+        .await
+        .ok()?;
+    Some(!matches!(
+        row,
+        Some((_, StoredStatus::Disabled | StoredStatus::Removed))
+    ))
+}
+
+/// Authentication, tenant resolution and membership: what every way in calls.
+pub async fn resolve(
+    app: &crate::app::App,
+    db: &Db,
+    base_domain: Option<&str>,
+    token: Option<&str>,
+    headers: &axum::http::HeaderMap,
+) -> AppResult<Resolved> {
+    let mut resolved =
+        crate::auth::resolve::resolve(&app.jwt, &app.tenant_cache, db, base_domain, token, headers)
+            .await?;
+    enforce(app, &mut resolved).await?;
+    Ok(resolved)
+}
