@@ -150,6 +150,23 @@ impl MemberMutation {
         Ok(row.into())
     }
 
+    /// Disables a member (their tokens are FORBIDDEN everywhere, their sockets close, their
+    /// seat is freed) or makes them ACTIVE again (takes a seat). Tenant admins; an OWNER only
+    /// by an owner, never the last active one.
+    #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
+    async fn update_member_status(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: Option<ID>,
+        user_id: String,
+        status: MemberStatus,
+    ) -> Result<Member> {
+        let tenant = target_tenant(ctx, tenant_id.as_ref())?;
+        let row =
+            service::update_status(ctx.app(), &ctx.req().actor(), tenant, &user_id, status).await?;
+        Ok(row.into())
+    }
+
     /// Removes a member (tenant admins; an OWNER only by an owner, never the last one). The
     /// member's tokens are FORBIDDEN from now on on every instance, and their open sockets
     /// close.

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::model::Filter;
 use super::model::{
-    normalize_email, InvitationRow, InvitationStatus, MemberRole, MemberRow, StoredStatus,
-    INVITATION_DAYS,
+    normalize_email, InvitationRow, InvitationStatus, MemberRole, MemberRow, MemberStatus,
+    StoredStatus, INVITATION_DAYS,
 };
 use super::store;
 use crate::app::App;
@@ -375,7 +375,29 @@ pub async fn update_role(
     user_id: &str,
     role: MemberRole,
 ) -> AppResult<MemberRow> {
-    change(app, actor, tenant_id, user_id, Some(role)).await
+    change(app, actor, tenant_id, user_id, Edit::Role(role)).await
+}
+
+/// `updateMemberStatus`: DISABLED members keep their row but are FORBIDDEN everywhere and free
+/// their seat; ACTIVE again takes a seat (a HARD `users` limit applies).
+pub async fn update_status(
+    app: &App,
+    actor: &Actor,
+    tenant_id: TenantId,
+    user_id: &str,
+    status: MemberStatus,
+) -> AppResult<MemberRow> {
+    let status = match status {
+        MemberStatus::Active => StoredStatus::Active,
+        MemberStatus::Disabled => StoredStatus::Disabled,
+        MemberStatus::Invited => {
+            return Err(AppError::bad_input(
+                "status",
+                "a member becomes INVITED only through inviteMember",
+            ))
+        }
+    };
+    change(app, actor, tenant_id, user_id, Edit::Status(status)).await
 }
 
 /// `removeMember`: the member's tokens are FORBIDDEN from now on, on every instance.
@@ -385,16 +407,23 @@ pub async fn remove(
     tenant_id: TenantId,
     user_id: &str,
 ) -> AppResult<MemberRow> {
-    change(app, actor, tenant_id, user_id, None).await
+    change(app, actor, tenant_id, user_id, Edit::Remove).await
 }
 
-/// A role change (`Some`) or a removal (`None`) of member `user_id`.
+#[derive(Clone, Copy, PartialEq)]
+enum Edit {
+    Role(MemberRole),
+    Status(StoredStatus),
+    Remove,
+}
+
+/// One change of member `user_id`, under the tenant's lock, audited, seats recounted.
 async fn change(
     app: &App,
     actor: &Actor,
     tenant_id: TenantId,
     user_id: &str,
-    role: Option<MemberRole>,
+    edit: Edit,
 ) -> AppResult<MemberRow> {
     actor.require(Role::TenantAdmin)?;
     let scope = target_scope(actor, tenant_id, "member_admin")?;
@@ -405,23 +434,41 @@ async fn change(
             async move {
                 lock_live(c, tenant_id).await?;
                 let m = target(c, tenant_id, &user_id).await?;
-                let touches_owner = m.role == MemberRole::Owner || role == Some(MemberRole::Owner);
+                let touches_owner =
+                    m.role == MemberRole::Owner || edit == Edit::Role(MemberRole::Owner);
                 if touches_owner && !is_owner(c, &actor_c, tenant_id).await? {
                     return Err(owners_only());
                 }
-                if role == Some(m.role) {
+                if edit == Edit::Role(m.role) || edit == Edit::Status(m.status) {
                     return Ok(m);
                 }
-                if role != Some(MemberRole::Owner) {
+                if matches!(edit, Edit::Status(_)) && m.status == StoredStatus::Invited {
+                    return Err(AppError::bad_input(
+                        "userId",
+                        "an invited member has not joined yet: revoke the invitation instead",
+                    ));
+                }
+                let (role, status, action, adding) = match edit {
+                    Edit::Role(r) => (r, m.status, "ROLE_CHANGE", 0),
+                    Edit::Status(StoredStatus::Active) => {
+                        (m.role, StoredStatus::Active, "ENABLE", 1)
+                    }
+                    Edit::Status(s) => (m.role, s, "DISABLE", 0),
+                    Edit::Remove => (m.role, StoredStatus::Removed, "REMOVE", 0),
+                };
+                if !matches!(
+                    edit,
+                    Edit::Role(MemberRole::Owner) | Edit::Status(StoredStatus::Active)
+                ) {
                     keep_an_owner(c, &m).await?;
                 }
-                let (new_role, status, action) = match role {
-                    Some(r) => (r, m.status, "ROLE_CHANGE"),
-                    None => (m.role, StoredStatus::Removed, "REMOVE"),
-                };
-                let saved = store::set_member(c, tenant_id, m.id, new_role, status).await?;
+                // A re-enabled member takes its seat back: counted before the change.
+                take_seats(c, tenant_id, adding).await?;
+                let saved = store::set_member(c, tenant_id, m.id, role, status).await?;
                 audit::record(c, &actor_c, entry(&saved, action, view(&m), view(&saved))).await?;
-                take_seats(c, tenant_id, 0).await?;
+                if adding == 0 {
+                    take_seats(c, tenant_id, 0).await?;
+                }
                 Ok(saved)
             }
             .scope_boxed()

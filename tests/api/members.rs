@@ -404,3 +404,44 @@ async fn without_enforcement_the_claim_alone_decides() {
     let r = app.gql(Some(&gone), "{ me { role } }", json!({})).await;
     assert_eq!(r.ok()["me"]["role"], "TENANT_ADMIN");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_member_is_forbidden_frees_its_seat_and_can_come_back() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant().owner("lead").create().await;
+    let lead = user(&app, t.id, "lead", Role::TenantAdmin);
+    let temp = join(&app, t.id, &lead, "temp", "MEMBER").await;
+    let status = "mutation($u: String!, $s: MemberStatus!) { updateMemberStatus(userId: $u, status: $s) { userId status } }";
+    let seats = "{ tenant { quota(resource: \"users\") { used } } }";
+    let used = |v: &crate::common::Gql| v.ok()["tenant"]["quota"]["used"].clone();
+    assert_eq!(used(&app.gql(Some(&lead), seats, json!({})).await), 2);
+
+    let disabled = app
+        .gql(Some(&lead), status, json!({ "u": "temp", "s": "DISABLED" }))
+        .await;
+    assert_eq!(
+        disabled.ok()["updateMemberStatus"],
+        json!({ "userId": "temp", "status": "DISABLED" })
+    );
+    app.gql(Some(&temp), "{ me { role } }", json!({}))
+        .await
+        .err("FORBIDDEN");
+    assert_eq!(used(&app.gql(Some(&lead), seats, json!({})).await), 1);
+
+    let back = app
+        .gql(Some(&lead), status, json!({ "u": "temp", "s": "ACTIVE" }))
+        .await;
+    assert_eq!(back.ok()["updateMemberStatus"]["status"], "ACTIVE");
+    app.gql(Some(&temp), "{ me { role } }", json!({}))
+        .await
+        .ok();
+    assert_eq!(used(&app.gql(Some(&lead), seats, json!({})).await), 2);
+
+    // The last owner cannot be disabled; INVITED is not a status one sets.
+    app.gql(Some(&lead), status, json!({ "u": "lead", "s": "DISABLED" }))
+        .await
+        .err("CONFLICT");
+    app.gql(Some(&lead), status, json!({ "u": "temp", "s": "INVITED" }))
+        .await
+        .err("BAD_USER_INPUT");
+}
