@@ -157,6 +157,7 @@ async fn execute(
     };
     let resolved = match resolve(
         &app.jwt,
+        &app.api_keys,
         &app.tenant_cache,
         &db,
         app.settings.base_domain.as_deref(),

@@ -47,6 +47,7 @@ async fn stream(
     let token = bearer(headers)?;
     let resolved = resolve(
         &app.jwt,
+        &app.api_keys,
         &app.tenant_cache,
         &app.db,
         app.settings.base_domain.as_deref(),

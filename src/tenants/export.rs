@@ -207,7 +207,7 @@ async fn select_tables(
 }
 
 /// The per-table rules applied to exported rows (a JSON array): configuration values are
-/// decrypted or masked.
+/// decrypted or masked; API keys go without their secret hash (the secret is never stored).
 fn finish_rows(
     table: &str,
     rows: &mut Value,
@@ -217,6 +217,13 @@ fn finish_rows(
 ) {
     if table == "configs" {
         reveal_configs(rows, tenant_id, key, reveal);
+    }
+    if table == "api_keys" {
+        for row in rows.as_array_mut().into_iter().flatten() {
+            if let Some(obj) = row.as_object_mut() {
+                obj.remove("secret_hash");
+            }
+        }
     }
 }
 

@@ -669,6 +669,7 @@ pub async fn fill_every_table(conn: &mut diesel_async::AsyncPgConnection, tenant
         insert into usage_reports (tenant_id, resource, period_start, quantity, identifier) values ('{t}', 'api_calls', now(), 1, 'r-{t}');
         insert into stripe_events (id, event_type, tenant_id, payload, event_created) values ('evt_{t}', 'invoice.paid', '{t}', '{{}}', now());
         insert into tenant_domain_claims (tenant_id, domain, token, expires_at) values ('{t}', 'claim-{t}.example.com', 'token-{t}', now() + interval '1 day');
+        insert into api_keys (tenant_id, id, name, prefix, secret_hash, role, created_by) values ('{t}', gen_random_uuid(), 'fixture', 'tnt_fixture0', sha256(convert_to('tnt_fixture-{t}', 'UTF8')), 'tenant_admin', 'fixture');
         "##
     ))
     .await
