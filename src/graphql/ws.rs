@@ -325,6 +325,7 @@ async fn serve(st: HttpState, protocol: GraphQLProtocol, socket: WebSocket) {
                 changed = expiry_rx.changed() => match changed {
                     Ok(()) => exp = expiry_rx.borrow_and_update().unwrap_or_default(),
                     Err(_) => {
+                        let left = (exp - chrono::Utc::now().timestamp()).max(0) as u64;
                         tokio::time::sleep(Duration::from_secs(left)).await;
                         return (4403, "token expired");
                     }

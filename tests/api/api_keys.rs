@@ -515,7 +515,7 @@ async fn who_may_manage_keys_and_which_roles_they_may_hold() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limits_apply_to_key_requests_per_tenant() {
+async fn rate_and_cost_limits_apply_to_key_requests_per_tenant() {
     let app = TestApp::spawn_with(|env| {
         env.insert("RATE_LIMITS_ENABLED".into(), "true".into());
     })
@@ -535,6 +535,9 @@ async fn rate_limits_apply_to_key_requests_per_tenant() {
             resp.header("x-ratelimit-remaining"),
             Some((10 - i).to_string().as_str())
         );
+        // The tenant's cost bucket is charged too.
+        let bucket = &resp.body["extensions"]["cost"]["throttleStatus"];
+        assert_eq!(bucket["maximumAvailable"], 1000, "{}", resp.body);
     }
     let resp = app.gql(Some(&key.secret), ME, json!({})).await;
     assert_eq!(resp.status, 429);
