@@ -52,6 +52,8 @@ pub struct App {
     pub domains: crate::tenants::domains::DnsVerifier,
     /// The payment provider (Stripe); `None` in LOCAL billing mode.
     pub payments: Option<Arc<dyn crate::billing::payments::Payments>>,
+    /// API key look-ups and last-used marks (`api_keys::auth`).
+    pub api_keys: crate::api_keys::ApiKeys,
 }
 
 impl App {
@@ -101,6 +103,7 @@ impl App {
         let payments = crate::billing::stripe::StripeApi::from_settings(&settings)?
             .map(|api| Arc::new(api) as Arc<dyn crate::billing::payments::Payments>);
         let domains = crate::tenants::domains::DnsVerifier::new(settings.domain_verification_dns);
+        let key_overlap = settings.api_key_rotation_overlap;
         let app = Arc::new(App {
             domains,
             previews: Default::default(),
@@ -118,6 +121,7 @@ impl App {
             plans: PlanCache::default(),
             resource_types: ResourceTypeCache::default(),
             rate_limiter,
+            api_keys: crate::api_keys::ApiKeys::new(key_overlap),
         });
         tokio::spawn(apply_events(Arc::downgrade(&app)));
         Ok(app)
@@ -173,6 +177,7 @@ impl App {
         self.features.invalidate_all();
         self.configs.invalidate_all();
         self.members.invalidate_all();
+        self.api_keys.invalidate_all();
     }
 
     /// `PING` with a deadline, for `/ready`. `None` when Redis is not configured.
@@ -281,6 +286,7 @@ async fn apply_events(app: std::sync::Weak<App>) {
                 app.previews.invalidate_all();
             }
             Ok(Event::ResourceTypesChanged) => app.resource_types.invalidate_all(),
+            Ok(Event::ApiKeyChanged { key_id, .. }) => app.api_keys.forget(key_id).await,
             Ok(Event::QuotaAlert(_)) => {}
             Ok(Event::Resync) => app.drop_caches(),
             // Missed events: drop everything rather than serve stale entries.

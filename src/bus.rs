@@ -61,6 +61,8 @@ pub enum Event {
     PlansChanged,
     /// A resource type was created (the catalogue is cached whole on every instance).
     ResourceTypesChanged,
+    /// An API key was revoked or rotated: drop its cached look-up, re-check its sockets.
+    ApiKeyChanged { tenant_id: TenantId, key_id: Uuid },
     /// A quota threshold was crossed (the row is already committed).
     QuotaAlert(AlertEvent),
     /// Some events reached only their own instance (Redis was down when they were

@@ -1,6 +1,7 @@
 //! Tenantry: the control plane of a multi-tenant SaaS, served as one GraphQL API.
 
 pub mod admin;
+pub mod api_keys;
 pub mod app;
 pub mod audit;
 pub mod auth;

@@ -8,9 +8,29 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. `RUST_LOG` filters (default `info`).
+/// Libraries whose debug and trace events print what crosses the wire: WebSocket frames
+/// (`connection_init` holds a JWT or an API key), SQL bind parameters (API key hashes),
+/// HTTP headers. Kept at `info` even under `RUST_LOG=trace`, unless `RUST_LOG` names them.
+const WIRE_LOGGERS: [&str; 5] = [
+    "tungstenite",
+    "tokio_tungstenite",
+    "tokio_postgres",
+    "hyper",
+    "h2",
+];
+
+/// Installs the global subscriber. `RUST_LOG` filters (default `info`); credentials never
+/// reach the log through a library's wire dumps ([`WIRE_LOGGERS`]).
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let spec = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    for target in WIRE_LOGGERS {
+        if !spec.contains(target) {
+            if let Ok(directive) = format!("{target}=info").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -67,12 +67,15 @@ pub struct Principal {
 pub enum Caller {
     Anonymous,
     User(Principal),
+    /// A tenant's API key (`Bearer tnt_...`, see `api_keys::auth`): its tenant and role;
+    /// `user_id` is `apikey:<key id>`.
+    ApiKey(Principal),
 }
 
 impl Caller {
     pub fn principal(&self) -> Option<&Principal> {
         match self {
-            Caller::User(p) => Some(p),
+            Caller::User(p) | Caller::ApiKey(p) => Some(p),
             Caller::Anonymous => None,
         }
     }
@@ -93,6 +96,8 @@ pub enum ActorType {
     /// A caller without credentials. Never platform, never a tenant: it reads only what is
     /// public (plans, a Host's public branding) and may not write.
     Anonymous,
+    /// A tenant's API key: a tenant actor with the key's role (never platform).
+    ApiKey,
 }
 
 impl ActorType {
@@ -104,6 +109,7 @@ impl ActorType {
             ActorType::System => "SYSTEM",
             ActorType::Service => "SERVICE",
             ActorType::Anonymous => "ANONYMOUS",
+            ActorType::ApiKey => "API_KEY",
         }
     }
 }
@@ -159,6 +165,13 @@ impl Actor {
                 } else {
                     p.tenant_id
                 },
+                request_id,
+            },
+            Caller::ApiKey(p) => Actor {
+                kind: ActorType::ApiKey,
+                id: Some(p.user_id.clone()),
+                role: Some(p.role),
+                tenant_id: p.tenant_id,
                 request_id,
             },
         }

@@ -202,15 +202,20 @@ pub fn bearer(headers: &HeaderMap) -> AppResult<Option<&str>> {
     }
 }
 
-/// Authenticates the caller from a bearer token and resolves the tenant scope.
+/// Authenticates the caller from a bearer token and resolves the tenant scope. A token
+/// starting with `tnt_` is an API key (`api_keys::auth`), never tried as a JWT.
 pub async fn resolve(
     jwt: JwtVerifierRef<'_>,
+    api_keys: &crate::api_keys::ApiKeys,
     cache: &TenantCache,
     db: &Db,
     base_domain: Option<&str>,
     token: Option<&str>,
     headers: &HeaderMap,
 ) -> AppResult<Resolved> {
+    if let Some(key) = token.filter(|t| crate::api_keys::model::is_api_key(t)) {
+        return api_keys.resolve(db, cache, key, headers).await;
+    }
     let caller = match token {
         Some(t) => Caller::User(jwt.verify(t).await?),
         None => Caller::Anonymous,

@@ -65,6 +65,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub admin_maintenance_mode: bool,
     pub rate_limits_enabled: bool,
+    /// `API_KEY_ROTATION_OVERLAP`: how long a rotated API key keeps working (default 24 h).
+    pub api_key_rotation_overlap: Duration,
     /// `RATE_LIMIT_ON_REDIS_ERROR`: what the rate limiter does when Redis fails.
     pub rate_limit_on_redis_error: RedisErrorPolicy,
     pub environment: String,
@@ -202,6 +204,8 @@ impl Settings {
             admin_maintenance_mode: flag("ADMIN_MAINTENANCE_MODE", false)?,
             rate_limits_enabled: flag("RATE_LIMITS_ENABLED", true)?,
             membership_enforced: flag("MEMBERSHIP_ENFORCED", true)?,
+            api_key_rotation_overlap: env
+                .duration("API_KEY_ROTATION_OVERLAP", Duration::from_secs(24 * 3600))?,
             rate_limit_on_redis_error,
             request_timeout: Duration::from_secs(parse("REQUEST_TIMEOUT_SECS", 30)?),
             usage_writers: parse("USAGE_WRITERS", 2)?.clamp(1, 64) as usize,

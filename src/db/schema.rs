@@ -3,6 +3,23 @@
 // @generated-style: kept in the shape `diesel print-schema` writes.
 
 diesel::table! {
+    api_keys (tenant_id, id) {
+        tenant_id -> Uuid,
+        id -> Uuid,
+        name -> Text,
+        prefix -> Text,
+        secret_hash -> Bytea,
+        role -> Text,
+        created_by -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+        rotated_from -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
     audit_logs (id) {
         id -> Uuid,
         tenant_id -> Nullable<Uuid>,

@@ -46,7 +46,7 @@ impl RequestCtx {
             Caller::User(p) if p.role == crate::auth::Role::PlatformAdmin => {
                 Scope::Platform("platform_admin_read")
             }
-            Caller::User(_) => self
+            Caller::User(_) | Caller::ApiKey(_) => self
                 .tenant_id()
                 .map(Scope::Tenant)
                 .unwrap_or(Scope::Anonymous),

@@ -19,7 +19,7 @@ impl Guard for RequireRole {
             Caller::Anonymous => {
                 Err(AppError::Unauthenticated("authentication required".into()).into())
             }
-            Caller::User(_) => Ok(ctx.req().actor().require(self.0)?),
+            Caller::User(_) | Caller::ApiKey(_) => Ok(ctx.req().actor().require(self.0)?),
         }
     }
 }

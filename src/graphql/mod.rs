@@ -18,6 +18,7 @@ use crate::app::App;
 use async_graphql::{Context, ID};
 
 use crate::admin::AdminQuery;
+use crate::api_keys::graphql::ApiKeyMutation;
 use crate::audit::graphql::AuditQuery;
 use crate::billing::events_graphql::{WebhookEventMutation, WebhookEventQuery};
 use crate::billing::graphql::{BillingMutation, BillingQuery};
@@ -61,6 +62,7 @@ pub struct MutationRoot(
     PlanMutation,
     PlanPriceMutation,
     crate::members::graphql::MemberMutation,
+    ApiKeyMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -12,7 +12,8 @@
 //! - at most `WS_MAX_SOCKETS_PER_TENANT` sockets per tenant on this instance (close 4429);
 //! - outgoing messages wait in a queue of `WS_OUTBOUND_QUEUE`; a client that does not read
 //!   stalls its own streams, not the server's memory, and is dropped after 10 s;
-//! - the socket closes with 4403 when the token expires.
+//! - the socket closes with 4403 when the token expires, or when its API key is revoked (or
+//!   its rotation overlap ends), on whichever instance that happened.
 //!
 //! Refusals of `connection_init` close with a 44xx code and a reason that starts with the
 //! contract's error code (`UNAUTHENTICATED: ...`).
@@ -151,11 +152,14 @@ async fn init(
         data.insert(Arc::new(slot));
     }
     if let Some(p) = resolved.caller.principal() {
-        if let (Some(t), true) = (p.tenant_id, app.settings.membership_enforced) {
+        let user = matches!(resolved.caller, crate::auth::Caller::User(_));
+        if let (Some(t), true) = (p.tenant_id, user && app.settings.membership_enforced) {
             let _ = member.send(Some((t, p.user_id.clone())));
         }
         let _ = expiry.send(Some(p.expires_at));
     }
+    // An API key's revocation or rotation moves the deadline while the socket is open.
+    crate::api_keys::auth::watch_socket(&app, &resolved.caller, expiry);
     let ctx = Arc::new(RequestCtx {
         request_id: Uuid::new_v4().to_string(),
         caller: resolved.caller,
@@ -305,9 +309,27 @@ async fn serve(st: HttpState, protocol: GraphQLProtocol, socket: WebSocket) {
             Ok(Err(_)) => return std::future::pending().await,
             Ok(Ok(e)) => e.unwrap_or_default(),
         };
-        let left = (exp - chrono::Utc::now().timestamp()).max(0) as u64;
-        tokio::time::sleep(Duration::from_secs(left)).await;
-        (4403, "token expired")
+        // The deadline may move while the socket is open (an API key rotated or revoked,
+        // `api_keys::auth::watch_socket`); a JWT's never does (its sender is gone).
+        let mut exp = exp;
+        loop {
+            if exp == crate::api_keys::auth::REVOKED {
+                return (4403, "credentials revoked");
+            }
+            let left = (exp - chrono::Utc::now().timestamp()).max(0) as u64;
+            let sleep = tokio::time::sleep(Duration::from_secs(left));
+            tokio::select! {
+                _ = sleep => return (4403, "token expired"),
+                changed = expiry_rx.changed() => match changed {
+                    Ok(()) => exp = expiry_rx.borrow_and_update().unwrap_or_default(),
+                    Err(_) => {
+                        let left = (exp - chrono::Utc::now().timestamp()).max(0) as u64;
+                        tokio::time::sleep(Duration::from_secs(left)).await;
+                        return (4403, "token expired");
+                    }
+                },
+            }
+        }
     };
     let revoked = membership_watch(st.app.clone(), member_rx);
     let forward = async {

@@ -169,9 +169,16 @@ pub async fn resolve(
     token: Option<&str>,
     headers: &axum::http::HeaderMap,
 ) -> AppResult<Resolved> {
-    let mut resolved =
-        crate::auth::resolve::resolve(&app.jwt, &app.tenant_cache, db, base_domain, token, headers)
-            .await?;
+    let mut resolved = crate::auth::resolve::resolve(
+        &app.jwt,
+        &app.api_keys,
+        &app.tenant_cache,
+        db,
+        base_domain,
+        token,
+        headers,
+    )
+    .await?;
     enforce(app, &mut resolved).await?;
     Ok(resolved)
 }

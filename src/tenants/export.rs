@@ -212,7 +212,7 @@ async fn select_tables(
 }
 
 /// The per-table rules applied to exported rows (a JSON array): configuration values are
-/// decrypted or masked.
+/// decrypted or masked (hashes of secrets are left out by the query: `HIDDEN`).
 fn finish_rows(
     table: &str,
     rows: &mut Value,

@@ -10,6 +10,7 @@
 mod common;
 
 mod admission;
+mod api_keys;
 mod architecture;
 mod audit_trail;
 mod auth;

@@ -197,6 +197,13 @@ impl Tenant {
         Ok(all.into_iter().find(|q| q.0.resource == resource))
     }
 
+    /// The tenant's API keys that are neither revoked nor expired, newest first (tenant
+    /// admins and platform admins). Secrets are shown only when a key is created or rotated.
+    #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
+    async fn api_keys(&self, ctx: &Context<'_>) -> Result<Vec<crate::api_keys::graphql::ApiKey>> {
+        crate::api_keys::graphql::of_tenant(ctx, self.row.id).await
+    }
+
     /// The billing subscription (mirror of Stripe's, or the local one in LOCAL mode).
     async fn subscription(&self, ctx: &Context<'_>) -> Result<Option<BillingSubscription>> {
         let s = self

@@ -679,6 +679,7 @@ pub async fn fill_every_table(conn: &mut diesel_async::AsyncPgConnection, tenant
         insert into members (tenant_id, id, user_id, role, status) values ('{t}', gen_random_uuid(), 'fixture-{t}', 'MEMBER', 'ACTIVE');
         insert into invitations (tenant_id, id, member_id, email, role, token_hash, invited_by, expires_at)
             values ('{t}', gen_random_uuid(), gen_random_uuid(), 'fixture@example.com', 'MEMBER', 'hash-{t}', 'fixture', now() + interval '1 day');
+        insert into api_keys (tenant_id, id, name, prefix, secret_hash, role, created_by) values ('{t}', gen_random_uuid(), 'fixture', 'tnt_fixture0', sha256(convert_to('tnt_fixture-{t}', 'UTF8')), 'tenant_admin', 'fixture');
         "##
     ))
     .await
