@@ -242,22 +242,27 @@ pub fn watch_socket(app: &Arc<App>, caller: &Caller, expiry: watch::Sender<Optio
     let mut resyncs = app.bus.resyncs();
     let app: Weak<App> = Arc::downgrade(app);
     tokio::spawn(async move {
+        // Checked once right away: a revocation published between the handshake's look-up and
+        // this subscription is not missed.
+        let mut due = true;
         loop {
-            let recheck = tokio::select! {
-                _ = expiry.closed() => return,
-                event = events.recv() => match event {
-                    Ok(Event::ApiKeyChanged { key_id: k, .. }) => k == key_id,
-                    Ok(Event::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => true,
-                    Ok(_) => false,
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                changed = resyncs.changed() => {
-                    if changed.is_err() {
-                        return;
+            let recheck = due
+                || tokio::select! {
+                    _ = expiry.closed() => return,
+                    event = events.recv() => match event {
+                        Ok(Event::ApiKeyChanged { key_id: k, .. }) => k == key_id,
+                        Ok(Event::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => true,
+                        Ok(_) => false,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    changed = resyncs.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        true
                     }
-                    true
-                }
-            };
+                };
+            due = false;
             if !recheck {
                 continue;
             }
@@ -277,7 +282,9 @@ pub fn watch_socket(app: &Arc<App>, caller: &Caller, expiry: watch::Sender<Optio
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, api_key = %key_id, "could not re-check a socket's API key")
+                    tracing::warn!(error = %e, api_key = %key_id, "could not re-check a socket's API key; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    due = true;
                 }
             }
         }

@@ -125,7 +125,7 @@ async fn init(
     st: HttpState,
     payload: serde_json::Value,
     expiry: watch::Sender<Option<i64>>,
-    member: watch::Sender<Option<(TenantId, String)>>,
+    member: watch::Sender<Option<Membership>>,
 ) -> async_graphql::Result<Data> {
     let coded =
         |e: AppError| async_graphql::Error::new(format!("{}: {}", e.code(), e.public_message()));
@@ -136,7 +136,20 @@ async fn init(
         ))
     })?;
     let db = app.db.for_request(Arc::new(RequestStats::default()));
-    let resolved = membership::resolve(&app, &db, None, Some(&token), &HeaderMap::new())
+    let mut resolved = crate::auth::resolve::resolve(
+        &app.jwt,
+        &app.api_keys,
+        &app.tenant_cache,
+        &db,
+        None,
+        Some(&token),
+        &HeaderMap::new(),
+    )
+    .await
+    .map_err(coded)?;
+    // The JWT's own role, before the membership narrows it: what a later check starts from.
+    let jwt_role = resolved.caller.principal().map(|p| p.role);
+    membership::enforce(&app, &mut resolved)
         .await
         .map_err(coded)?;
     let mut data = Data::default();
@@ -154,7 +167,8 @@ async fn init(
     if let Some(p) = resolved.caller.principal() {
         let user = matches!(resolved.caller, crate::auth::Caller::User(_));
         if let (Some(t), true) = (p.tenant_id, user && app.settings.membership_enforced) {
-            let _ = member.send(Some((t, p.user_id.clone())));
+            let jwt_role = jwt_role.unwrap_or(p.role);
+            let _ = member.send(Some((t, p.user_id.clone(), jwt_role, p.role)));
         }
         let _ = expiry.send(Some(p.expires_at));
     }
@@ -270,7 +284,9 @@ async fn serve(st: HttpState, protocol: GraphQLProtocol, socket: WebSocket) {
     let (mut ws_sink, ws_stream) = socket.split();
     let (out_tx, mut out_rx) = futures_channel::mpsc::channel::<Message>(limits.outbound_queue);
     let (expiry_tx, mut expiry_rx) = watch::channel::<Option<i64>>(None);
-    let (member_tx, member_rx) = watch::channel::<Option<(TenantId, String)>>(None);
+    let (member_tx, member_rx) = watch::channel::<Option<Membership>>(None);
+    // Taken before the handshake: a change published while it runs reaches the watch.
+    let (member_events, member_resyncs) = (st.app.bus.subscribe(), st.app.bus.resyncs());
 
     // Client messages pass the per-socket cap; refused ones are answered here directly.
     let mut refusals = out_tx.clone();
@@ -331,7 +347,7 @@ async fn serve(st: HttpState, protocol: GraphQLProtocol, socket: WebSocket) {
             }
         }
     };
-    let revoked = membership_watch(st.app.clone(), member_rx);
+    let revoked = membership_watch(st.app.clone(), member_rx, member_events, member_resyncs);
     let forward = async {
         tokio::pin!(deadline);
         tokio::pin!(revoked);
@@ -385,27 +401,54 @@ async fn serve(st: HttpState, protocol: GraphQLProtocol, socket: WebSocket) {
     metrics::gauge!("tenantry_websocket_connections").decrement(1.0);
 }
 
-/// Resolves with a close (4403) when the socket's tenant user stops being allowed in: after
-/// each change of the tenant's members (on any instance, through the bus), the membership is
-/// read again from the database. Never resolves for other sockets.
+/// Who a socket's tenant user is: tenant, `sub`, the JWT's role, and the role it acts with.
+type Membership = (TenantId, String, crate::auth::Role, crate::auth::Role);
+
+/// Resolves with a close (4403) when the socket's tenant user stops being allowed in, or would
+/// now act with a lower role (a socket keeps the role it was opened with): checked once right
+/// after the handshake (the subscription to the bus was taken before it, so nothing published
+/// in between is missed), then after each change of the tenant's members on any instance and
+/// after missed events; a database that cannot be read is asked again a second later. Never
+/// resolves for other sockets.
 async fn membership_watch(
     app: std::sync::Arc<crate::app::App>,
-    mut who: watch::Receiver<Option<(TenantId, String)>>,
+    mut who: watch::Receiver<Option<Membership>>,
+    mut events: tokio::sync::broadcast::Receiver<crate::bus::Event>,
+    mut resyncs: watch::Receiver<u64>,
 ) -> (u16, &'static str) {
-    let Ok(Some((tenant, sub))) = who.wait_for(|w| w.is_some()).await.map(|w| w.clone()) else {
+    let Ok(Some((tenant, sub, jwt_role, acting))) =
+        who.wait_for(|w| w.is_some()).await.map(|w| w.clone())
+    else {
         return std::future::pending().await;
     };
-    let mut events = app.bus.subscribe();
+    let mut due = true;
     loop {
-        use tokio::sync::broadcast::error::RecvError;
-        match events.recv().await {
-            Ok(crate::bus::Event::MembersChanged { tenant_id }) if tenant_id == tenant => {}
-            Ok(crate::bus::Event::Resync) | Err(RecvError::Lagged(_)) => {}
-            Ok(_) => continue,
-            Err(RecvError::Closed) => return std::future::pending().await,
+        if !due {
+            use tokio::sync::broadcast::error::RecvError;
+            due = tokio::select! {
+                event = events.recv() => match event {
+                    Ok(crate::bus::Event::MembersChanged { tenant_id }) => tenant_id == tenant,
+                    Ok(crate::bus::Event::Resync) | Err(RecvError::Lagged(_)) => true,
+                    Ok(_) => false,
+                    Err(RecvError::Closed) => return std::future::pending().await,
+                },
+                changed = resyncs.changed() => {
+                    if changed.is_err() {
+                        return std::future::pending().await;
+                    }
+                    true
+                }
+            };
+            continue;
         }
-        if membership::still_allowed(&app, tenant, &sub).await == Some(false) {
-            return (4403, "FORBIDDEN: membership revoked");
+        due = false;
+        match membership::current_role(&app, tenant, &sub, jwt_role).await {
+            Some(Some(role)) if role.satisfies(acting) => {}
+            Some(_) => return (4403, "FORBIDDEN: membership revoked or narrowed"),
+            None => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                due = true;
+            }
         }
     }
 }

@@ -99,7 +99,7 @@ impl MemberMutation {
         input: InviteMemberInput,
     ) -> Result<Invitation> {
         let tenant = target_tenant(ctx, input.tenant_id.as_ref())?;
-        let done = service::invite(
+        let done = super::invitations::invite(
             ctx.app(),
             &ctx.req().actor(),
             tenant,
@@ -118,9 +118,11 @@ impl MemberMutation {
     /// CONFLICT, a revoked or expired one BAD_USER_INPUT.
     #[graphql(guard = "RequireRole(Role::TenantMember)")]
     async fn accept_invitation(&self, ctx: &Context<'_>, token: String) -> Result<Member> {
-        Ok(service::accept(ctx.app(), &ctx.req().actor(), &token)
-            .await?
-            .into())
+        Ok(
+            super::invitations::accept(ctx.app(), &ctx.req().actor(), &token)
+                .await?
+                .into(),
+        )
     }
 
     /// Revokes a pending invitation of the caller's tenant (tenant admins); its seat is freed.
@@ -130,7 +132,8 @@ impl MemberMutation {
         let Ok(id) = uuid::Uuid::parse_str(&id) else {
             return Err(AppError::not_found("invitation").into());
         };
-        let row = service::revoke_invitation(ctx.app(), &ctx.req().actor(), tenant, id).await?;
+        let row = super::invitations::revoke_invitation(ctx.app(), &ctx.req().actor(), tenant, id)
+            .await?;
         Ok(Invitation::of(row, None))
     }
 

@@ -118,6 +118,10 @@ pub async fn enforce(app: &crate::app::App, resolved: &mut Resolved) -> AppResul
     let Some(tenant) = p.tenant_id else {
         return Ok(());
     };
+    // A platform admin's token may name a tenant (to scope its requests): never a member.
+    if p.role == Role::PlatformAdmin {
+        return Ok(());
+    }
     match app.members.lookup(&app.db, tenant, &p.user_id).await? {
         None => Ok(()),
         Some((role, StoredStatus::Active)) => {
@@ -144,9 +148,15 @@ pub async fn enforce(app: &crate::app::App, resolved: &mut Resolved) -> AppResul
     }
 }
 
-/// Whether `sub` may still act in `tenant`, read from the database (for open sockets, after
-/// a change of the tenant's members); `None` when it cannot be read now.
-pub async fn still_allowed(app: &crate::app::App, tenant: TenantId, sub: &str) -> Option<bool> {
+/// The role `sub` acts with in `tenant` now, given its JWT's, read from the database (for open
+/// sockets, after a change of the tenant's members): `Some(None)` when it may no longer act,
+/// `None` when the database cannot be read now.
+pub async fn current_role(
+    app: &crate::app::App,
+    tenant: TenantId,
+    sub: &str,
+    jwt_role: Role,
+) -> Option<Option<Role>> {
     let user = sub.to_owned();
     let row = app
         .db
@@ -155,10 +165,11 @@ pub async fn still_allowed(app: &crate::app::App, tenant: TenantId, sub: &str) -
         })
         .await
         .ok()?;
-    Some(!matches!(
-        row,
-        Some((_, StoredStatus::Disabled | StoredStatus::Removed))
-    ))
+    Some(match row {
+        None | Some((_, StoredStatus::Invited)) => Some(jwt_role),
+        Some((role, StoredStatus::Active)) => Some(narrowed(jwt_role, role.api_role())),
+        Some((_, StoredStatus::Disabled | StoredStatus::Removed)) => None,
+    })
 }
 
 /// Authentication, tenant resolution and membership: what every way in calls.

@@ -3,6 +3,7 @@
 //! role and status, who invited whom, and answers requests with it (`membership`).
 
 pub mod graphql;
+pub mod invitations;
 pub mod membership;
 pub mod model;
 pub mod service;

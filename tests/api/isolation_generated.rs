@@ -589,6 +589,20 @@ async fn row_ids(conn: &mut AsyncPgConnection, b: Uuid) -> Vec<String> {
             .await,
         );
     }
+    // Text identifiers a client holds besides row ids: the identity provider's `sub` of B's
+    // members (`member(userId:)`, `removeMember`, `updateMemberRole`, ...).
+    if !tables_with(conn, &["user_id", "tenant_id"])
+        .await
+        .is_empty()
+    {
+        ids.extend(
+            texts(
+                conn,
+                &format!("select user_id as v from members where tenant_id = '{b}' and user_id is not null order by 1"),
+            )
+            .await,
+        );
+    }
     ids.sort();
     ids.dedup();
     ids

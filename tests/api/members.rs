@@ -445,3 +445,69 @@ async fn a_disabled_member_is_forbidden_frees_its_seat_and_can_come_back() {
         .await
         .err("BAD_USER_INPUT");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demoted_members_socket_closes_and_a_removed_member_can_be_brought_back() {
+    let app = TestApp::spawn().await;
+    let b = app.second_instance().await;
+    let t = app.tenant().owner("head").create().await;
+    let head = user(&app, t.id, "head", Role::TenantAdmin);
+    let deputy = join(&app, t.id, &head, "deputy", "ADMIN").await;
+    let mut ws = open(&b, &deputy).await;
+    // Demoted on A: the socket on B, opened as an admin, closes; HTTP answers as a member.
+    app.gql(Some(&head), ROLE, json!({ "u": "deputy", "r": "VIEWER" }))
+        .await
+        .ok();
+    let closed = loop {
+        let m = next_json(&mut ws).await.expect("closed");
+        if m.get("closed").is_some() {
+            break m;
+        }
+    };
+    assert_eq!(closed["closed"], 4403, "{closed}");
+    within_a_second("the narrowed role on the second instance", || async {
+        let r = b.gql(Some(&deputy), "{ me { role } }", json!({})).await;
+        (r.ok()["me"]["role"] == "TENANT_MEMBER")
+            .then_some(())
+            .ok_or(r.ok().to_string())
+    })
+    .await;
+
+    // Removed, then brought back by an admin: the same `sub` works again.
+    app.gql(Some(&head), REMOVE, json!({ "u": "deputy" }))
+        .await
+        .ok();
+    app.gql(Some(&deputy), "{ me { role } }", json!({}))
+        .await
+        .err("FORBIDDEN");
+    let back = app
+        .gql(
+            Some(&head),
+            "mutation { updateMemberStatus(userId: \"deputy\", status: ACTIVE) { status role } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        back.ok()["updateMemberStatus"],
+        json!({ "status": "ACTIVE", "role": "VIEWER" })
+    );
+    app.gql(Some(&deputy), "{ me { role } }", json!({}))
+        .await
+        .ok();
+
+    // A suspended tenant invites nobody, but may still remove.
+    let admin = app.admin_token();
+    app.gql(
+        Some(&admin),
+        "mutation($id: ID!) { suspendTenant(id: $id, reason: \"test\") { status } }",
+        json!({ "id": t.id }),
+    )
+    .await
+    .ok();
+    invite(&app, &head, "late@example.com", "MEMBER")
+        .await
+        .err("TENANT_SUSPENDED");
+    app.gql(Some(&head), REMOVE, json!({ "u": "deputy" }))
+        .await
+        .ok();
+}
