@@ -19,6 +19,7 @@ pub mod http;
 pub mod ids;
 pub mod jobs;
 pub mod members;
+pub mod notifications;
 pub mod plans;
 pub mod quotas;
 pub mod resource_types;

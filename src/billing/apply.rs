@@ -329,6 +329,25 @@ async fn invoice(
     let Some(stored) = stored else {
         return Ok(());
     };
+    let failed = matches!(
+        d.payment,
+        Payment::Stamp(PaymentOutcome::Failed)
+            | Payment::Set {
+                outcome: PaymentOutcome::Failed,
+                ..
+            }
+    );
+    if failed {
+        // `invoice.payment_failed` for the tenant, in the transaction that records it.
+        let data = json!({ "failedAt": created, "subscriptionStatus": stored.status });
+        crate::notifications::outbox::emit(
+            c,
+            tenant.id,
+            crate::notifications::outbox::EventType::PaymentFailed,
+            data,
+        )
+        .await?;
+    }
     match d.payment {
         Payment::Nothing => {}
         Payment::Stamp(outcome) => {

@@ -118,6 +118,16 @@ pub async fn apply_plan(
     // A change of billing cycle alone keeps every override: entitlements follow the plan.
     if plan.id != tenant.plan_id {
         crate::features::service::reconcile_with_plan(c, actor, tenant.id, plan).await?;
+        let from = plans::store::by_ids(c, &[tenant.plan_id]).await?.pop();
+        let data = json!({ "fromPlan": from.map(|p| p.slug), "toPlan": plan.slug,
+            "billingCycle": cycle.as_str() });
+        crate::notifications::outbox::emit(
+            c,
+            tenant.id,
+            crate::notifications::outbox::EventType::PlanChanged,
+            data,
+        )
+        .await?;
     }
     audit::record(
         c,

@@ -143,6 +143,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    notification_outbox (tenant_id, id) {
+        tenant_id -> Uuid,
+        id -> Uuid,
+        seq -> Int8,
+        event_type -> Text,
+        data -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     plan_change_intents (tenant_id, id) {
         tenant_id -> Uuid,
         id -> Uuid,
@@ -402,6 +413,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     invitations,
     invoices,
     members,
+    notification_outbox,
     plan_change_intents,
     plan_features,
     plan_prices,

@@ -19,6 +19,7 @@ use crate::auth::{Actor, Role};
 use crate::db::Scope;
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
+use crate::notifications::outbox::{self, EventType};
 use crate::tenants::lifecycle::{lock_live, lock_writable};
 use crate::tenants::service::target_scope;
 
@@ -129,6 +130,10 @@ pub async fn invite(
                 e.metadata = json!({ "event": "member.invited", "invitationId": invitation.id,
                     "expiresAt": invitation.expires_at });
                 audit::record(c, &actor_c, e).await?;
+                let data = json!({ "invitationId": invitation.id, "email": invitation.email,
+                    "role": invitation.role, "expiresAt": invitation.expires_at,
+                    "invitedBy": invitation.invited_by });
+                outbox::emit(c, tenant_id, EventType::MemberInvited, data).await?;
                 Ok((invitation, tenant.slug))
             }
             .scope_boxed()

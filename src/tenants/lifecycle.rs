@@ -16,6 +16,7 @@ use crate::auth::Actor;
 use crate::db::Conn;
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
+use crate::notifications::outbox::{self, EventType};
 
 /// Deleted tenants can be restored for this long; then the purge job removes them.
 pub const RESTORE_WINDOW_DAYS: i64 = 30;
@@ -161,6 +162,20 @@ pub fn next(
     Ok(Some(changes))
 }
 
+/// Writes `tenant.suspended` / `tenant.reactivated` to the outbox when a status change from
+/// `before` to `after` is one, in the caller's transaction (every path that changes a status
+/// calls it: platform admins, the grace-period job, Stripe's payments).
+pub async fn notify(c: &mut Conn, before: &TenantRow, after: &TenantRow) -> AppResult<()> {
+    let event = match (before.status, after.status) {
+        (TenantStatus::Active, TenantStatus::Suspended) => EventType::TenantSuspended,
+        (TenantStatus::Suspended, TenantStatus::Active) => EventType::TenantReactivated,
+        _ => return Ok(()),
+    };
+    let data = json!({ "status": after.status, "reason": after.suspend_reason });
+    outbox::emit(c, before.id, event, data).await?;
+    Ok(())
+}
+
 /// Applies `transition` to the locked tenant `t` with its audit entry; `Ok(None)` when it
 /// does not apply ([`next`]).
 pub async fn apply(
@@ -188,6 +203,7 @@ pub async fn apply(
         .with_metadata(metadata),
     )
     .await?;
+    notify(c, t, &after).await?;
     Ok(Some(after))
 }
 

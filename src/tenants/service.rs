@@ -363,6 +363,7 @@ pub(super) async fn change_with_claim(
                     },
                 )
                 .await?;
+                lifecycle::notify(c, &before, &after).await?;
                 Ok((before, after))
             }
             .scope_boxed()

@@ -466,6 +466,29 @@ async fn failed_payment_grace_period_suspension_and_recovery() {
     assert_eq!(d["subscription"]["status"], "ACTIVE");
     assert!(d["subscription"]["gracePeriodEnd"].is_null());
     assert_eq!(d["invoices"]["edges"][0]["node"]["status"], "PAID");
+
+    // The tenant's notifications, in order, each written with its cause: the failed
+    // payment, the suspension, the reactivation.
+    let events = json_rows(
+        &mut c,
+        &format!(
+            "select event_type from notification_outbox where tenant_id = '{}' order by seq",
+            t.id
+        ),
+    )
+    .await;
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "invoice.payment_failed",
+            "tenant.suspended",
+            "tenant.reactivated"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

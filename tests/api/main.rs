@@ -40,6 +40,7 @@ mod jwks;
 mod members;
 mod observability;
 mod outage;
+mod outbox;
 mod plan_prices;
 mod plan_rollouts;
 mod platform_stats;

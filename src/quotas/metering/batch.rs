@@ -381,14 +381,19 @@ async fn attach_alerts(
     let useds: Vec<i64> = alerts().map(|e| e.used).collect();
     let limits: Vec<i64> = alerts().map(|e| e.limit).collect();
     let periods: Vec<DateTime<Utc>> = alerts().map(|e| e.period_start).collect();
-    let insert = diesel::sql_query(
-        r#"insert into quota_alerts (tenant_id, id, resource, threshold, used, "limit", period_start, created_at)
+    // The alert and its `quota.threshold_reached` outbox event in one statement.
+    let insert = diesel::sql_query(format!(
+        r#"with a as (
+           insert into quota_alerts (tenant_id, id, resource, threshold, used, "limit", period_start, created_at)
            select x.tenant_id, x.id, x.resource, x.threshold, x.used, x.lim, x.period_start, $1
              from unnest($2::uuid[], $3::uuid[], $4::text[], $5::int[], $6::bigint[], $7::bigint[], $8::timestamptz[])
                   as x(tenant_id, id, resource, threshold, used, lim, period_start)
            on conflict (tenant_id, resource, period_start, threshold) do nothing
-           returning id"#,
-    )
+           returning *),
+           o as ({})
+           select id from a"#,
+        crate::notifications::outbox::QUOTA_EVENTS_FROM_ALERTS
+    ))
     .bind::<Timestamptz, _>(now)
     .bind::<Array<SqlUuid>, _>(&tenants)
     .bind::<Array<SqlUuid>, _>(&ids)

@@ -178,11 +178,16 @@ async fn increment(
     let mut alerts = Vec::new();
     for threshold in crossed {
         let id = Uuid::now_v7();
-        let n = diesel::sql_query(
-            r#"insert into quota_alerts (tenant_id, id, resource, threshold, used, "limit", period_start, created_at)
+        // The alert and its `quota.threshold_reached` outbox event in one statement.
+        let n = diesel::sql_query(format!(
+            r#"with a as (
+               insert into quota_alerts (tenant_id, id, resource, threshold, used, "limit", period_start, created_at)
                values ($1, $2, $3, $4, $5, $6, $7, $8)
-               on conflict (tenant_id, resource, period_start, threshold) do nothing"#,
-        )
+               on conflict (tenant_id, resource, period_start, threshold) do nothing
+               returning *)
+               {}"#,
+            crate::notifications::outbox::QUOTA_EVENTS_FROM_ALERTS
+        ))
         .bind::<SqlUuid, _>(r.tenant_id)
         .bind::<SqlUuid, _>(id)
         .bind::<Text, _>(&r.resource)

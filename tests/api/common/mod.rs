@@ -676,6 +676,7 @@ pub async fn fill_every_table(conn: &mut diesel_async::AsyncPgConnection, tenant
         insert into usage_reports (tenant_id, resource, period_start, quantity, identifier) values ('{t}', 'api_calls', now(), 1, 'r-{t}');
         insert into stripe_events (id, event_type, tenant_id, payload, event_created) values ('evt_{t}', 'invoice.paid', '{t}', '{{}}', now());
         insert into tenant_domain_claims (tenant_id, domain, token, expires_at) values ('{t}', 'claim-{t}.example.com', 'token-{t}', now() + interval '1 day');
+        insert into notification_outbox (tenant_id, id, event_type, data) values ('{t}', gen_random_uuid(), 'tenant.suspended', '{{}}');
         insert into members (tenant_id, id, user_id, role, status) values ('{t}', gen_random_uuid(), 'fixture-{t}', 'MEMBER', 'ACTIVE');
         insert into invitations (tenant_id, id, member_id, email, role, token_hash, invited_by, expires_at)
             values ('{t}', gen_random_uuid(), gen_random_uuid(), 'fixture@example.com', 'MEMBER', 'hash-{t}', 'fixture', now() + interval '1 day');
