@@ -16,7 +16,6 @@
 //!
 //! Refusals never echo the presented token.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -30,6 +29,7 @@ use uuid::Uuid;
 use super::model::{hash, ApiKeyRow};
 use super::store;
 use crate::app::App;
+use crate::auth::remembered::Remembered;
 use crate::auth::resolve::{Resolved, TenantCache};
 use crate::auth::{cross_tenant_denied, Actor, Caller, Principal};
 use crate::bus::{Bus, Event};
@@ -52,10 +52,8 @@ const NO_EXPIRY_SECS: i64 = 10 * 365 * 24 * 3600;
 
 /// The process's API key state: the look-up cache and the last-used marks.
 pub struct ApiKeys {
-    hits: Cache<Vec<u8>, Arc<ApiKeyRow>>,
-    misses: Cache<Vec<u8>, ()>,
-    /// Bumped by every invalidation: a look-up that started before one stores nothing.
-    generation: AtomicU64,
+    /// Keys by the hash of their secret, and hashes that name no key.
+    keys: Remembered<Vec<u8>, Arc<ApiKeyRow>>,
     used: Cache<Uuid, ()>,
     /// `API_KEY_ROTATION_OVERLAP`: how long a rotated key keeps working.
     pub rotation_overlap: Duration,
@@ -64,16 +62,7 @@ pub struct ApiKeys {
 impl ApiKeys {
     pub fn new(rotation_overlap: Duration) -> ApiKeys {
         ApiKeys {
-            hits: Cache::builder()
-                .max_capacity(50_000)
-                .time_to_live(HIT_TTL)
-                .support_invalidation_closures()
-                .build(),
-            misses: Cache::builder()
-                .max_capacity(MISS_CAPACITY)
-                .time_to_live(MISS_TTL)
-                .build(),
-            generation: AtomicU64::new(0),
+            keys: Remembered::new("api_key", (50_000, HIT_TTL), (MISS_CAPACITY, MISS_TTL)),
             used: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(LAST_USED_EVERY)
@@ -84,14 +73,12 @@ impl ApiKeys {
 
     /// Drops what this instance remembers about key `id`.
     pub async fn forget(&self, id: Uuid) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        let _ = self.hits.invalidate_entries_if(move |_, row| row.id == id);
+        self.keys.forget_where(move |_, row| row.id == id, None);
     }
 
     /// Drops every cached key (this instance may have missed invalidations).
     pub fn invalidate_all(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.hits.invalidate_all();
+        self.keys.invalidate_all();
     }
 
     /// After a committed revocation or rotation: forgotten here at once and on every other
@@ -104,35 +91,16 @@ impl ApiKeys {
 
     async fn lookup(&self, db: &Db, token: &str) -> AppResult<Option<Arc<ApiKeyRow>>> {
         let hash = hash(token);
-        if let Some(hit) = self.hits.get(&hash).await {
-            metrics::counter!("tenantry_cache_requests_total", "cache" => "api_key", "outcome" => "hit").increment(1);
-            return Ok(Some(hit));
-        }
-        if self.misses.contains_key(&hash) {
-            metrics::counter!("tenantry_cache_requests_total", "cache" => "api_key", "outcome" => "negative_hit").increment(1);
-            return Ok(None);
-        }
-        metrics::counter!("tenantry_cache_requests_total", "cache" => "api_key", "outcome" => "miss").increment(1);
-        let generation = self.generation.load(Ordering::SeqCst);
         let h = hash.clone();
-        let row = db
-            .scoped(Scope::Platform("api_key_authentication"), |c| {
-                async move { Ok(store::find_by_hash(c, &h).await?) }.scope_boxed()
-            })
-            .await?
-            .map(Arc::new);
-        match &row {
-            None => self.misses.insert(hash, ()).await,
-            Some(row) if self.generation.load(Ordering::SeqCst) == generation => {
-                self.hits.insert(hash.clone(), row.clone()).await;
-                // An invalidation between the check and the insert: take it back out.
-                if self.generation.load(Ordering::SeqCst) != generation {
-                    self.hits.invalidate(&hash).await;
-                }
-            }
-            Some(_) => {}
-        }
-        Ok(row)
+        let load = async move {
+            Ok(db
+                .scoped(Scope::Platform("api_key_authentication"), |c| {
+                    async move { Ok(store::find_by_hash(c, &h).await?) }.scope_boxed()
+                })
+                .await?
+                .map(Arc::new))
+        };
+        self.keys.get(hash, load).await
     }
 
     /// The caller and tenant of a request bearing API key `token` (SPEC §11).

@@ -3,6 +3,7 @@
 
 pub mod jwks;
 pub mod jwt;
+pub mod remembered;
 pub mod resolve;
 
 /// The verifier as resolution takes it.

@@ -5,15 +5,13 @@
 //! random Host headers must not cost one query each), and invalidated per tenant on every
 //! change, on every instance (see `app::App::tenant_changed`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use moka::future::Cache;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
+use super::remembered::Remembered;
 use super::{cross_tenant_denied, Actor, Caller, JwtVerifierRef, Role};
 use crate::db::{Db, Scope};
 use crate::error::{AppError, AppResult};
@@ -31,28 +29,15 @@ const MISS_CAPACITY: u64 = 20_000;
 /// Resolved tenants by key (`id:<uuid>`, `slug:<slug>`, `domain:<host>`), and the keys known
 /// to name no tenant (the negative cache). Invalidation is per tenant: [`TenantCache::forget`].
 #[derive(Clone)]
-pub struct TenantCache {
-    hits: Cache<String, TenantRow>,
-    misses: Cache<String, ()>,
-    /// Bumped by every invalidation: a look-up that started before one does not store its
-    /// (possibly stale) answer.
-    generation: Arc<AtomicU64>,
-}
+pub struct TenantCache(Remembered<String, TenantRow>);
 
 impl Default for TenantCache {
     fn default() -> Self {
-        TenantCache {
-            hits: Cache::builder()
-                .max_capacity(50_000)
-                .time_to_live(Duration::from_secs(60))
-                .support_invalidation_closures()
-                .build(),
-            misses: Cache::builder()
-                .max_capacity(MISS_CAPACITY)
-                .time_to_live(MISS_TTL)
-                .build(),
-            generation: Arc::new(AtomicU64::new(0)),
-        }
+        TenantCache(Remembered::new(
+            "tenant",
+            (50_000, Duration::from_secs(60)),
+            (MISS_CAPACITY, MISS_TTL),
+        ))
     }
 }
 
@@ -72,27 +57,19 @@ pub fn domain_key(domain: &str) -> String {
 impl TenantCache {
     /// Drops everything (used only when this instance may have missed invalidation events).
     pub fn invalidate_all(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.hits.invalidate_all();
-        self.misses.invalidate_all();
+        self.0.invalidate_all();
     }
 
     /// Drops what is cached about one tenant: its id entry, the given keys (its old and new
     /// slug and domain — positive or negative entries alike, so a name that just became a
     /// tenant resolves at once), and any other entry holding that tenant's row.
     pub async fn forget(&self, tenant_id: TenantId, keys: &[String]) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        let id_key = format!("id:{tenant_id}");
-        self.hits.invalidate(&id_key).await;
-        self.misses.invalidate(&id_key).await;
+        self.0.forget(&format!("id:{tenant_id}")).await;
         for key in keys {
-            self.hits.invalidate(key).await;
-            self.misses.invalidate(key).await;
+            self.0.forget(key).await;
         }
         // Callers that know only the id (jobs, billing) rely on this for slug/domain entries.
-        let _ = self
-            .hits
-            .invalidate_entries_if(move |_, row| row.id == tenant_id);
+        self.0.forget_where(move |_, row| row.id == tenant_id, None);
     }
 
     async fn cached(
@@ -100,30 +77,7 @@ impl TenantCache {
         key: String,
         load: impl std::future::Future<Output = AppResult<Option<TenantRow>>>,
     ) -> AppResult<Option<TenantRow>> {
-        if let Some(hit) = self.hits.get(&key).await {
-            metrics::counter!("tenantry_cache_requests_total", "cache" => "tenant", "outcome" => "hit").increment(1);
-            return Ok(Some(hit));
-        }
-        if self.misses.contains_key(&key) {
-            metrics::counter!("tenantry_cache_requests_total", "cache" => "tenant", "outcome" => "negative_hit").increment(1);
-            return Ok(None);
-        }
-        metrics::counter!("tenantry_cache_requests_total", "cache" => "tenant", "outcome" => "miss").increment(1);
-        let generation = self.generation.load(Ordering::SeqCst);
-        let row = load.await?;
-        if self.generation.load(Ordering::SeqCst) != generation {
-            return Ok(row);
-        }
-        match &row {
-            Some(row) => self.hits.insert(key.clone(), row.clone()).await,
-            None => self.misses.insert(key.clone(), ()).await,
-        }
-        // An invalidation between the check and the insert: take the answer back out.
-        if self.generation.load(Ordering::SeqCst) != generation {
-            self.hits.invalidate(&key).await;
-            self.misses.invalidate(&key).await;
-        }
-        Ok(row)
+        self.0.get(key, load).await
     }
 
     /// By id, read within that tenant's own scope.

@@ -8,8 +8,6 @@
 //! instance by `Event::MembersChanged` (`App::members_changed`), so a removal is seen at once.
 //! `lastSeenAt` is written at most once a minute per member and instance.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -17,6 +15,7 @@ use scoped_futures::ScopedFutureExt;
 
 use super::model::{MemberRole, StoredStatus};
 use super::store;
+use crate::auth::remembered::Remembered;
 use crate::auth::resolve::Resolved;
 use crate::auth::{Caller, Role};
 use crate::db::{Db, Scope};
@@ -28,62 +27,43 @@ type Entry = Option<(MemberRole, StoredStatus)>;
 
 #[derive(Clone)]
 pub struct MembershipCache {
-    entries: Cache<Key, Entry>,
+    entries: Remembered<Key, (MemberRole, StoredStatus)>,
     seen: Cache<Key, ()>,
-    generation: Arc<AtomicU64>,
 }
 
 impl Default for MembershipCache {
     fn default() -> Self {
+        let minute = Duration::from_secs(60);
         MembershipCache {
-            entries: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(60))
-                .support_invalidation_closures()
-                .build(),
+            entries: Remembered::new("membership", (100_000, minute), (100_000, minute)),
             seen: Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(60))
+                .time_to_live(minute)
                 .build(),
-            generation: Arc::new(AtomicU64::new(0)),
         }
     }
 }
 
 impl MembershipCache {
     pub fn invalidate_tenant(&self, tenant_id: TenantId) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        let _ = self
-            .entries
-            .invalidate_entries_if(move |(t, _), _| *t == tenant_id);
+        self.entries.forget_where(
+            move |(t, _), _| *t == tenant_id,
+            Some(Box::new(move |(t, _): &Key| *t == tenant_id)),
+        );
     }
 
     pub fn invalidate_all(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
         self.entries.invalidate_all();
     }
 
     /// The membership of `sub` in `tenant` (role and stored status), `None` when Tenantry does
     /// not know `sub` there.
     pub async fn lookup(&self, db: &Db, tenant: TenantId, sub: &str) -> AppResult<Entry> {
-        let key = (tenant, sub.to_owned());
-        if let Some(hit) = self.entries.get(&key).await {
-            return Ok(hit);
-        }
-        let generation = self.generation.load(Ordering::SeqCst);
         let user = sub.to_owned();
-        let row = db
-            .scoped(Scope::Tenant(tenant), |c| {
-                async move { Ok(store::member_of(c, tenant, &user).await?) }.scope_boxed()
-            })
-            .await?;
-        if self.generation.load(Ordering::SeqCst) == generation {
-            self.entries.insert(key.clone(), row).await;
-            if self.generation.load(Ordering::SeqCst) != generation {
-                self.entries.invalidate(&key).await;
-            }
-        }
-        Ok(row)
+        let load = db.scoped(Scope::Tenant(tenant), |c| {
+            async move { Ok(store::member_of(c, tenant, &user).await?) }.scope_boxed()
+        });
+        self.entries.get((tenant, sub.to_owned()), load).await
     }
 
     /// Whether `lastSeenAt` is due for (tenant, sub) on this instance (once a minute).
