@@ -150,6 +150,45 @@ diesel::table! {
         event_type -> Text,
         data -> Jsonb,
         created_at -> Timestamptz,
+        dispatched_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    webhook_endpoints (tenant_id, id) {
+        tenant_id -> Uuid,
+        id -> Uuid,
+        url -> Text,
+        events -> Array<Text>,
+        enabled -> Bool,
+        secret_prefix -> Text,
+        secret_sealed -> Bytea,
+        previous_secret_sealed -> Nullable<Bytea>,
+        previous_secret_expires_at -> Nullable<Timestamptz>,
+        disabled_reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    notification_deliveries (tenant_id, id) {
+        tenant_id -> Uuid,
+        id -> Uuid,
+        event_id -> Uuid,
+        event_seq -> Int8,
+        event_type -> Text,
+        channel -> Text,
+        endpoint_id -> Nullable<Uuid>,
+        redelivery_of -> Nullable<Uuid>,
+        status -> Text,
+        attempts -> Int4,
+        last_status_code -> Nullable<Int4>,
+        last_error -> Nullable<Text>,
+        next_attempt_at -> Timestamptz,
+        first_attempt_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -414,6 +453,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     invoices,
     members,
     notification_outbox,
+    notification_deliveries,
+    webhook_endpoints,
     plan_change_intents,
     plan_features,
     plan_prices,

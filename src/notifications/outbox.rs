@@ -19,10 +19,14 @@ pub enum EventType {
     TenantSuspended,
     TenantReactivated,
     MemberInvited,
+    /// Internal (not offered to webhooks): an endpoint was disabled after failing throughout;
+    /// the tenant is told by mail.
+    EndpointDisabled,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    /// The events a webhook endpoint may subscribe to (SPEC §12).
+    pub const PUBLIC: [EventType; 7] = [
         EventType::QuotaThresholdReached,
         EventType::PlanChanged,
         EventType::TrialEnding,
@@ -41,7 +45,15 @@ impl EventType {
             EventType::TenantSuspended => "tenant.suspended",
             EventType::TenantReactivated => "tenant.reactivated",
             EventType::MemberInvited => "member.invited",
+            EventType::EndpointDisabled => "webhook_endpoint.disabled",
         }
+    }
+
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::PUBLIC
+            .into_iter()
+            .chain([EventType::EndpointDisabled])
+            .find(|e| e.as_str() == name)
     }
 }
 
