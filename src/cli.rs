@@ -189,6 +189,7 @@ async fn serve(settings: Settings, no_migrate: bool) -> anyhow::Result<()> {
             std::time::Duration::from_secs(app.settings.jobs_interval_secs),
         );
     }
+    crate::notifications::worker::start(&app);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, billing = if app.settings.billing_live() { "stripe" } else { "local" }, "listening");
     axum::serve(listener, app::router(app))

@@ -263,3 +263,15 @@ impl IntoResponse for AppError {
         resp
     }
 }
+
+/// An error and its causes on one line (hyper's own text is only "client error (Connect)").
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

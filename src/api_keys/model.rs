@@ -112,13 +112,7 @@ impl std::fmt::Debug for Secret {
 impl Secret {
     /// A new secret from the operating system's CSPRNG.
     pub fn generate() -> AppResult<Secret> {
-        use ring::rand::SecureRandom;
-        let mut bytes = [0u8; SECRET_BYTES];
-        ring::rand::SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| AppError::internal(anyhow::anyhow!("the system CSPRNG failed")))?;
-        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-        Ok(Secret(format!("{SECRET_PREFIX}{encoded}")))
+        Ok(Secret(random_token(SECRET_PREFIX)?))
     }
 
     /// The secret itself, for the one answer that shows it.
@@ -137,6 +131,18 @@ impl Secret {
             .take(SECRET_PREFIX.len() + DISPLAY_CHARS)
             .collect()
     }
+}
+
+/// `prefix` and 256 bits from the operating system's CSPRNG, base64url: every secret Tenantry
+/// shows once (API keys, webhook signing secrets).
+pub fn random_token(prefix: &str) -> AppResult<String> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; SECRET_BYTES];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| AppError::internal(anyhow::anyhow!("the system CSPRNG failed")))?;
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    Ok(format!("{prefix}{encoded}"))
 }
 
 /// SHA-256 of a presented secret: what is stored and looked up.

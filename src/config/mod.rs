@@ -9,6 +9,7 @@
 mod billing;
 mod env;
 mod limits;
+mod notifications;
 mod production;
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ pub use billing::{BillingMode, PriceOverride};
 pub use env::is_plain_identifier;
 use env::{decode_key, Env};
 pub use limits::{BucketShape, GraphqlLimits, MemberSoftPolicy, TenantBounds, WsLimits};
+pub use notifications::DeliverySettings;
 pub use production::{MIN_SECRET_BYTES, SHIPPED_EXAMPLE_KEYS, SHIPPED_EXAMPLE_SECRETS};
 
 #[derive(Debug, Clone)]
@@ -86,6 +88,8 @@ pub struct Settings {
     pub domain_verification_dns: Option<std::net::SocketAddr>,
     /// Rows per table a tenant export may hold (`EXPORT_MAX_ROWS`, default 100,000).
     pub export_max_rows: u64,
+    /// Outbound webhooks and the notification workers.
+    pub delivery: DeliverySettings,
 }
 
 /// `RATE_LIMIT_ON_REDIS_ERROR`: `open` lets requests through when the limiter's Redis fails
@@ -247,6 +251,7 @@ impl Settings {
                 v
             },
             graphql: GraphqlLimits::read(&env, production)?,
+            delivery: DeliverySettings::read(&env, environment == "development")?,
             environment,
             bounds,
         })

@@ -63,6 +63,7 @@ pub struct MutationRoot(
     PlanPriceMutation,
     crate::members::graphql::MemberMutation,
     ApiKeyMutation,
+    crate::notifications::webhooks::graphql::WebhookEndpointMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -5,3 +5,5 @@
 //! tenant.
 
 pub mod outbox;
+pub mod webhooks;
+pub mod worker;

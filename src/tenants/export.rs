@@ -101,7 +101,8 @@ fn decode_bytea(s: &str) -> Option<Vec<u8>> {
 /// Columns never exported: hashes of secrets (invitation tokens, API keys). A hash of a
 /// high-entropy secret reveals nothing, but an export is a file that travels: it carries no
 /// material to match a token against.
-const HIDDEN: &str = "array['token_hash', 'secret_hash']";
+const HIDDEN: &str =
+    "array['token_hash', 'secret_hash', 'secret_sealed', 'previous_secret_sealed']";
 
 /// Tables behind a feature: exported to tenant admins only while the feature is enabled.
 const GATED: [(&str, &str); 3] = [

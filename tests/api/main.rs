@@ -58,3 +58,4 @@ mod subscriptions;
 mod tenant_lifecycle;
 mod tenant_resolution;
 mod usage_bounds;
+mod webhooks;

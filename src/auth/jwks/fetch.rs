@@ -59,7 +59,7 @@ impl Fetcher {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| with_sources(&e))?;
+                .map_err(|e| crate::error::chain(&e))?;
             let status = response.status();
             if !status.is_success() {
                 return Err(format!("HTTP {}", status.as_u16()));
@@ -80,16 +80,4 @@ impl Fetcher {
             .await
             .map_err(|_| format!("no complete answer within {:?}", self.timeout))?
     }
-}
-
-/// An error and its causes on one line (hyper's own text is only "client error (Connect)").
-fn with_sources(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

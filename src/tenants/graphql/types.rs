@@ -204,6 +204,51 @@ impl Tenant {
         crate::api_keys::graphql::of_tenant(ctx, self.row.id).await
     }
 
+    /// Where the tenant's events are POSTed (tenant admins and platform admins).
+    #[graphql(guard = "RequireRole(Role::TenantAdmin)")]
+    async fn webhook_endpoints(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<crate::notifications::webhooks::graphql::WebhookEndpoint>> {
+        crate::notifications::webhooks::graphql::of_tenant(ctx, self.row.id).await
+    }
+
+    /// The delivery log of the tenant's webhook endpoints, newest first.
+    #[graphql(
+        guard = "RequireRole(Role::TenantAdmin)",
+        complexity = "first.unwrap_or(20).clamp(0, 100) as usize * child_complexity + 1"
+    )]
+    async fn webhook_deliveries(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<crate::notifications::webhooks::graphql::WebhookDeliveryFilter>,
+    ) -> Result<
+        Connection<
+            KeysetCursor,
+            crate::notifications::webhooks::graphql::WebhookDelivery,
+            TotalCount,
+        >,
+    > {
+        let page = page_args(ctx, first, after.as_deref())?;
+        let filter = filter.unwrap_or_default().parse()?;
+        let req = ctx.req();
+        let page = crate::notifications::webhooks::service::deliveries(
+            &req.db,
+            req.read_scope(),
+            self.row.id,
+            filter,
+            page,
+        )
+        .await?;
+        Ok(connection(
+            page,
+            |d| (d.created_at, d.id),
+            |rows| rows.into_iter().map(Into::into).collect(),
+        ))
+    }
+
     /// The billing subscription (mirror of Stripe's, or the local one in LOCAL mode).
     async fn subscription(&self, ctx: &Context<'_>) -> Result<Option<BillingSubscription>> {
         let s = self

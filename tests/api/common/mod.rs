@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod domain;
+pub mod receiver;
 pub mod stripe;
 pub mod ws;
 
@@ -231,6 +232,8 @@ pub fn test_env(db: &TestDb) -> HashMap<String, String> {
         ("BIND_ADDR".to_string(), "127.0.0.1:0".to_string()),
         ("BASE_DOMAIN".to_string(), "tenantry.test".to_string()),
         ("REDIS_KEY_PREFIX".to_string(), format!("test:{}:", db.name)),
+        // Notification delivery is off but where a test turns it on (NOTIFICATION_WORKERS).
+        ("NOTIFICATION_WORKERS".to_string(), "0".to_string()),
         // Tests make many requests per minute; the rate-limit tests switch it back on.
         ("RATE_LIMITS_ENABLED".to_string(), "false".to_string()),
         (
@@ -280,6 +283,7 @@ impl TestApp {
 
     async fn start(db: Arc<TestDb>, env: HashMap<String, String>) -> TestApp {
         let app = App::new(settings_from(&env)).await.expect("app starts");
+        tenantry::notifications::worker::start(&app);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = app::router(app.clone());
@@ -681,6 +685,10 @@ pub async fn fill_every_table(conn: &mut diesel_async::AsyncPgConnection, tenant
         insert into invitations (tenant_id, id, member_id, email, role, token_hash, invited_by, expires_at)
             values ('{t}', gen_random_uuid(), gen_random_uuid(), 'fixture@example.com', 'MEMBER', 'hash-{t}', 'fixture', now() + interval '1 day');
         insert into api_keys (tenant_id, id, name, prefix, secret_hash, role, created_by) values ('{t}', gen_random_uuid(), 'fixture', 'tnt_fixture0', sha256(convert_to('tnt_fixture-{t}', 'UTF8')), 'tenant_admin', 'fixture');
+        insert into webhook_endpoints (tenant_id, id, url, events, secret_prefix, secret_sealed) values ('{t}', gen_random_uuid(), 'https://hooks.example.com/{t}', '{{*}}', 'whsec_fixtur', '\x00');
+        insert into notification_deliveries (tenant_id, id, event_id, event_seq, event_type, channel, endpoint_id, status)
+            select '{t}', gen_random_uuid(), o.id, o.seq, o.event_type, 'WEBHOOK', e.id, 'FAILED'
+              from notification_outbox o, webhook_endpoints e where o.tenant_id = '{t}' and e.tenant_id = '{t}' limit 1;
         "##
     ))
     .await
