@@ -59,3 +59,5 @@ mod tenant_lifecycle;
 mod tenant_resolution;
 mod usage_bounds;
 mod webhooks;
+mod webhooks_delivery;
+mod webhooks_safety;

@@ -7,9 +7,8 @@ use async_graphql::{Context, InputObject, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::model::{DeliveryRow, DeliveryStatus, EndpointRow, SigningSecret};
+use super::model::{DeliveryFilter, DeliveryRow, DeliveryStatus, EndpointRow, SigningSecret};
 use super::service::{self, EndpointUpdate, NewEndpointInput};
-use super::store::DeliveryFilter;
 use crate::auth::Role;
 use crate::error::AppError;
 use crate::graphql::context::CtxExt;

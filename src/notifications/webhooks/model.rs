@@ -110,6 +110,15 @@ pub struct DeliveryRow {
     pub created_at: DateTime<Utc>,
 }
 
+/// Which deliveries `Tenant.webhookDeliveries` lists.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    pub event_type: Option<String>,
+    pub endpoint_id: Option<Uuid>,
+    pub event_id: Option<Uuid>,
+}
+
 /// A signing secret: generated, shown once, sealed for storage.
 pub struct SigningSecret(String);
 

@@ -17,9 +17,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::model::{
-    parse_events, DeliveryRow, DeliveryStatus, EndpointRow, SigningSecret, MAX_ENDPOINTS,
+    parse_events, DeliveryFilter, DeliveryRow, DeliveryStatus, EndpointRow, SigningSecret,
+    MAX_ENDPOINTS,
 };
-use super::store::{self, DeliveryFilter, EndpointChanges, NewEndpoint};
+use super::store::{self, EndpointChanges, NewEndpoint};
 use super::target::{self, Policy};
 use crate::app::App;
 use crate::audit;

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::model::{Channel, DeliveryRow, DeliveryStatus, EndpointRow};
+use super::model::{Channel, DeliveryFilter, DeliveryRow, DeliveryStatus, EndpointRow};
 use crate::db::schema::{notification_deliveries as d, webhook_endpoints as e};
 use crate::db::Conn;
 use crate::ids::TenantId;
@@ -110,15 +110,6 @@ pub async fn restart_pending(c: &mut Conn, endpoint: Uuid) -> QueryResult<usize>
     ))
     .execute(c)
     .await
-}
-
-/// Which deliveries `Tenant.webhookDeliveries` lists.
-#[derive(Debug, Clone, Default)]
-pub struct DeliveryFilter {
-    pub status: Option<DeliveryStatus>,
-    pub event_type: Option<String>,
-    pub endpoint_id: Option<Uuid>,
-    pub event_id: Option<Uuid>,
 }
 
 type Boxed<'a> = d::BoxedQuery<'a, diesel::pg::Pg>;

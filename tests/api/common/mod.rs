@@ -281,7 +281,7 @@ impl TestApp {
         Self::start(self.db.clone(), self.env.clone()).await
     }
 
-    async fn start(db: Arc<TestDb>, env: HashMap<String, String>) -> TestApp {
+    pub async fn start(db: Arc<TestDb>, env: HashMap<String, String>) -> TestApp {
         let app = App::new(settings_from(&env)).await.expect("app starts");
         tenantry::notifications::worker::start(&app);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

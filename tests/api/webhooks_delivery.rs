@@ -1,0 +1,144 @@
+//! Delivery under the conditions the outbox exists for (SPEC §12, issue 16): a quota crossed by
+//! 64 racing writers on two instances yields one delivery per threshold; a worker killed with
+//! SIGKILL mid-delivery loses nothing (the event is delivered after a restart, with its id).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::receiver::{Receiver, Reply};
+use crate::common::{count, ServerProcess, TestApp};
+use crate::webhooks::{delivering, endpoint};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_crossing_under_64_racing_writers_on_two_instances_is_delivered_once_per_threshold()
+{
+    let one = TestApp::spawn_with(delivering).await;
+    let two = one.second_instance().await;
+    let t = one.tenant().plan("starter").create().await;
+    one.gql(
+        Some(&one.admin_token()),
+        "mutation($t: ID!) { setQuota(tenantId: $t, input: { resource: \"databases\", limit: 100, enforcement: HARD, alertThresholds: [25, 50] }) { limit } }",
+        json!({ "t": t.id }),
+    )
+    .await
+    .ok();
+    let rx = Receiver::start(vec![]).await;
+    let (_, secret) = endpoint(&one, &t, &rx.url, &["quota.threshold_reached"]).await;
+
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let base = if i % 2 == 0 { one.base.clone() } else { two.base.clone() };
+            let token = t.admin.clone();
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .post(format!("{base}/graphql"))
+                    .bearer_auth(token)
+                    .json(&json!({ "query": "mutation { recordUsage(resource: \"databases\", amount: 1) { allowed } }" }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap().is_success());
+    }
+    rx.wait_for(2, Duration::from_secs(10)).await;
+    // Both instances' workers keep polling: still two after a while.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let hits = rx.hits();
+    let mut by_threshold = BTreeMap::new();
+    for h in &hits {
+        assert!(h.signed_with(&secret));
+        let body = h.json();
+        assert_eq!(body["type"], "quota.threshold_reached");
+        assert_eq!(body["data"]["resource"], "databases");
+        assert_eq!(body["data"]["limit"], 100);
+        *by_threshold
+            .entry(body["data"]["threshold"].as_i64().unwrap())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        by_threshold,
+        BTreeMap::from([(25, 1), (50, 1)]),
+        "{hits:#?}"
+    );
+    let mut c = one.db.superuser().await;
+    let delivered = format!(
+        "select count(*) as n from notification_deliveries where tenant_id = '{}' and channel = 'WEBHOOK' and status = 'SUCCEEDED' and attempts = 1",
+        t.id
+    );
+    assert_eq!(count(&mut c, &delivered).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_delivery_loses_nothing() {
+    // The setup instance saves the endpoint (private targets allowed) but delivers nothing.
+    let setup = TestApp::spawn_with(|env| {
+        env.insert("OUTBOUND_WEBHOOKS_ALLOW_PRIVATE".into(), "true".into());
+    })
+    .await;
+    let t = setup.tenant().plan("starter").create().await;
+    let mut env = setup.env.clone();
+    delivering(&mut env);
+    env.insert("NOTIFICATION_WORKERS".into(), "1".into());
+    env.insert("WEBHOOK_TIMEOUT".into(), "30s".into());
+    env.insert("JOBS_INTERVAL_SECS".into(), "0".into());
+    // The first request is never answered: the process dies while it waits.
+    let rx = Receiver::start(vec![Reply::Hang]).await;
+    endpoint(&setup, &t, &rx.url, &["plan.changed"]).await;
+
+    let mut first = ServerProcess::start(&env).await;
+    let r = first
+        .gql(
+            &t.admin,
+            "mutation { changePlan(planSlug: \"professional\", billingCycle: MONTHLY) { status } }",
+            json!({}),
+        )
+        .await;
+    r.ok();
+    let hits = rx.wait_for(1, Duration::from_secs(10)).await;
+    let event_id = hits[0].header("tenantry-event-id").to_owned();
+    first.kill();
+
+    // Nothing was recorded: the claim was rolled back with the connection.
+    let mut c = setup.db.superuser().await;
+    let pending = format!(
+        "select count(*) as n from notification_deliveries where tenant_id = '{}' and status = 'PENDING' and attempts = 0",
+        t.id
+    );
+    let mut still = 0;
+    for _ in 0..100 {
+        still = count(&mut c, &pending).await;
+        if still == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(still, 1, "the delivery is still pending after the kill");
+
+    let _second = ServerProcess::start(&env).await;
+    let hits = rx.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(
+        hits[1].header("tenantry-event-id"),
+        event_id,
+        "the same event, again"
+    );
+    assert_eq!(hits[1].answered, 200);
+    let delivered = format!(
+        "select count(*) as n from notification_deliveries where tenant_id = '{}' and status = 'SUCCEEDED' and attempts = 1",
+        t.id
+    );
+    let mut done = 0;
+    for _ in 0..100 {
+        done = count(&mut c, &delivered).await;
+        if done == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(done, 1);
+}
