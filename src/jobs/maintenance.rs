@@ -74,3 +74,23 @@ pub async fn audit_retention(c: &mut Conn) -> AppResult<u64> {
             .await?;
     Ok(n as u64)
 }
+
+/// Forgets notification deliveries finished more than 30 days ago, then outbox events
+/// dispatched more than 30 days ago that no delivery waits for any more.
+pub async fn notification_retention(c: &mut Conn) -> AppResult<u64> {
+    let deliveries = diesel::sql_query(
+        "delete from notification_deliveries \
+          where status <> 'PENDING' and finished_at < now() - interval '30 days'",
+    )
+    .execute(c)
+    .await?;
+    let events = diesel::sql_query(
+        "delete from notification_outbox o \
+          where o.dispatched_at < now() - interval '30 days' \
+            and not exists (select 1 from notification_deliveries d \
+                             where d.tenant_id = o.tenant_id and d.event_id = o.id)",
+    )
+    .execute(c)
+    .await?;
+    Ok((deliveries + events) as u64)
+}

@@ -43,10 +43,12 @@ pub enum Job {
     WebhookRetry,
     /// Finish plan quota rollouts an instance left half-way (`setPlanQuota`).
     PlanRollouts,
+    /// Forget notification deliveries and events older than 30 days.
+    NotificationRetention,
 }
 
 impl Job {
-    pub const ALL: [Job; 10] = [
+    pub const ALL: [Job; 11] = [
         Job::QuotaResets,
         Job::PurgeDeletedTenants,
         Job::IdempotencyExpiry,
@@ -57,6 +59,7 @@ impl Job {
         Job::UsageReporting,
         Job::WebhookRetry,
         Job::PlanRollouts,
+        Job::NotificationRetention,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +74,7 @@ impl Job {
             Job::UsageReporting => "usage-reporting",
             Job::WebhookRetry => "webhook-retry",
             Job::PlanRollouts => "plan-rollouts",
+            Job::NotificationRetention => "notification-retention",
         }
     }
 
@@ -140,6 +144,7 @@ async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<(u64, Vec<TenantId>
         Job::PurgeDeletedTenants => changed(maintenance::purge_deleted_tenants(c, &actor).await?),
         Job::IdempotencyExpiry => count(maintenance::idempotency_expiry(c).await?),
         Job::AuditRetention => count(maintenance::audit_retention(c).await?),
+        Job::NotificationRetention => count(maintenance::notification_retention(c).await?),
         Job::TrialExpiry => changed(billing::trial_expiry(c, &actor).await?),
         Job::GraceSuspension => changed(billing::grace_suspension(c, &actor).await?),
         Job::IntentExpiry => count(billing::intent_expiry(c, &actor).await?),

@@ -375,20 +375,23 @@ struct Depth {
 }
 
 /// `tenantry_notification_outbox_depth{stage}` and `tenantry_notification_outbox_age_seconds`
-/// (the oldest event not yet dispatched, or delivery still pending; the whole system's, so
-/// every instance reports the same).
+/// (the oldest event not yet dispatched, or delivery still pending; deliveries to disabled
+/// endpoints wait for the tenant, not for us, and are left out). The whole system's, so every
+/// instance reports the same.
 async fn gauges(app: &App) -> AppResult<()> {
     let d: Depth = app
         .db
         .scoped(Scope::Platform("notifications"), |c| {
             async move {
                 Ok(diesel::sql_query(
-                    "select (select count(*) from notification_outbox where dispatched_at is null) as undispatched, \
-                            (select count(*) from notification_deliveries where status = 'PENDING') as pending, \
+                    "with waiting as (select d.created_at from notification_deliveries d \
+                        left join webhook_endpoints e on e.tenant_id = d.tenant_id and e.id = d.endpoint_id \
+                        where d.status = 'PENDING' and (d.channel = 'EMAIL' or e.enabled)) \
+                     select (select count(*) from notification_outbox where dispatched_at is null) as undispatched, \
+                            (select count(*) from waiting) as pending, \
                             extract(epoch from now() - least( \
                                (select min(created_at) from notification_outbox where dispatched_at is null), \
-                               (select min(created_at) from notification_deliveries where status = 'PENDING')))::float8 \
-                               as oldest_seconds",
+                               (select min(created_at) from waiting)))::float8 as oldest_seconds",
                 )
                 .get_result(c)
                 .await?)

@@ -283,4 +283,17 @@ async fn an_endpoint_failing_throughout_is_disabled_and_comes_back_when_enabled(
     let hits = rx.wait_for(before + 1, Duration::from_secs(5)).await;
     assert_eq!(hits[before].json()["data"]["toPlan"], "starter");
     assert_eq!(hits[before].answered, 200);
+
+    // The operator sees it: deliveries by outcome, disables, the outbox's depth and age.
+    let metrics = app.get("/metrics").await.1;
+    for line in [
+        "tenantry_notification_deliveries_total{channel=\"WEBHOOK\",outcome=\"retried\"}",
+        "tenantry_notification_deliveries_total{channel=\"WEBHOOK\",outcome=\"failed\"}",
+        "tenantry_notification_deliveries_total{channel=\"WEBHOOK\",outcome=\"delivered\"}",
+        "tenantry_webhook_endpoints_disabled_total",
+        "tenantry_notification_outbox_depth{stage=\"pending\"}",
+        "tenantry_notification_outbox_age_seconds",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 }

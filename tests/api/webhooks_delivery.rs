@@ -142,3 +142,48 @@ async fn a_worker_killed_mid_delivery_loses_nothing() {
     }
     assert_eq!(done, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_and_events_are_forgotten_after_30_days_but_not_while_pending() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("OUTBOUND_WEBHOOKS_ALLOW_PRIVATE".into(), "true".into());
+    })
+    .await;
+    let t = app.tenant().plan("starter").create().await;
+    endpoint(&app, &t, "http://127.0.0.1:9/hook", &["*"]).await;
+    let mut c = app.db.superuser().await;
+    use diesel_async::SimpleAsyncConnection;
+    c.batch_execute(&format!(
+        r#"insert into notification_outbox (tenant_id, id, event_type, data, created_at, dispatched_at) values
+             ('{t}', 'a0000000-0000-0000-0000-000000000001', 'plan.changed', '{{}}', now() - interval '40 days', now() - interval '40 days'),
+             ('{t}', 'a0000000-0000-0000-0000-000000000002', 'plan.changed', '{{}}', now() - interval '40 days', now() - interval '40 days'),
+             ('{t}', 'a0000000-0000-0000-0000-000000000003', 'plan.changed', '{{}}', now() - interval '2 days', now() - interval '2 days');
+           insert into notification_deliveries (tenant_id, id, event_id, event_seq, event_type, channel, endpoint_id, status, finished_at)
+             select '{t}', gen_random_uuid(), o.id, o.seq, o.event_type, 'WEBHOOK', e.id,
+                    case when o.id = 'a0000000-0000-0000-0000-000000000002' then 'PENDING' else 'SUCCEEDED' end,
+                    case when o.id = 'a0000000-0000-0000-0000-000000000002' then null else o.dispatched_at end
+               from notification_outbox o, webhook_endpoints e where o.tenant_id = '{t}' and e.tenant_id = '{t}';"#,
+        t = t.id
+    ))
+    .await
+    .unwrap();
+    tenantry::jobs::run_once(&app.app, tenantry::jobs::Job::NotificationRetention)
+        .await
+        .unwrap();
+    let left = |table: &str| {
+        format!(
+            "select count(*) as n from {table} where tenant_id = '{}'",
+            t.id
+        )
+    };
+    assert_eq!(
+        count(&mut c, &left("notification_deliveries")).await,
+        2,
+        "the old finished delivery is gone"
+    );
+    assert_eq!(
+        count(&mut c, &left("notification_outbox")).await,
+        2,
+        "the event still pending stays"
+    );
+}
