@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 pub mod export;
 pub mod graphiql;
 pub mod internal;
+pub mod outbound;
 pub mod ratelimit;
 pub mod request_id;
 

@@ -29,14 +29,7 @@ impl Fetcher {
         let uri: Uri = url
             .parse()
             .map_err(|e| anyhow::anyhow!("JWT_JWKS_URL is not a URL: {e}"))?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let https = crate::http::outbound::https(HttpConnector::new(), timeout);
         Ok(Fetcher {
             client: Client::builder(TokioExecutor::new()).build(https),
             uri,

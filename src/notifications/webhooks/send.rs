@@ -40,16 +40,11 @@ pub struct Signed<'a> {
 
 impl Sender {
     pub fn new(policy: Policy, timeout: Duration) -> Self {
-        let mut http = HttpConnector::new_with_resolver(GuardedResolver {
+        let resolver = GuardedResolver {
             allow_private: policy.allow_private,
-        });
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        };
+        let https =
+            crate::http::outbound::https(HttpConnector::new_with_resolver(resolver), timeout);
         Sender {
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))

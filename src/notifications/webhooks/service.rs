@@ -26,7 +26,7 @@ use crate::app::App;
 use crate::audit;
 use crate::auth::{Actor, Role};
 use crate::db::page::{Page, PageArgs};
-use crate::db::{Db, Scope};
+use crate::db::{Conn, Db, Scope};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 use crate::tenants::lifecycle;
@@ -167,13 +167,7 @@ pub async fn update(
         .db
         .scoped(id_scope(actor), |c| {
             async move {
-                let before = store::find(c, id)
-                    .await?
-                    .ok_or_else(|| AppError::not_found(ENTITY))?;
-                lifecycle::lock_writable(c, actor, before.tenant_id).await?;
-                let before = store::find_for_update(c, id)
-                    .await?
-                    .ok_or_else(|| AppError::not_found(ENTITY))?;
+                let before = lock_endpoint(c, actor, id).await?;
                 let now = Utc::now();
                 let mut ch = EndpointChanges {
                     url,
@@ -217,19 +211,25 @@ pub async fn update(
     Ok((row, secret))
 }
 
+/// Endpoint `id` as the actor sees it, locked after its tenant (which must be writable): the
+/// order `create` locks in.
+async fn lock_endpoint(c: &mut Conn, actor: &Actor, id: Uuid) -> AppResult<EndpointRow> {
+    let seen = store::find(c, id)
+        .await?
+        .ok_or_else(|| AppError::not_found(ENTITY))?;
+    lifecycle::lock_writable(c, actor, seen.tenant_id).await?;
+    store::find_for_update(c, id)
+        .await?
+        .ok_or_else(|| AppError::not_found(ENTITY))
+}
+
 /// Deletes endpoint `id` and its delivery log; waiting deliveries are dropped.
 pub async fn delete(app: &App, actor: &Actor, id: Uuid) -> AppResult<EndpointRow> {
     actor.require(Role::TenantAdmin)?;
     app.db
         .scoped(id_scope(actor), |c| {
             async move {
-                let before = store::find(c, id)
-                    .await?
-                    .ok_or_else(|| AppError::not_found(ENTITY))?;
-                lifecycle::lock_writable(c, actor, before.tenant_id).await?;
-                let before = store::find_for_update(c, id)
-                    .await?
-                    .ok_or_else(|| AppError::not_found(ENTITY))?;
+                let before = lock_endpoint(c, actor, id).await?;
                 store::delete(c, id).await?;
                 let change = audit::Change::new(
                     before.tenant_id,
