@@ -45,24 +45,7 @@ async fn causes_write_their_events_once_and_in_order() {
     .ok();
 
     // 64 racing writers of 1 each: 25 and 50 are crossed once each.
-    let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let (base, token) = (app.base.clone(), t.admin.clone());
-            tokio::spawn(async move {
-                reqwest::Client::new()
-                    .post(format!("{base}/graphql"))
-                    .bearer_auth(token)
-                    .json(&json!({ "query": "mutation { recordUsage(resource: \"databases\", amount: 1) { allowed } }" }))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-            })
-        })
-        .collect();
-    for task in tasks {
-        assert!(task.await.unwrap().is_success());
-    }
+    crate::common::domain::race_usage(&[&app.base], &t.admin, "databases", 64).await;
     // A plan change, an invitation, a suspension and a reactivation.
     app.gql(
         Some(&t.admin),

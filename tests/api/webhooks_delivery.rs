@@ -27,25 +27,7 @@ async fn a_quota_crossing_under_64_racing_writers_on_two_instances_is_delivered_
     let rx = Receiver::start(vec![]).await;
     let (_, secret) = endpoint(&one, &t, &rx.url, &["quota.threshold_reached"]).await;
 
-    let tasks: Vec<_> = (0..64)
-        .map(|i| {
-            let base = if i % 2 == 0 { one.base.clone() } else { two.base.clone() };
-            let token = t.admin.clone();
-            tokio::spawn(async move {
-                reqwest::Client::new()
-                    .post(format!("{base}/graphql"))
-                    .bearer_auth(token)
-                    .json(&json!({ "query": "mutation { recordUsage(resource: \"databases\", amount: 1) { allowed } }" }))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-            })
-        })
-        .collect();
-    for task in tasks {
-        assert!(task.await.unwrap().is_success());
-    }
+    crate::common::domain::race_usage(&[&one.base, &two.base], &t.admin, "databases", 64).await;
     rx.wait_for(2, Duration::from_secs(10)).await;
     // Both instances' workers keep polling: still two after a while.
     tokio::time::sleep(Duration::from_millis(600)).await;

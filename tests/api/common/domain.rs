@@ -70,3 +70,29 @@ impl TestApp {
         .await
     }
 }
+
+/// `writers` racing `recordUsage(resource, amount: 1)` calls with `token`, spread over the
+/// instances at `bases` in turn; panics unless every one is answered 2xx.
+pub async fn race_usage(bases: &[&str], token: &str, resource: &str, writers: usize) {
+    let tasks: Vec<_> = (0..writers)
+        .map(|i| {
+            let (base, token) = (bases[i % bases.len()].to_owned(), token.to_owned());
+            let query = format!(
+                "mutation {{ recordUsage(resource: \"{resource}\", amount: 1) {{ allowed }} }}"
+            );
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .post(format!("{base}/graphql"))
+                    .bearer_auth(token)
+                    .json(&json!({ "query": query }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap().is_success());
+    }
+}
