@@ -52,6 +52,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         payment_updated_at -> Nullable<Timestamptz>,
+        trial_ending_notified_for -> Nullable<Timestamptz>,
     }
 }
 

@@ -43,14 +43,18 @@ pub enum Job {
     WebhookRetry,
     /// Finish plan quota rollouts an instance left half-way (`setPlanQuota`).
     PlanRollouts,
+    // Appended (not beside TrialExpiry): `lock_key` follows the declaration order.
+    /// Tell trials ending within 3 days (`subscription.trial_ending`, once per trial end).
+    TrialEnding,
 }
 
 impl Job {
-    pub const ALL: [Job; 10] = [
+    pub const ALL: [Job; 11] = [
         Job::QuotaResets,
         Job::PurgeDeletedTenants,
         Job::IdempotencyExpiry,
         Job::AuditRetention,
+        Job::TrialEnding,
         Job::TrialExpiry,
         Job::GraceSuspension,
         Job::IntentExpiry,
@@ -71,6 +75,7 @@ impl Job {
             Job::UsageReporting => "usage-reporting",
             Job::WebhookRetry => "webhook-retry",
             Job::PlanRollouts => "plan-rollouts",
+            Job::TrialEnding => "trial-ending",
         }
     }
 
@@ -140,6 +145,7 @@ async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<(u64, Vec<TenantId>
         Job::PurgeDeletedTenants => changed(maintenance::purge_deleted_tenants(c, &actor).await?),
         Job::IdempotencyExpiry => count(maintenance::idempotency_expiry(c).await?),
         Job::AuditRetention => count(maintenance::audit_retention(c).await?),
+        Job::TrialEnding => count(billing::trial_ending(c).await?),
         Job::TrialExpiry => changed(billing::trial_expiry(c, &actor).await?),
         Job::GraceSuspension => changed(billing::grace_suspension(c, &actor).await?),
         Job::IntentExpiry => count(billing::intent_expiry(c, &actor).await?),

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod domain;
+pub mod smtp;
 pub mod stripe;
 pub mod ws;
 
