@@ -20,8 +20,8 @@ use anyhow::{bail, Context as _};
 pub use billing::{BillingMode, PriceOverride};
 pub use env::is_plain_identifier;
 use env::{decode_key, Env};
-pub use mail::{SmtpUrl, DEFAULT_MAIL_FROM};
 pub use limits::{BucketShape, GraphqlLimits, MemberSoftPolicy, TenantBounds, WsLimits};
+pub use mail::{SmtpUrl, DEFAULT_MAIL_FROM};
 pub use production::{MIN_SECRET_BYTES, SHIPPED_EXAMPLE_KEYS, SHIPPED_EXAMPLE_SECRETS};
 
 #[derive(Debug, Clone)]

@@ -94,9 +94,11 @@ impl Settings {
                     .into(),
             );
         }
-        if let Some(url) = self.smtp_url.as_ref().filter(|u| {
-            u.has_credentials() && u.may_be_plain_text() && !is_loopback(&u.host())
-        }) {
+        if let Some(url) = self
+            .smtp_url
+            .as_ref()
+            .filter(|u| u.has_credentials() && u.may_be_plain_text() && !is_loopback(&u.host()))
+        {
             problems.push(format!(
                 "SMTP_URL sends its password to {} over plain SMTP (anyone on the path could \
                  read it and every mail); use smtps://...:465 or smtp://...:587?tls=required",
@@ -296,7 +298,10 @@ mod tests {
             "smtp://mail.example.com:25",
             "smtp://user:pw@127.0.0.1:2525",
         ] {
-            assert!(production(("SMTP_URL", ok)).unwrap().check_serve().is_ok(), "{ok}");
+            assert!(
+                production(("SMTP_URL", ok)).unwrap().check_serve().is_ok(),
+                "{ok}"
+            );
         }
         for bad in [
             "smtp://user:pw@mail.example.com:587",

@@ -22,7 +22,10 @@ async fn with_sink() -> (TestApp, SmtpSink) {
     let url = sink.url();
     let app = TestApp::spawn_with(|env| {
         env.insert("SMTP_URL".into(), url);
-        env.insert("MAIL_FROM".into(), "Tenantry Alerts <alerts@tenantry.test>".into());
+        env.insert(
+            "MAIL_FROM".into(),
+            "Tenantry Alerts <alerts@tenantry.test>".into(),
+        );
     })
     .await;
     (app, sink)
@@ -51,12 +54,19 @@ async fn add_members(app: &TestApp, tenant: Uuid) {
 }
 
 async fn set_config(app: &TestApp, tenant: Uuid, category: &str, key: &str, value: Value) {
-    let data_type = if value.is_boolean() { "BOOLEAN" } else { "STRING" };
-    sql(app, &format!(
-        "insert into configs (tenant_id, category, key, value, data_type)
+    let data_type = if value.is_boolean() {
+        "BOOLEAN"
+    } else {
+        "STRING"
+    };
+    sql(
+        app,
+        &format!(
+            "insert into configs (tenant_id, category, key, value, data_type)
          values ('{tenant}', '{category}', '{key}', '{value}', '{data_type}')
          on conflict (tenant_id, category, key) do update set value = excluded.value"
-    ))
+        ),
+    )
     .await;
 }
 
@@ -126,13 +136,19 @@ async fn mail_reaches_active_owners_and_admins_in_the_tenants_branding() {
     rcpts.sort();
     assert_eq!(rcpts, vec!["Owner@Example.com", "admin@example.com"]);
     let to = m.header("To").unwrap();
-    assert!(to.contains("admin@example.com") && to.contains("Owner@Example.com"), "{to}");
+    assert!(
+        to.contains("admin@example.com") && to.contains("Owner@Example.com"),
+        "{to}"
+    );
     assert_eq!(m.header("X-Tenantry-Event-Id"), Some(e.id.to_string()));
     assert_eq!(
         m.header("Message-ID"),
         Some(format!("<{}@tenantry.test>", e.id))
     );
-    assert_eq!(m.header("Auto-Submitted").as_deref(), Some("auto-generated"));
+    assert_eq!(
+        m.header("Auto-Submitted").as_deref(),
+        Some("auto-generated")
+    );
     let subject = m.header("Subject").unwrap();
     assert!(
         subject.contains("storage usage reached 90% of the limit"),
@@ -173,7 +189,14 @@ async fn quota_alert_emails_off_skips_only_quota_mail() {
     let (app, sink) = with_sink().await;
     let t = app.tenant().create().await;
     add_members(&app, t.id).await;
-    set_config(&app, t.id, "notifications", "quota_alert_emails", json!(false)).await;
+    set_config(
+        &app,
+        t.id,
+        "notifications",
+        "quota_alert_emails",
+        json!(false),
+    )
+    .await;
     assert_eq!(
         deliver(&app, &quota_event(t.id)).await,
         Ok(MailOutcome::Skipped(mail::SKIP_QUOTA_MAIL_DISABLED))
@@ -185,7 +208,10 @@ async fn quota_alert_emails_off_skips_only_quota_mail() {
     let got = sink.wait_for(1).await;
     assert_eq!(got.len(), 1);
     let subject = got[0].header("Subject").unwrap();
-    assert!(subject.contains("Your plan changed to professional"), "{subject}");
+    assert!(
+        subject.contains("Your plan changed to professional"),
+        "{subject}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,7 +221,9 @@ async fn a_temporary_smtp_failure_is_an_error_and_the_retry_sends_the_same_messa
     add_members(&app, t.id).await;
     sink.fail_next(1);
     let e = plan_event(t.id);
-    let err = deliver(&app, &e).await.expect_err("451 is a failure to retry");
+    let err = deliver(&app, &e)
+        .await
+        .expect_err("451 is a failure to retry");
     assert!(err.contains("451"), "{err}");
     assert!(!err.contains("127.0.0.1"), "{err}");
     assert_eq!(sink.refused(), 1);
@@ -276,11 +304,20 @@ async fn a_real_suspension_is_mailed_without_branding_the_plan_lacks() {
         Ok(MailOutcome::Sent { recipients: 2 })
     );
     let m = &sink.wait_for(1).await[0];
-    assert!(m.header("Subject").unwrap().contains("Your tenant was suspended"));
-    assert!(m.part("text/plain").unwrap().contains("Reason: Unpaid <invoice>"));
+    assert!(m
+        .header("Subject")
+        .unwrap()
+        .contains("Your tenant was suspended"));
+    assert!(m
+        .part("text/plain")
+        .unwrap()
+        .contains("Reason: Unpaid <invoice>"));
     let html = m.part("text/html").unwrap();
     assert!(html.contains("Unpaid &lt;invoice&gt;"), "{html}");
-    assert!(!html.contains("#ff0000") && html.contains("background:#4f46e5"), "{html}");
+    assert!(
+        !html.contains("#ff0000") && html.contains("background:#4f46e5"),
+        "{html}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,7 +357,11 @@ async fn a_trial_ending_in_three_days_is_told_once_per_trial_end() {
     for _ in 0..2 {
         jobs::run_once(&app.app, Job::TrialEnding).await.unwrap();
     }
-    assert_eq!(count(&mut c, &told).await, 1, "once, however often the job runs");
+    assert_eq!(
+        count(&mut c, &told).await,
+        1,
+        "once, however often the job runs"
+    );
     let other_told = told.replace(&t.id.to_string(), &other.id.to_string());
     assert_eq!(count(&mut c, &other_told).await, 0);
 
@@ -364,14 +405,20 @@ async fn a_trial_ending_in_three_days_is_told_once_per_trial_end() {
         Ok(MailOutcome::Sent { recipients: 2 })
     );
     let subject = sink.wait_for(1).await[0].header("Subject").unwrap();
-    assert!(subject.contains("Your professional trial ends on"), "{subject}");
+    assert!(
+        subject.contains("Your professional trial ends on"),
+        "{subject}"
+    );
 
     // A trial that is no longer TRIALING is not told.
-    sql(&app, &format!(
+    sql(
+        &app,
+        &format!(
         "update billing_subscriptions set status = 'ACTIVE', trial_end = now() + interval '1 day',
                 trial_ending_notified_for = null where tenant_id = '{}'",
         other.id
-    ))
+    ),
+    )
     .await;
     jobs::run_once(&app.app, Job::TrialEnding).await.unwrap();
     assert_eq!(count(&mut c, &other_told).await, 0);

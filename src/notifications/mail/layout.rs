@@ -120,10 +120,7 @@ pub fn one_line(s: &str, max: usize) -> String {
 /// Fills the frame: `[<tenant>] <subject>`, the plain-text part and the HTML part (which shows
 /// the same words, escaped, in the tenant's colour and with its logo).
 pub fn render(content: &Content, brand: &Branding, event_id: Uuid) -> Mail {
-    let subject = one_line(
-        &format!("[{}] {}", brand.tenant_name, content.subject),
-        200,
-    );
+    let subject = one_line(&format!("[{}] {}", brand.tenant_name, content.subject), 200);
     let heading = one_line(&content.heading, MAX_VALUE);
     let paragraphs: Vec<String> = content
         .paragraphs
@@ -253,7 +250,9 @@ mod tests {
         // The plain-text part carries the words as they are.
         assert!(mail.text.contains("<script>alert('x')</script> & Co"));
         assert!(mail.text.contains("Resource: <script>alert(1)</script>"));
-        assert!(mail.text.contains("Event id: 00000000-0000-0000-0000-000000000000"));
+        assert!(mail
+            .text
+            .contains("Event id: 00000000-0000-0000-0000-000000000000"));
         assert_eq!(
             mail.subject,
             "[<script>alert('x')</script> & Co] Storage reached 90%"
@@ -294,7 +293,11 @@ mod tests {
             .html
             .contains(r#"src="https://cdn.example.com/logo.png?v=1&amp;s=2""#));
         assert!(mail.html.contains("background:#112233"));
-        let plain = render(&content(), &Branding::new("T", Some("red"), None), Uuid::nil());
+        let plain = render(
+            &content(),
+            &Branding::new("T", Some("red"), None),
+            Uuid::nil(),
+        );
         assert!(plain.html.contains("background:#4f46e5") && !plain.html.contains("<img"));
     }
 

@@ -75,11 +75,7 @@ pub fn mails(event: EventType) -> bool {
 /// bypassed), renders and sends. `Err` is a failure worth retrying (the SMTP server down or
 /// answering 4xx, the database unreadable; also a 5xx, which the worker's retry limit ends): a
 /// short sentence without secrets.
-pub async fn deliver(
-    app: &App,
-    c: &mut Conn,
-    event: &OutboxEvent,
-) -> Result<MailOutcome, String> {
+pub async fn deliver(app: &App, c: &mut Conn, event: &OutboxEvent) -> Result<MailOutcome, String> {
     let outcome = decide_and_send(app, c, event).await;
     let label = match &outcome {
         Ok(MailOutcome::Sent { .. }) if app.mailer.sends() => "sent",

@@ -44,16 +44,13 @@ pub async fn audience(
             Some(Value::Bool(false))
         )
     };
-    let (email_enabled, quota_alert_emails) = (switch("email_enabled"), switch("quota_alert_emails"));
+    let (email_enabled, quota_alert_emails) =
+        (switch("email_enabled"), switch("quota_alert_emails"));
     // Branding is the tenant's only while `custom_branding` is on (as for reading and writing
     // it through the API); otherwise the defaults.
-    let branded = crate::features::service::enabled_in(
-        c,
-        tenant.id,
-        tenant.plan_id,
-        "custom_branding",
-    )
-    .await?;
+    let branded =
+        crate::features::service::enabled_in(c, tenant.id, tenant.plan_id, "custom_branding")
+            .await?;
     let branding_value = |key: &str| {
         let v = if branded {
             config.value("branding", key, secret)

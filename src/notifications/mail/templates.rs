@@ -29,8 +29,7 @@ pub fn content(event: EventType, data: &Value) -> Content {
                         d.text("used"),
                         d.text("limit")
                     ),
-                    "A hard quota refuses usage beyond its limit; a higher plan raises it."
-                        .into(),
+                    "A hard quota refuses usage beyond its limit; a higher plan raises it.".into(),
                 ],
                 facts: vec![
                     ("Resource", resource),
@@ -198,7 +197,10 @@ mod tests {
             EventType::TrialEnding,
             &json!({ "trialEnd": "2026-12-08T10:30:00.123+00:00", "plan": "professional" }),
         );
-        assert_eq!(t.subject, "Your professional trial ends on 2026-12-08 10:30 UTC");
+        assert_eq!(
+            t.subject,
+            "Your professional trial ends on 2026-12-08 10:30 UTC"
+        );
         let s = content(
             EventType::TenantSuspended,
             &json!({ "status": "SUSPENDED", "reason": "NONPAYMENT" }),
@@ -210,7 +212,10 @@ mod tests {
             .chain([EventType::EndpointDisabled])
         {
             let c = content(event, &json!({ "threshold": [1], "reason": null }));
-            assert!(!c.subject.is_empty() && !c.paragraphs.is_empty(), "{event:?}");
+            assert!(
+                !c.subject.is_empty() && !c.paragraphs.is_empty(),
+                "{event:?}"
+            );
         }
         let m = content(EventType::MemberInvited, &json!({}));
         assert_eq!(m.subject, "unknown was invited as unknown");

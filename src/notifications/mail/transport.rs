@@ -57,7 +57,12 @@ impl Mailer {
 
     /// Builds the message for `to` (all in `To`: they are the tenant's owners and admins, who
     /// see each other in the member list anyway).
-    pub fn message(&self, to: &[Address], mail: &Mail, event: &OutboxEvent) -> Result<Message, String> {
+    pub fn message(
+        &self,
+        to: &[Address],
+        mail: &Mail,
+        event: &OutboxEvent,
+    ) -> Result<Message, String> {
         let builder = to.iter().fold(Message::builder(), |b, a| {
             b.to(Mailbox::new(None, a.clone()))
         });
@@ -77,7 +82,12 @@ impl Mailer {
 
     /// Sends (or, without `SMTP_URL`, logs) the message; `Err` is a sentence for the delivery
     /// log and the worker retries.
-    pub async fn send(&self, to: &[Address], mail: &Mail, event: &OutboxEvent) -> Result<(), String> {
+    pub async fn send(
+        &self,
+        to: &[Address],
+        mail: &Mail,
+        event: &OutboxEvent,
+    ) -> Result<(), String> {
         let message = self.message(to, mail, event)?;
         let Some(transport) = &self.transport else {
             let to: Vec<String> = to.iter().map(ToString::to_string).collect();

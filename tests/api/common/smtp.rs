@@ -78,7 +78,10 @@ impl SmtpSink {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("the SMTP sink got {} messages, expected {n}", self.messages().len());
+        panic!(
+            "the SMTP sink got {} messages, expected {n}",
+            self.messages().len()
+        );
     }
 }
 
@@ -159,14 +162,14 @@ async fn reply(w: &mut tokio::net::tcp::OwnedWriteHalf, text: &str) -> bool {
 /// `MAIL FROM:<a@b> SIZE=1` → `a@b`.
 fn address(command: &str) -> String {
     let start = command.find('<').map_or(0, |i| i + 1);
-    let end = command[start..].find('>').map_or(command.len(), |i| start + i);
+    let end = command[start..]
+        .find('>')
+        .map_or(command.len(), |i| start + i);
     command[start..end].to_owned()
 }
 
 /// The message up to `<CRLF>.<CRLF>`, dot-stuffing undone, lines joined with CRLF.
-async fn read_data(
-    lines: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-) -> Option<String> {
+async fn read_data(lines: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<String> {
     let mut data = String::new();
     let mut line = String::new();
     loop {
@@ -258,7 +261,8 @@ impl Received {
             .map(|p| p.trim_start_matches("\r\n"))
             .map(split_entity)
             .find(|(h, _)| {
-                header_of(h, "Content-Type").is_some_and(|t| t.to_ascii_lowercase().starts_with(mime))
+                header_of(h, "Content-Type")
+                    .is_some_and(|t| t.to_ascii_lowercase().starts_with(mime))
             })
             .map(|(h, b)| {
                 let b = b.strip_suffix("\r\n").unwrap_or(&b).to_owned();
