@@ -151,7 +151,7 @@ async fn mail_reaches_active_owners_and_admins_in_the_tenants_branding() {
     );
     let subject = m.header("Subject").unwrap();
     assert!(
-        subject.contains("storage usage reached 90% of the limit"),
+        subject.contains("Usage of storage reached 90% of the limit"),
         "{subject}"
     );
     let text = m.part("text/plain").expect("a plain-text part");
@@ -321,13 +321,21 @@ async fn a_real_suspension_is_mailed_without_branding_the_plan_lacks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nobody_to_tell_is_skipped() {
+async fn nobody_to_tell_and_deleted_tenants_are_skipped() {
     let (app, sink) = with_sink().await;
     let t = app.tenant().owner("owner-without-address").create().await;
     assert_eq!(
         deliver(&app, &plan_event(t.id)).await,
         Ok(MailOutcome::Skipped(mail::SKIP_NO_RECIPIENTS))
     );
+    let deleted = app.tenant().create().await;
+    add_members(&app, deleted.id).await;
+    app.delete_tenant(deleted.id).await.ok();
+    assert_eq!(
+        deliver(&app, &plan_event(deleted.id)).await,
+        Ok(MailOutcome::Skipped(mail::SKIP_TENANT_GONE))
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(sink.messages().is_empty());
 }
 

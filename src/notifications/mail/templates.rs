@@ -19,8 +19,8 @@ pub fn content(event: EventType, data: &Value) -> Content {
             let resource = d.text("resource");
             let threshold = d.text("threshold");
             Content {
-                subject: format!("{resource} usage reached {threshold}% of the limit"),
-                heading: format!("{resource} usage reached {threshold}% of the limit"),
+                subject: format!("Usage of {resource} reached {threshold}% of the limit"),
+                heading: format!("Usage of {resource} reached {threshold}% of the limit"),
                 paragraphs: vec![
                     format!(
                         "Your {resource} usage is at {}% of the limit of your plan for the \
@@ -188,7 +188,7 @@ mod tests {
             &json!({ "resource": "storage", "threshold": 90, "used": 9, "limit": 10,
                      "percentUsed": 90.0, "periodStart": "2026-12-01T00:00:00Z" }),
         );
-        assert_eq!(q.subject, "storage usage reached 90% of the limit");
+        assert_eq!(q.subject, "Usage of storage reached 90% of the limit");
         assert!(q.paragraphs[0].contains("90.0% of the limit"));
         assert!(q
             .facts
