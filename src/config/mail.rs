@@ -65,7 +65,10 @@ impl SmtpUrl {
     /// Plain `smtp://` without `?tls=required`: nothing forces encryption (lettre's
     /// `opportunistic` falls back to plain text when the server offers no STARTTLS).
     pub fn may_be_plain_text(&self) -> bool {
-        self.0.starts_with("smtp://") && !self.0.contains("tls=required")
+        // A `?` cannot stand unencoded in user or password: the query starts at the first.
+        let query = self.0.split_once('?').map_or("", |(_, q)| q);
+        let query = query.split('#').next().unwrap_or_default();
+        self.0.starts_with("smtp://") && !query.split('&').any(|kv| kv == "tls=required")
     }
 }
 
@@ -109,6 +112,10 @@ mod tests {
         for ok in ["smtp://127.0.0.1:2525", "smtp://host:587?tls=required"] {
             assert!(settings(&[("SMTP_URL", ok)]).is_ok(), "{ok}");
         }
+        let sneaky = SmtpUrl::parse("smtp://u:tls=required@host:587").unwrap();
+        assert!(sneaky.may_be_plain_text() && sneaky.has_credentials());
+        let starttls = SmtpUrl::parse("smtp://u:p@host:587?tls=required").unwrap();
+        assert!(!starttls.may_be_plain_text());
         for bad in [
             "mail.example.com",
             "http://mail.example.com",
