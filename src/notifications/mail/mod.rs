@@ -19,6 +19,7 @@ pub mod templates;
 pub mod transport;
 
 use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
 use crate::app::App;
@@ -101,7 +102,10 @@ async fn decide_and_send(
         return Ok(MailOutcome::Skipped(SKIP_NO_MAIL));
     }
     let secret = app.settings.config_encryption_key.as_ref();
-    let audience = recipients::audience(c, event.tenant_id, secret)
+    // In a savepoint: a failed read leaves the worker's transaction usable for its outcome.
+    let tenant_id = event.tenant_id;
+    let audience = c
+        .transaction(async |c| recipients::audience(c, tenant_id, secret).await)
         .await
         .map_err(|e| {
             tracing::warn!(tenant_id = %event.tenant_id, error = %e, "reading a mail's recipients failed");
