@@ -169,6 +169,74 @@ async fn mail_reaches_active_owners_and_admins_in_the_tenants_branding() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_has_a_mail_with_both_parts() {
+    let (app, sink) = with_sink().await;
+    let t = app.tenant().create().await;
+    add_members(&app, t.id).await;
+    let events = [
+        (
+            EventType::QuotaThresholdReached,
+            json!({ "resource": "api_calls", "threshold": 75 }),
+            "Usage of api_calls reached 75%",
+        ),
+        (
+            EventType::PlanChanged,
+            json!({ "fromPlan": "free", "toPlan": "starter" }),
+            "Your plan changed to starter",
+        ),
+        (
+            EventType::TrialEnding,
+            json!({ "trialEnd": "2026-12-08T00:00:00Z", "plan": "starter" }),
+            "Your starter trial ends on 2026-12-08 00:00 UTC",
+        ),
+        (
+            EventType::PaymentFailed,
+            json!({ "failedAt": "2026-12-01T00:00:00Z" }),
+            "A payment failed",
+        ),
+        (
+            EventType::TenantSuspended,
+            json!({ "reason": "abuse" }),
+            "Your tenant was suspended",
+        ),
+        (
+            EventType::TenantReactivated,
+            json!({}),
+            "Your tenant is active again",
+        ),
+        (
+            EventType::MemberInvited,
+            json!({ "email": "new@example.com", "role": "ADMIN" }),
+            "new@example.com was invited as ADMIN",
+        ),
+        (
+            EventType::EndpointDisabled,
+            json!({ "url": "https://hooks.example.com/x", "lastError": "HTTP 500" }),
+            "A webhook endpoint was disabled",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (event_type, data, _) in &events {
+        assert!(mail::mails(*event_type), "{event_type:?}");
+        let e = event(t.id, *event_type, data.clone());
+        assert_eq!(
+            deliver(&app, &e).await,
+            Ok(MailOutcome::Sent { recipients: 2 })
+        );
+        ids.push(e.id.to_string());
+    }
+    let got = sink.wait_for(events.len()).await;
+    assert_eq!(got.len(), events.len());
+    for ((_, _, subject), (m, id)) in events.iter().zip(got.iter().zip(&ids)) {
+        assert_eq!(m.header("X-Tenantry-Event-Id").as_ref(), Some(id));
+        let got_subject = m.header("Subject").unwrap();
+        assert!(got_subject.contains(subject), "{got_subject} / {subject}");
+        assert!(m.part("text/plain").unwrap().contains(id.as_str()));
+        assert!(m.part("text/html").unwrap().contains("<!DOCTYPE html>"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn email_enabled_off_skips_every_mail() {
     let (app, sink) = with_sink().await;
     let t = app.tenant().create().await;
