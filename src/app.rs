@@ -54,6 +54,8 @@ pub struct App {
     pub payments: Option<Arc<dyn crate::billing::payments::Payments>>,
     /// API key look-ups and last-used marks (`api_keys::auth`).
     pub api_keys: crate::api_keys::ApiKeys,
+    /// Notification mail: SMTP (`SMTP_URL`) or, without it, the log.
+    pub mailer: crate::notifications::mail::Mailer,
 }
 
 impl App {
@@ -104,6 +106,7 @@ impl App {
             .map(|api| Arc::new(api) as Arc<dyn crate::billing::payments::Payments>);
         let domains = crate::tenants::domains::DnsVerifier::new(settings.domain_verification_dns);
         let key_overlap = settings.api_key_rotation_overlap;
+        let mailer = crate::notifications::mail::Mailer::from_settings(&settings)?;
         let app = Arc::new(App {
             domains,
             previews: Default::default(),
@@ -122,6 +125,7 @@ impl App {
             resource_types: ResourceTypeCache::default(),
             rate_limiter,
             api_keys: crate::api_keys::ApiKeys::new(key_overlap),
+            mailer,
         });
         tokio::spawn(apply_events(Arc::downgrade(&app)));
         Ok(app)

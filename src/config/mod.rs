@@ -3,12 +3,13 @@
 //!
 //! `mod.rs` holds `Settings` and the order in which it is read; each group of settings with
 //! rules of its own has a file: `limits` (GraphQL, WebSocket, per-tenant bounds), `billing`
-//! (mode, webhook secrets, Stripe price ids), `production` (the gate `serve` passes) and
-//! `env` (how one variable is read and parsed).
+//! (mode, webhook secrets, Stripe price ids), `mail` (SMTP and the sender), `production` (the
+//! gate `serve` passes) and `env` (how one variable is read and parsed).
 
 mod billing;
 mod env;
 mod limits;
+mod mail;
 mod notifications;
 mod production;
 
@@ -21,6 +22,7 @@ pub use billing::{BillingMode, PriceOverride};
 pub use env::is_plain_identifier;
 use env::{decode_key, Env};
 pub use limits::{BucketShape, GraphqlLimits, MemberSoftPolicy, TenantBounds, WsLimits};
+pub use mail::{SmtpUrl, DEFAULT_MAIL_FROM};
 pub use notifications::DeliverySettings;
 pub use production::{MIN_SECRET_BYTES, SHIPPED_EXAMPLE_KEYS, SHIPPED_EXAMPLE_SECRETS};
 
@@ -90,6 +92,10 @@ pub struct Settings {
     pub export_max_rows: u64,
     /// Outbound webhooks and the notification workers.
     pub delivery: DeliverySettings,
+    /// `SMTP_URL`: where notification mail goes; `None`: mail is logged, not sent.
+    pub smtp_url: Option<SmtpUrl>,
+    /// `MAIL_FROM`: the sender of notification mail (default `Tenantry <no-reply@localhost>`).
+    pub mail_from: lettre::message::Mailbox,
 }
 
 /// `RATE_LIMIT_ON_REDIS_ERROR`: `open` lets requests through when the limiter's Redis fails
@@ -226,6 +232,8 @@ impl Settings {
                 })
                 .transpose()?,
             export_max_rows: parse("EXPORT_MAX_ROWS", 100_000)?.clamp(1, 100_000_000),
+            smtp_url: var("SMTP_URL").as_deref().map(SmtpUrl::parse).transpose()?,
+            mail_from: mail::mail_from(var("MAIL_FROM"))?,
             rate_limit_overrides: {
                 let mut v = Vec::new();
                 for plan in ["free", "starter", "professional", "enterprise"] {

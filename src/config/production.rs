@@ -1,6 +1,7 @@
 //! The production gate: settings that are fine on a laptop but unsafe to serve the public
 //! with (example secrets shipped in this repository, short secrets, billing that silently
-//! runs without Stripe). `serve` refuses them with `APP_ENV=production`, warns elsewhere.
+//! runs without Stripe, an SMTP password sent in clear). `serve` refuses them with
+//! `APP_ENV=production`, warns elsewhere.
 
 use anyhow::bail;
 
@@ -93,6 +94,17 @@ impl Settings {
                     .into(),
             );
         }
+        if let Some(url) = self
+            .smtp_url
+            .as_ref()
+            .filter(|u| u.has_credentials() && u.may_be_plain_text() && !is_loopback(&u.host()))
+        {
+            problems.push(format!(
+                "SMTP_URL sends its password to {} over plain SMTP (anyone on the path could \
+                 read it and every mail); use smtps://...:465 or smtp://...:587?tls=required",
+                url.redacted()
+            ));
+        }
         if self.is_production()
             && self.billing_mode == BillingMode::Local
             && !self.billing_mode_explicit
@@ -132,11 +144,15 @@ fn plain_http_off_host(url: &str) -> bool {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => host_port.split(':').next().unwrap_or_default(),
     };
-    let loopback = host.eq_ignore_ascii_case("localhost")
+    !is_loopback(host)
+}
+
+/// `localhost` or a loopback address.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    !loopback
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Why a shared secret is unsafe, if it is: shipped as an example, or too short to resist
@@ -271,6 +287,29 @@ mod tests {
                     assert!(e.to_string().contains("JWT_ISSUER and JWT_AUDIENCE"), "{e}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn production_refuses_an_smtp_password_over_plain_smtp_to_another_host() {
+        for ok in [
+            "smtps://user:pw@mail.example.com:465",
+            "smtp://user:pw@mail.example.com:587?tls=required",
+            "smtp://mail.example.com:25",
+            "smtp://user:pw@127.0.0.1:2525",
+        ] {
+            assert!(
+                production(("SMTP_URL", ok)).unwrap().check_serve().is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "smtp://user:pw@mail.example.com:587",
+            "smtp://user:pw@mail.example.com:587?tls=opportunistic",
+        ] {
+            let err = refusal(&production(("SMTP_URL", bad)).unwrap());
+            assert!(err.contains("SMTP_URL sends its password"), "{err}");
+            assert!(!err.contains("pw@"), "{err}");
         }
     }
 

@@ -22,6 +22,27 @@ pub struct TenantConfig {
 }
 
 impl TenantConfig {
+    /// One key of the tenant layer: the tenant's entry (decrypted with `secret` when
+    /// encrypted), else the default.
+    pub fn value(&self, category: &str, key: &str, secret: Option<&[u8; 32]>) -> Option<Value> {
+        match self
+            .rows
+            .iter()
+            .find(|r| r.category == category && r.key == key)
+        {
+            Some(row) => Some(visible_value(row, true, secret)),
+            None => self.default_value(category, key),
+        }
+    }
+
+    /// One key's default (`config_defaults`), whatever the tenant set.
+    pub fn default_value(&self, category: &str, key: &str) -> Option<Value> {
+        self.defaults
+            .iter()
+            .find(|d| d.category == category && d.key == key)
+            .map(|d| d.value.clone())
+    }
+
     /// The tenant layer: defaults, overridden by the tenant's entries; `category` filters.
     pub fn entries(
         &self,

@@ -104,6 +104,19 @@ pub async fn of_tenants(
     Ok(found)
 }
 
+/// One tenant's layer (its entries and the defaults) read in the caller's transaction, past
+/// the cache: for work that already holds a transaction (notification mail).
+pub async fn tenant_config_in(
+    c: &mut Conn,
+    tenant_id: TenantId,
+) -> diesel::QueryResult<TenantConfig> {
+    Ok(TenantConfig {
+        tenant_id,
+        rows: store::of_tenants(c, &[tenant_id]).await?,
+        defaults: Arc::new(store::defaults(c).await?),
+    })
+}
+
 /// Whether the actor sees encrypted values in plain text (tenant admins and platform actors).
 pub fn reveals_secrets(actor: &Actor) -> bool {
     actor.has(Role::TenantAdmin)
@@ -203,16 +216,7 @@ async fn check_category_feature(
     if category != "branding" {
         return Ok(());
     }
-    let inputs = features::service::load_inputs(conn, &[(tenant.id, tenant.plan_id)]).await?;
-    let on = inputs
-        .get(&tenant.id)
-        .map(|i| {
-            i.evaluate(chrono::Utc::now())
-                .iter()
-                .any(|f| f.key == "custom_branding" && f.enabled)
-        })
-        .unwrap_or(false);
-    if on {
+    if features::service::enabled_in(conn, tenant.id, tenant.plan_id, "custom_branding").await? {
         Ok(())
     } else {
         Err(AppError::FeatureDisabled("custom_branding".into()))

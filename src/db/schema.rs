@@ -52,6 +52,9 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         payment_updated_at -> Nullable<Timestamptz>,
+        // Not declared: `trial_ending_notified_for` (timestamptz, 2026-12-05-000030), read and
+        // written by the trial-ending job's SQL only; a 17th column would need diesel's
+        // `32-column-tables` feature (a slower build of diesel for one column).
     }
 }
 

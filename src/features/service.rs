@@ -100,6 +100,22 @@ pub async fn load_inputs(
         .collect())
 }
 
+/// Whether feature `key` is enabled for the tenant now, read in the caller's transaction (no
+/// cache): for rules that must see what they commit against (branding writes, branded mail).
+pub async fn enabled_in(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    plan_id: PlanId,
+    key: &str,
+) -> QueryResult<bool> {
+    let inputs = load_inputs(conn, &[(tenant_id, plan_id)]).await?;
+    Ok(inputs.get(&tenant_id).is_some_and(|i| {
+        i.evaluate(chrono::Utc::now())
+            .iter()
+            .any(|f| f.key == key && f.enabled)
+    }))
+}
+
 /// Inputs for many tenants: the cache first, one batch of statements for the misses.
 pub async fn inputs_of(
     app: &App,

@@ -1,8 +1,9 @@
 //! The billing jobs' SQL: trial expiry, grace-period suspension and intent expiry run inside
-//! the job's transaction (platform scope) with one SYSTEM audit entry per change.
+//! the job's transaction (platform scope) with one SYSTEM audit entry per change; the
+//! trial-ending notice writes its outbox events in that transaction too.
 
-use chrono::Utc;
-use diesel::sql_types::{Text, Uuid as SqlUuid};
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Integer, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 
@@ -12,6 +13,7 @@ use crate::billing::plan_apply::downgrade_to_free;
 use crate::db::Conn;
 use crate::error::AppResult;
 use crate::ids::TenantId;
+use crate::notifications::outbox::{self, EventType};
 use crate::tenants;
 use crate::tenants::lifecycle::{self, Transition};
 
@@ -77,6 +79,43 @@ pub async fn trial_expiry(c: &mut Conn, actor: &Actor) -> AppResult<Vec<TenantId
         }
     }
     Ok(rows.into_iter().map(|r| r.tenant_id).collect())
+}
+
+#[derive(diesel::QueryableByName)]
+struct Ending {
+    #[diesel(sql_type = SqlUuid)]
+    tenant_id: TenantId,
+    #[diesel(sql_type = Timestamptz)]
+    trial_end: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    plan: String,
+}
+
+/// How long before its end a trial is told it ends (SPEC §12: 3 days).
+pub const TRIAL_ENDING_NOTICE_DAYS: i32 = 3;
+
+/// `subscription.trial_ending` for every trial (ours or Stripe's) ending within 3 days that
+/// was not told yet, marked told (`trial_ending_notified_for` = the end told) by the statement
+/// that finds it, so an event exists once per trial end: a new or extended trial is told
+/// again. Deleted tenants are not told.
+pub async fn trial_ending(c: &mut Conn) -> AppResult<u64> {
+    let rows: Vec<Ending> = diesel::sql_query(
+        "update billing_subscriptions s set trial_ending_notified_for = s.trial_end
+           from tenants t, plans p
+          where t.id = s.tenant_id and p.id = s.plan_id and t.deleted_at is null
+            and s.status = 'TRIALING' and s.trial_end > now()
+            and s.trial_end <= now() + make_interval(days => $1)
+            and s.trial_ending_notified_for is distinct from s.trial_end
+         returning s.tenant_id, s.trial_end, p.slug as plan",
+    )
+    .bind::<Integer, _>(TRIAL_ENDING_NOTICE_DAYS)
+    .load(c)
+    .await?;
+    for r in &rows {
+        let data = json!({ "trialEnd": r.trial_end, "plan": r.plan });
+        outbox::emit(c, r.tenant_id, EventType::TrialEnding, data).await?;
+    }
+    Ok(rows.len() as u64)
 }
 
 /// PAST_DUE (or UNPAID) past the grace period: the tenant is suspended (a later payment lifts

@@ -45,14 +45,18 @@ pub enum Job {
     PlanRollouts,
     /// Forget notification deliveries and events older than 30 days.
     NotificationRetention,
+    // Appended (not beside TrialExpiry): `lock_key` follows the declaration order.
+    /// Tell trials ending within 3 days (`subscription.trial_ending`, once per trial end).
+    TrialEnding,
 }
 
 impl Job {
-    pub const ALL: [Job; 11] = [
+    pub const ALL: [Job; 12] = [
         Job::QuotaResets,
         Job::PurgeDeletedTenants,
         Job::IdempotencyExpiry,
         Job::AuditRetention,
+        Job::TrialEnding,
         Job::TrialExpiry,
         Job::GraceSuspension,
         Job::IntentExpiry,
@@ -75,6 +79,7 @@ impl Job {
             Job::WebhookRetry => "webhook-retry",
             Job::PlanRollouts => "plan-rollouts",
             Job::NotificationRetention => "notification-retention",
+            Job::TrialEnding => "trial-ending",
         }
     }
 
@@ -145,6 +150,7 @@ async fn run(app: &App, c: &mut Conn, job: Job) -> AppResult<(u64, Vec<TenantId>
         Job::IdempotencyExpiry => count(maintenance::idempotency_expiry(c).await?),
         Job::AuditRetention => count(maintenance::audit_retention(c).await?),
         Job::NotificationRetention => count(maintenance::notification_retention(c).await?),
+        Job::TrialEnding => count(billing::trial_ending(c).await?),
         Job::TrialExpiry => changed(billing::trial_expiry(c, &actor).await?),
         Job::GraceSuspension => changed(billing::grace_suspension(c, &actor).await?),
         Job::IntentExpiry => count(billing::intent_expiry(c, &actor).await?),

@@ -28,6 +28,7 @@ use scoped_futures::ScopedFutureExt;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::mail;
 use super::outbox::{self, EventType};
 use super::webhooks::model::{signature, Channel, DeliveryRow, DeliveryStatus, EndpointRow};
 use super::webhooks::send::{Attempt, Sender, Signed};
@@ -90,7 +91,7 @@ pub async fn dispatch(app: &App) -> AppResult<usize> {
     let mailed: Vec<String> = EventType::PUBLIC
         .into_iter()
         .chain([EventType::EndpointDisabled])
-        .filter(|e| mails(*e))
+        .filter(|e| mail::mails(*e))
         .map(|e| e.as_str().to_owned())
         .collect();
     app.db
@@ -261,13 +262,22 @@ async fn send_webhook(
     })
 }
 
-async fn send_mail(_app: &App, _c: &mut Conn, _row: &DeliveryRow, _e: &Event) -> Outcome {
-    Outcome::Skipped
-}
-
-/// Whether an event is mailed.
-fn mails(_e: EventType) -> bool {
-    false
+async fn send_mail(app: &App, c: &mut Conn, row: &DeliveryRow, e: &Event) -> Outcome {
+    let Some(event_type) = EventType::parse(&e.event_type) else {
+        return Outcome::Given(format!("unknown event {}", e.event_type));
+    };
+    let event = mail::OutboxEvent {
+        tenant_id: row.tenant_id,
+        id: e.id,
+        event_type,
+        data: e.data.clone(),
+        created_at: e.created_at,
+    };
+    match mail::deliver(app, c, &event).await {
+        Ok(mail::MailOutcome::Sent { .. }) => Outcome::Delivered(None),
+        Ok(mail::MailOutcome::Skipped(_)) => Outcome::Skipped,
+        Err(why) => Outcome::Retry(None, why),
+    }
 }
 
 /// Writes the attempt's outcome onto the delivery (and disables a webhook endpoint whose

@@ -38,6 +38,7 @@ mod isolation_generated;
 mod jobs_export;
 mod jwks;
 mod members;
+mod notifications_mail;
 mod observability;
 mod outage;
 mod outbox;

@@ -210,12 +210,15 @@ async fn events_reach_an_endpoint_in_order_even_when_the_first_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_failing_throughout_is_disabled_and_comes_back_when_enabled() {
+    let sink = crate::common::smtp::SmtpSink::start().await;
     let app = TestApp::spawn_with(|env| {
         delivering(env);
         env.insert("WEBHOOK_RETRY_FOR".into(), "400ms".into());
+        env.insert("SMTP_URL".into(), sink.url());
     })
     .await;
     let t = app.tenant().plan("starter").create().await;
+    crate::webhooks_delivery::owner_with_address(&app, t.id, "hooks-owner@example.com").await;
     let rx = Receiver::start(vec![Reply::Status(500); 200]).await;
     let (id, _) = endpoint(&app, &t, &rx.url, &["plan.changed"]).await;
     change_plan(&app, &t, "professional").await;
@@ -247,6 +250,15 @@ async fn an_endpoint_failing_throughout_is_disabled_and_comes_back_when_enabled(
     )
     .await;
     assert_eq!(told, 1);
+    let mails = sink.wait_for(2).await;
+    let disabled: Vec<_> = mails
+        .iter()
+        .filter(|m| {
+            m.header("X-Tenantry-Event-Type").as_deref() == Some("webhook_endpoint.disabled")
+        })
+        .collect();
+    assert_eq!(disabled.len(), 1, "the tenant is told by mail");
+    assert!(disabled[0].part("text/plain").unwrap().contains(&rx.url));
 
     // Disabled: redelivery is refused and events are not sent; enabled again, it gets the
     // next ones.

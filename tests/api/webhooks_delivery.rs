@@ -8,15 +8,22 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::common::receiver::{Receiver, Reply};
+use crate::common::smtp::SmtpSink;
 use crate::common::{count, ServerProcess, TestApp};
 use crate::webhooks::{delivering, endpoint};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_quota_crossing_under_64_racing_writers_on_two_instances_is_delivered_once_per_threshold()
-{
-    let one = TestApp::spawn_with(delivering).await;
+async fn a_quota_crossing_under_64_racing_writers_on_two_instances_is_delivered_and_mailed_once_per_threshold(
+) {
+    let sink = SmtpSink::start().await;
+    let one = TestApp::spawn_with(|env| {
+        delivering(env);
+        env.insert("SMTP_URL".into(), sink.url());
+    })
+    .await;
     let two = one.second_instance().await;
     let t = one.tenant().plan("starter").create().await;
+    owner_with_address(&one, t.id, "quota-owner@example.com").await;
     one.gql(
         Some(&one.admin_token()),
         "mutation($t: ID!) { setQuota(tenantId: $t, input: { resource: \"databases\", limit: 100, enforcement: HARD, alertThresholds: [25, 50] }) { limit } }",
@@ -54,6 +61,76 @@ async fn a_quota_crossing_under_64_racing_writers_on_two_instances_is_delivered_
         t.id
     );
     assert_eq!(count(&mut c, &delivered).await, 2);
+
+    // One mail per threshold, to the owner, carrying the same event ids.
+    let mails = sink.wait_for(2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.messages().len(), 2, "one mail per threshold");
+    let mut mailed: Vec<String> = mails
+        .iter()
+        .map(|m| m.header("X-Tenantry-Event-Id").unwrap())
+        .collect();
+    let mut hooked: Vec<String> = hits
+        .iter()
+        .map(|h| h.header("tenantry-event-id").to_owned())
+        .collect();
+    mailed.sort();
+    hooked.sort();
+    assert_eq!(mailed, hooked);
+    assert!(mails.iter().all(|m| m.rcpts == ["quota-owner@example.com"]));
+}
+
+/// An ACTIVE owner member of `tenant` with `email`.
+pub async fn owner_with_address(app: &TestApp, tenant: uuid::Uuid, email: &str) {
+    use diesel_async::SimpleAsyncConnection;
+    let mut c = app.db.superuser().await;
+    c.batch_execute(&format!(
+        "insert into members (tenant_id, id, user_id, email, role, status)
+         values ('{tenant}', gen_random_uuid(), 'owner-{tenant}', '{email}', 'OWNER', 'ACTIVE')"
+    ))
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_refused_for_a_while_is_retried_and_sent_once() {
+    let sink = SmtpSink::start().await;
+    sink.fail_next(2);
+    let app = TestApp::spawn_with(|env| {
+        delivering(env);
+        env.insert("SMTP_URL".into(), sink.url());
+    })
+    .await;
+    let t = app.tenant().plan("starter").create().await;
+    owner_with_address(&app, t.id, "retry-owner@example.com").await;
+    app.suspend_tenant(t.id, "unpaid").await.ok();
+    let got = sink.wait_for(1).await;
+    assert_eq!(sink.refused(), 2);
+    assert!(
+        got[0]
+            .header("Subject")
+            .unwrap()
+            .to_lowercase()
+            .contains("suspended"),
+        "{:?}",
+        got[0].header("Subject")
+    );
+    let mut c = app.db.superuser().await;
+    let sent = format!(
+        "select count(*) as n from notification_deliveries where tenant_id = '{}' and channel = 'EMAIL' and status = 'SUCCEEDED' and attempts = 3",
+        t.id
+    );
+    let mut n = 0;
+    for _ in 0..100 {
+        n = count(&mut c, &sent).await;
+        if n == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(n, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sink.messages().len(), 1, "sent once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

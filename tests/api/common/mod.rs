@@ -8,6 +8,7 @@
 
 pub mod domain;
 pub mod receiver;
+pub mod smtp;
 pub mod stripe;
 pub mod ws;
 

@@ -1,0 +1,1 @@
+ALTER TABLE billing_subscriptions DROP COLUMN trial_ending_notified_for;
