@@ -73,9 +73,9 @@ async fn deliveries(app: &TestApp, t: &TestTenant) -> Vec<Value> {
         .clone()
 }
 
-/// Polls the delivery log until `done` holds (5 s).
+/// Polls the delivery log until `done` holds (10 s).
 async fn log_until(app: &TestApp, t: &TestTenant, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    for _ in 0..250 {
+    for _ in 0..500 {
         let d = deliveries(app, t).await;
         if done(&d) {
             return d;
@@ -152,7 +152,7 @@ async fn a_receiver_failing_three_times_gets_the_event_four_times_with_one_id_an
         )
         .await;
     assert_eq!(r.ok()["redeliverWebhook"]["redeliveryOf"], d["id"]);
-    let hits = rx.wait_for(5, Duration::from_secs(5)).await;
+    let hits = rx.wait_for(5, Duration::from_secs(10)).await;
     assert_eq!(hits[4].header("tenantry-event-id"), event_id);
     assert!(hits[4].signed_with(&secret));
 }
@@ -198,7 +198,7 @@ async fn events_reach_an_endpoint_in_order_even_when_the_first_is_retried() {
     );
     assert!(hits.iter().all(|h| h.signed_with(&secret)));
     // The filtered endpoint got only its event.
-    let hits = other.wait_for(1, Duration::from_secs(5)).await;
+    let hits = other.wait_for(1, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(other.hits().len(), 1);
     assert_eq!(hits[0].json()["type"], "member.invited");
@@ -292,7 +292,7 @@ async fn an_endpoint_failing_throughout_is_disabled_and_comes_back_when_enabled(
         json!({ "enabled": true, "disabledReason": null })
     );
     change_plan(&app, &t, "starter").await;
-    let hits = rx.wait_for(before + 1, Duration::from_secs(5)).await;
+    let hits = rx.wait_for(before + 1, Duration::from_secs(10)).await;
     assert_eq!(hits[before].json()["data"]["toPlan"], "starter");
     assert_eq!(hits[before].answered, 200);
 

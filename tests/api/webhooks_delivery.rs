@@ -121,7 +121,7 @@ async fn a_mail_refused_for_a_while_is_retried_and_sent_once() {
         t.id
     );
     let mut n = 0;
-    for _ in 0..100 {
+    for _ in 0..330 {
         n = count(&mut c, &sent).await;
         if n == 1 {
             break;
@@ -170,7 +170,7 @@ async fn a_worker_killed_mid_delivery_loses_nothing() {
         t.id
     );
     let mut still = 0;
-    for _ in 0..100 {
+    for _ in 0..330 {
         still = count(&mut c, &pending).await;
         if still == 1 {
             break;
@@ -192,7 +192,7 @@ async fn a_worker_killed_mid_delivery_loses_nothing() {
         t.id
     );
     let mut done = 0;
-    for _ in 0..100 {
+    for _ in 0..330 {
         done = count(&mut c, &delivered).await;
         if done == 1 {
             break;

@@ -69,9 +69,9 @@ impl SmtpSink {
         self.state.lock().unwrap().messages.clone()
     }
 
-    /// Waits up to 5 s for at least `n` messages.
+    /// Waits up to 10 s for at least `n` messages.
     pub async fn wait_for(&self, n: usize) -> Vec<Received> {
-        for _ in 0..250 {
+        for _ in 0..500 {
             let got = self.messages();
             if got.len() >= n {
                 return got;
