@@ -1,8 +1,9 @@
 -- Delivery of the notification outbox (SPEC §12): tenants' webhook endpoints and one delivery
--- row per (event, channel, endpoint). Workers on any instance first dispatch undispatched
--- outbox rows (claimed FOR UPDATE SKIP LOCKED) into deliveries, then claim due deliveries
--- (FOR UPDATE SKIP LOCKED, the lock held while sending, so a killed worker's delivery is
--- simply claimed again), oldest event first per lane (one lane per endpoint, one for mail).
+-- row per (event, channel, endpoint). One dispatcher at a time turns committed outbox rows
+-- into deliveries (their `seq` is the order they are delivered in, per lane: one lane per
+-- endpoint, one for the tenant's mail); workers on any instance claim a due lane head (FOR
+-- UPDATE SKIP LOCKED) with a lease (`next_attempt_at` pushed past the send), send, and record
+-- the outcome; a killed worker's delivery is claimed again when its lease ends.
 
 -- An internal event: an endpoint disabled after failing throughout, told to the tenant by mail.
 ALTER TABLE notification_outbox DROP CONSTRAINT notification_outbox_event_type_check;
@@ -39,6 +40,8 @@ CREATE TABLE notification_deliveries (
     id                uuid NOT NULL,
     event_id          uuid NOT NULL,
     event_seq         bigint NOT NULL,
+    -- The delivery order within a lane: the order the dispatcher saw events commit.
+    seq               bigint GENERATED ALWAYS AS IDENTITY,
     event_type        text NOT NULL,
     channel           text NOT NULL CHECK (channel IN ('WEBHOOK', 'EMAIL')),
     -- WEBHOOK only; deleting the endpoint deletes its delivery log.
@@ -68,7 +71,7 @@ CREATE UNIQUE INDEX notification_deliveries_once_mail ON notification_deliveries
 -- The due ones, and each lane's head.
 CREATE INDEX notification_deliveries_due ON notification_deliveries (next_attempt_at)
     WHERE status = 'PENDING';
-CREATE INDEX notification_deliveries_lane ON notification_deliveries (tenant_id, channel, endpoint_id, event_seq)
+CREATE INDEX notification_deliveries_lane ON notification_deliveries (tenant_id, channel, endpoint_id, seq)
     WHERE status = 'PENDING';
 CREATE INDEX notification_deliveries_log ON notification_deliveries (tenant_id, created_at, id);
 

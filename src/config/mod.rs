@@ -259,7 +259,11 @@ impl Settings {
                 v
             },
             graphql: GraphqlLimits::read(&env, production)?,
-            delivery: DeliverySettings::read(&env, environment == "development")?,
+            delivery: DeliverySettings::read(
+                &env,
+                environment == "development",
+                parse("DATABASE_POOL_SIZE", 16)?,
+            )?,
             environment,
             bounds,
         })

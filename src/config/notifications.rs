@@ -27,12 +27,17 @@ pub struct DeliverySettings {
     pub workers: usize,
     /// `NOTIFICATION_POLL_INTERVAL` (1 s): how often idle workers look for new work.
     pub poll: Duration,
+    /// `NOTIFICATION_LEASE` (2 min): how long a claimed delivery is left to its worker before
+    /// another may claim it (a worker that died mid-send); longer than any send (a webhook's
+    /// `WEBHOOK_TIMEOUT`, a mail's 60 s).
+    pub lease: Duration,
 }
 
 impl DeliverySettings {
     pub(super) fn read(
         env: &Env<impl Fn(&str) -> Option<String>>,
         development: bool,
+        pool_size: u64,
     ) -> anyhow::Result<Self> {
         let s = DeliverySettings {
             allow_private: env.flag("OUTBOUND_WEBHOOKS_ALLOW_PRIVATE", false)?,
@@ -44,7 +49,22 @@ impl DeliverySettings {
             retry_for: env.duration("WEBHOOK_RETRY_FOR", Duration::from_secs(3 * 24 * 3600))?,
             workers: env.ranged("NOTIFICATION_WORKERS", 2, 0, 64)? as usize,
             poll: env.duration("NOTIFICATION_POLL_INTERVAL", Duration::from_secs(1))?,
+            lease: env.duration("NOTIFICATION_LEASE", Duration::from_secs(120))?,
         };
+        if s.lease <= s.timeout {
+            bail!(
+                "NOTIFICATION_LEASE ({:?}) must be longer than WEBHOOK_TIMEOUT ({:?})",
+                s.lease,
+                s.timeout
+            );
+        }
+        if s.workers as u64 >= pool_size {
+            bail!(
+                "NOTIFICATION_WORKERS ({}) must be below DATABASE_POOL_SIZE ({pool_size}): each \
+                 worker may hold a connection while it sends mail",
+                s.workers
+            );
+        }
         for (k, d) in [
             ("WEBHOOK_TIMEOUT", s.timeout),
             ("WEBHOOK_RETRY_BASE", s.retry_base),
@@ -78,7 +98,7 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_cap() {
         let env = Env::new(|k: &str| (k == "WEBHOOK_RETRY_BASE").then(|| "1s".to_string()));
-        let s = DeliverySettings::read(&env, false).unwrap();
+        let s = DeliverySettings::read(&env, false, 16).unwrap();
         assert_eq!(s.backoff(1), Duration::from_secs(1));
         assert_eq!(s.backoff(2), Duration::from_secs(2));
         assert_eq!(s.backoff(5), Duration::from_secs(16));

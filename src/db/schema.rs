@@ -180,6 +180,8 @@ diesel::table! {
         id -> Uuid,
         event_id -> Uuid,
         event_seq -> Int8,
+        // `seq` (the delivery order in a lane) is read by the worker's SQL only: a 17th
+        // column would need diesel's 32-column-tables feature.
         event_type -> Text,
         channel -> Text,
         endpoint_id -> Nullable<Uuid>,

@@ -87,6 +87,6 @@ pub const QUOTA_EVENTS_FROM_ALERTS: &str = r#"insert into notification_outbox (t
                               'limit', a."limit",
                               'percentUsed', case when a."limit" > 0 then round(a.used * 100.0 / a."limit", 2)
                                                   when a.used > 0 then 100 else 0 end,
-                              'periodStart', a.period_start),
+                              'periodStart', to_char(a.period_start at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')),
            a.created_at
       from a"#;

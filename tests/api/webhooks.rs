@@ -272,12 +272,29 @@ async fn an_endpoint_failing_throughout_is_disabled_and_comes_back_when_enabled(
     r.err("BAD_USER_INPUT");
     let before = rx.hits().len();
     change_plan(&app, &t, "enterprise").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the event is dispatched, it has no delivery to the disabled endpoint.
+    let dispatched = format!(
+        "select count(*) as n from notification_outbox where tenant_id = '{}' and event_type = 'plan.changed'
+           and data->>'toPlan' = 'enterprise' and dispatched_at is not null",
+        t.id
+    );
+    for _ in 0..500 {
+        if count(&mut c, &dispatched).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count(&mut c, &dispatched).await, 1);
+    let to_disabled = format!(
+        "select count(*) as n from notification_deliveries d join notification_outbox o on o.id = d.event_id
+          where d.endpoint_id = '{id}' and o.data->>'toPlan' = 'enterprise'"
+    );
     assert_eq!(
-        rx.hits().len(),
-        before,
+        count(&mut c, &to_disabled).await,
+        0,
         "nothing is sent to a disabled endpoint"
     );
+    assert_eq!(rx.hits().len(), before);
 
     rx.answer(&[]);
     let r = app

@@ -47,6 +47,9 @@ pub enum MailOutcome {
     /// Nothing to send, for good: the reason (e-mail switched off, nobody to tell, no mail for
     /// this event, the tenant deleted).
     Skipped(&'static str),
+    /// The SMTP server refused the message for good (5xx): retrying cannot help, and the
+    /// tenant's later mail must not wait behind it.
+    Rejected(String),
 }
 
 /// Why a mail was skipped.
@@ -74,21 +77,25 @@ pub fn mails(event: EventType) -> bool {
 
 /// Resolves recipients and branding with `c` (a transaction in the platform scope, RLS
 /// bypassed), renders and sends. `Err` is a failure worth retrying (the SMTP server down or
-/// answering 4xx, the database unreadable; also a 5xx, which the worker's retry limit ends): a
-/// short sentence without secrets.
+/// answering 4xx, the database unreadable): a short sentence without secrets; a 5xx is
+/// `Rejected`.
 pub async fn deliver(app: &App, c: &mut Conn, event: &OutboxEvent) -> Result<MailOutcome, String> {
     let outcome = decide_and_send(app, c, event).await;
     let label = match &outcome {
         Ok(MailOutcome::Sent { .. }) if app.mailer.sends() => "sent",
         Ok(MailOutcome::Sent { .. }) => "logged",
         Ok(MailOutcome::Skipped(_)) => "skipped",
-        Err(_) => "failed",
+        Ok(MailOutcome::Rejected(_)) | Err(_) => "failed",
     };
     metrics::counter!("tenantry_mail_total", "event" => event.event_type.as_str(), "outcome" => label)
         .increment(1);
-    if let Err(e) = &outcome {
-        tracing::warn!(event_id = %event.id, event_type = event.event_type.as_str(),
-            tenant_id = %event.tenant_id, error = %e, "mail not delivered; the worker retries");
+    match &outcome {
+        Err(e) => tracing::warn!(event_id = %event.id, event_type = event.event_type.as_str(),
+            tenant_id = %event.tenant_id, error = %e, "mail not delivered; the worker retries"),
+        Ok(MailOutcome::Rejected(e)) => tracing::warn!(event_id = %event.id,
+            event_type = event.event_type.as_str(), tenant_id = %event.tenant_id, error = %e,
+            "mail rejected for good"),
+        Ok(_) => {}
     }
     outcome
 }
@@ -127,7 +134,12 @@ async fn decide_and_send(
         return Ok(MailOutcome::Skipped(SKIP_NO_RECIPIENTS));
     }
     let mail = render(event, &audience.branding);
-    app.mailer.send(&audience.recipients, &mail, event).await?;
+    if let Err(why) = app.mailer.send(&audience.recipients, &mail, event).await {
+        if why.starts_with(transport::REJECTED) {
+            return Ok(MailOutcome::Rejected(why));
+        }
+        return Err(why);
+    }
     Ok(MailOutcome::Sent {
         recipients: audience.recipients.len(),
     })

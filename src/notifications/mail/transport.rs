@@ -114,6 +114,9 @@ impl Mailer {
     }
 }
 
+/// How a permanent refusal (5xx) reads: [`super::deliver`] tells it from a retryable failure.
+pub const REJECTED: &str = "the mail server rejected the message";
+
 /// A short sentence for a failed send: the kind, the SMTP code and the server's words (one
 /// line, bounded). lettre's errors carry no URL or password.
 fn failure(e: &lettre::transport::smtp::Error) -> String {
@@ -126,7 +129,7 @@ fn failure(e: &lettre::transport::smtp::Error) -> String {
     let kind = if e.is_transient() {
         "the mail server refused for now"
     } else if e.is_permanent() {
-        "the mail server rejected the message"
+        REJECTED
     } else if e.is_timeout() {
         "the mail server timed out"
     } else if e.is_tls() {

@@ -59,10 +59,11 @@ pub struct EndpointRow {
 }
 
 impl EndpointRow {
-    /// What the audit log keeps: never the secret.
+    /// What the audit log keeps: never the secret, and the URL without its path and query
+    /// (receivers often carry a token there; audit entries live two years).
     pub fn audit_json(&self) -> Value {
         json!({
-            "url": self.url,
+            "url": redacted(&self.url),
             "events": self.events,
             "enabled": self.enabled,
             "secretPrefix": self.secret_prefix,
@@ -117,6 +118,20 @@ pub struct DeliveryFilter {
     pub event_type: Option<String>,
     pub endpoint_id: Option<Uuid>,
     pub event_id: Option<Uuid>,
+}
+
+/// `scheme://host[:port]/…`: where a URL points, without what it may carry.
+pub fn redacted(url: &str) -> String {
+    match url.parse::<axum::http::Uri>() {
+        Ok(u) => match (u.scheme_str(), u.authority()) {
+            (Some(scheme), Some(authority)) => {
+                let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+                format!("{scheme}://{host}/…")
+            }
+            _ => "…".into(),
+        },
+        Err(_) => "…".into(),
+    }
 }
 
 /// A signing secret: generated, shown once, sealed for storage.
@@ -219,6 +234,18 @@ mod tests {
         );
         let two = signature(&["a".into(), "b".into()], 1, b"{}");
         assert_eq!(two.matches(",v1=").count(), 2);
+    }
+
+    #[test]
+    fn audited_urls_keep_only_where_they_point() {
+        assert_eq!(
+            redacted("https://hooks.slack.com/services/T0/B0/secret?x=1"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(
+            redacted("http://127.0.0.1:9000/h"),
+            "http://127.0.0.1:9000/…"
+        );
     }
 
     #[test]

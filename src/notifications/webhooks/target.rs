@@ -55,18 +55,27 @@ pub fn check_url(raw: &str, policy: Policy) -> Result<Uri, String> {
     Ok(uri)
 }
 
-/// The same check after DNS: every address the name has must be public.
+/// The same check after DNS: every address the name has must be public. The answer names no
+/// address (it would tell tenants what the operator's internal names resolve to), and the
+/// look-up has a deadline (a slow name server cannot hold the request).
 pub async fn check_resolves(uri: &Uri, policy: Policy) -> Result<(), String> {
     let host = uri.host().unwrap_or_default();
     if policy.allow_private || literal_ip(host).is_some() {
         return Ok(());
     }
-    let addrs = tokio::net::lookup_host((host, 443))
-        .await
-        .map_err(|_| format!("url host {host} does not resolve"))?;
+    let lookup = tokio::net::lookup_host((host, 443));
+    let addrs = match tokio::time::timeout(std::time::Duration::from_secs(5), lookup).await {
+        Ok(Ok(addrs)) => addrs,
+        Ok(Err(_)) => return Err(format!("url host {host} does not resolve")),
+        Err(_) => return Err(format!("url host {host} did not resolve within 5 s")),
+    };
     for a in addrs {
         if !is_public(a.ip()) {
-            return Err(refused(a.ip()));
+            tracing::debug!(host, ip = %a.ip(), "webhook target resolves to a non-public address");
+            return Err(format!(
+                "url host {host} resolves to a private, loopback or link-local address (refused \
+                 unless OUTBOUND_WEBHOOKS_ALLOW_PRIVATE=true)"
+            ));
         }
     }
     Ok(())
@@ -124,17 +133,15 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || a >= 240) // reserved
 }
 
+/// Global unicast (2000::/3) outside the special-purpose blocks; everything else (IPv4-
+/// compatible and -translated forms, discard, unique and link-local, multicast) is refused.
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00 // unique local
-        || (first & 0xffc0) == 0xfe80 // link-local
-        || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
-        || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
-        || first == 0x0064 && ip.segments()[1] == 0xff9b // NAT64 (embeds IPv4)
-        || first == 0x2002) // 6to4 (embeds IPv4)
+    let s = ip.segments();
+    (s[0] & 0xe000) == 0x2000
+        && !(s[0] == 0x2001 && s[1] < 0x0200) // IETF protocol assignments (Teredo, ORCHID, ..)
+        && !(s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        && s[0] != 0x2002 // 6to4 (embeds IPv4)
+        && !(s[0] == 0x3fff && s[1] < 0x1000) // documentation (2024)
 }
 
 /// hyper's DNS step with the policy applied: only public addresses are returned (all of
@@ -197,12 +204,23 @@ mod tests {
             "https://[fe80::1]/",
             "https://[fd00::1]/",
             "https://[::ffff:127.0.0.1]/",
+            "https://[::127.0.0.1]/",
+            "https://[::ffff:0:7f00:1]/",
+            "https://[100::1]/",
+            "https://[2001::1]/",
+            "https://[64:ff9b::7f00:1]/",
+            "https://[::]/",
             "https://localhost/",
             "https://metadata.google.internal/",
         ] {
             assert!(check_url(url, STRICT).is_err(), "{url} must be refused");
         }
         assert!(check_url("https://93.184.215.14/hook", STRICT).is_ok());
+        assert!(check_url(
+            "https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/hook",
+            STRICT
+        )
+        .is_ok());
         assert!(check_url("https://hooks.example.com/tenantry", STRICT).is_ok());
     }
 
