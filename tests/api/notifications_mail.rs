@@ -320,7 +320,6 @@ async fn an_smtp_server_that_is_down_is_an_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_smtp_url_mail_is_logged_not_sent() {
-    let sink = SmtpSink::start().await;
     let app = TestApp::spawn().await;
     assert!(!app.app.mailer.sends());
     let t = app.tenant().create().await;
@@ -329,8 +328,6 @@ async fn without_smtp_url_mail_is_logged_not_sent() {
         deliver(&app, &plan_event(t.id)).await,
         Ok(MailOutcome::Sent { recipients: 2 })
     );
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(sink.messages().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
