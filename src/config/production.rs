@@ -30,6 +30,7 @@ pub const SHIPPED_EXAMPLE_KEYS: &[&str] = &[
     "ZGV2LWtleS1jaGFuZ2UtbWUtMzItYnl0ZXMtbG9uZyE=",
     // tests
     "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=",
+    "bGxsbGxsbGxsbGxsbGxsbGxsbGxsbGxsbGxsbGxsbGw=",
 ];
 
 /// Minimum length of an HS256 `JWT_SECRET` and of `SERVICE_TOKEN` in production.

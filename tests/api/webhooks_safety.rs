@@ -220,3 +220,53 @@ async fn another_tenants_endpoints_and_deliveries_are_out_of_reach() {
     assert!(export.contains(&b_endpoint), "the endpoint is exported");
     assert!(!export.contains(&b_secret) && !export.contains("secret_sealed"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_encryption_key_postpones_deliveries_and_never_disables_endpoints() {
+    let saving = TestApp::spawn_with(|env| {
+        env.insert("OUTBOUND_WEBHOOKS_ALLOW_PRIVATE".into(), "true".into());
+    })
+    .await;
+    let t = saving.tenant().plan("starter").create().await;
+    let rx = Receiver::start(vec![]).await;
+    let (id, _) = endpoint(&saving, &t, &rx.url, &["plan.changed"]).await;
+    // Another key: the sealed secret no longer opens; the retry window is short.
+    let mut env = saving.env.clone();
+    delivering(&mut env);
+    env.insert(
+        "CONFIG_ENCRYPTION_KEY".into(),
+        "bGxsbGxsbGxsbGxsbGxsbGxsbGxsbGxsbGxsbGxsbGw=".into(),
+    );
+    env.insert("WEBHOOK_RETRY_FOR".into(), "200ms".into());
+    let other_key = TestApp::start(saving.db.clone(), env).await;
+    saving
+        .gql(
+            Some(&t.admin),
+            "mutation { changePlan(planSlug: \"professional\", billingCycle: MONTHLY) { status } }",
+            json!({}),
+        )
+        .await
+        .ok();
+    let mut c = other_key.db.superuser().await;
+    let postponed = "select count(*) as n from notification_deliveries where channel = 'WEBHOOK'
+        and status = 'PENDING' and attempts >= 2 and last_error like '%CONFIG_ENCRYPTION_KEY%'";
+    for _ in 0..330 {
+        if count(&mut c, postponed).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(
+        count(&mut c, postponed).await,
+        1,
+        "postponed, past the retry window, still pending"
+    );
+    let enabled =
+        format!("select count(*) as n from webhook_endpoints where id = '{id}' and enabled");
+    assert_eq!(
+        count(&mut c, &enabled).await,
+        1,
+        "the endpoint stays enabled"
+    );
+    assert!(rx.hits().is_empty(), "nothing unsigned is sent");
+}

@@ -163,6 +163,9 @@ pub async fn update(
     let overlap = chrono::Duration::from_std(app.settings.api_key_rotation_overlap)
         .unwrap_or(chrono::Duration::hours(24));
     let secret_ref = secret.as_ref();
+    // A delivery in flight keeps its lease at least this long: it is not re-sent at once.
+    let soon = chrono::Duration::from_std(app.settings.delivery.timeout * 2)
+        .unwrap_or(chrono::Duration::seconds(20));
     let row = app
         .db
         .scoped(id_scope(actor), |c| {
@@ -187,7 +190,7 @@ pub async fn update(
                 }
                 let row = store::update(c, id, &ch).await?;
                 if input.enabled == Some(true) && !before.enabled {
-                    store::restart_pending(c, id).await?;
+                    store::restart_pending(c, id, now + soon).await?;
                 }
                 let action = if secret_ref.is_some() {
                     "ROTATE"

@@ -97,8 +97,14 @@ pub async fn delete(c: &mut Conn, id: Uuid) -> QueryResult<usize> {
         .await
 }
 
-/// A re-enabled endpoint's waiting deliveries start a new retry window.
-pub async fn restart_pending(c: &mut Conn, endpoint: Uuid) -> QueryResult<usize> {
+/// A re-enabled endpoint's waiting deliveries start a new retry window and are due within
+/// `soon` (a delivery being sent right now keeps its lease until then, so it is not sent
+/// twice at once; its outcome is recorded as usual).
+pub async fn restart_pending(
+    c: &mut Conn,
+    endpoint: Uuid,
+    soon: DateTime<Utc>,
+) -> QueryResult<usize> {
     diesel::update(
         d::table
             .filter(d::endpoint_id.eq(endpoint))
@@ -106,7 +112,11 @@ pub async fn restart_pending(c: &mut Conn, endpoint: Uuid) -> QueryResult<usize>
     )
     .set((
         d::first_attempt_at.eq(None::<DateTime<Utc>>),
-        d::next_attempt_at.eq(diesel::dsl::now),
+        d::next_attempt_at.eq(diesel::dsl::sql::<diesel::sql_types::Timestamptz>(
+            "least(next_attempt_at, ",
+        )
+        .bind::<diesel::sql_types::Timestamptz, _>(soon)
+        .sql(")")),
     ))
     .execute(c)
     .await

@@ -184,7 +184,8 @@ pub async fn release(app: &App, row: &DeliveryRow) -> AppResult<()> {
         .scoped(SCOPE, |c| {
             async move {
                 diesel::sql_query(
-                    "update notification_deliveries set attempts = attempts - 1, next_attempt_at = now() \
+                    "update notification_deliveries set attempts = attempts - 1, next_attempt_at = now(), \
+                     first_attempt_at = case when attempts = 1 then null else first_attempt_at end \
                      where tenant_id = $1 and id = $2 and status = 'PENDING' and attempts = $3",
                 )
                 .bind::<SqlUuid, _>(tenant)
@@ -201,68 +202,108 @@ pub async fn release(app: &App, row: &DeliveryRow) -> AppResult<()> {
 
 /// Writes an attempt's outcome onto its delivery, unless the lease was lost meanwhile (the
 /// delivery then belongs to whoever claimed it next). A webhook delivery that failed for the
-/// whole retry window disables its endpoint.
+/// whole retry window (counted from the row's current first attempt: re-enabling an endpoint
+/// restarts it) disables its endpoint. A failed write is tried again while the lease lasts.
 pub async fn record(app: &App, row: &DeliveryRow, outcome: Outcome) -> AppResult<()> {
-    let now = Utc::now();
-    let first = row.first_attempt_at.unwrap_or(now);
+    let mut tries = 0;
+    loop {
+        match record_once(app, row, &outcome).await {
+            Ok(label) => {
+                metrics::counter!("tenantry_notification_deliveries_total", "channel" => row.channel.as_str(), "outcome" => label)
+                    .increment(1);
+                return Ok(());
+            }
+            Err(e) if tries < 3 => {
+                tries += 1;
+                tracing::warn!(delivery = %row.id, error = %e.public_message(), "recording a delivery's outcome; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * tries)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Current {
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    first_attempt_at: Option<chrono::DateTime<Utc>>,
+}
+
+async fn record_once(app: &App, row: &DeliveryRow, outcome: &Outcome) -> AppResult<&'static str> {
     let window = chrono::Duration::from_std(app.settings.delivery.retry_for)
         .unwrap_or(chrono::Duration::days(3));
-    let (status, code, error, next, exhausted) = match outcome {
-        Outcome::Delivered(code) => (DeliveryStatus::Succeeded, code, None, None, false),
-        Outcome::Skipped => (DeliveryStatus::Skipped, None, None, None, false),
-        Outcome::Given(why) => (DeliveryStatus::Failed, None, Some(why), None, false),
-        Outcome::Retry(code, why) if now - first >= window => {
-            (DeliveryStatus::Failed, code, Some(why), None, true)
-        }
-        Outcome::Retry(code, why) => {
-            let wait = app.settings.delivery.backoff(row.attempts.max(1) as u32);
-            let next = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(1));
-            (DeliveryStatus::Pending, code, Some(why), Some(next), false)
-        }
-    };
-    let label = match status {
-        DeliveryStatus::Pending => "retried",
-        DeliveryStatus::Succeeded => "delivered",
-        DeliveryStatus::Skipped => "skipped",
-        DeliveryStatus::Failed => "failed",
-    };
-    metrics::counter!("tenantry_notification_deliveries_total", "channel" => row.channel.as_str(), "outcome" => label)
-        .increment(1);
-    let disable_endpoint = row
-        .endpoint_id
-        .filter(|_| exhausted && row.channel == Channel::Webhook);
-    let row = row.clone();
+    let wait = app.settings.delivery.backoff(row.attempts.max(1) as u32);
+    let wait = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(1));
+    let webhook = row.channel == Channel::Webhook;
     app.db
         .scoped(SCOPE, |c| {
             async move {
-                // The endpoint first, then the delivery: the order endpoint writes lock in.
-                let endpoint = match disable_endpoint {
-                    Some(id) => store::find_for_update(c, id).await?,
-                    None => None,
+                // Locks in the order endpoint writes take them: tenant, endpoint, delivery.
+                if webhook {
+                    diesel::sql_query("select 1 from tenants where id = $1 for key share")
+                        .bind::<SqlUuid, _>(row.tenant_id.into_inner())
+                        .execute(c)
+                        .await?;
+                }
+                let endpoint = match row.endpoint_id {
+                    Some(id) if webhook && matches!(outcome, Outcome::Retry(..)) => {
+                        store::find_for_update(c, id).await?
+                    }
+                    _ => None,
                 };
-                let n = diesel::sql_query(
+                let Some(current) = diesel::sql_query(
+                    "select first_attempt_at from notification_deliveries                      where tenant_id = $1 and id = $2 and status = 'PENDING' and attempts = $3 for update",
+                )
+                .bind::<SqlUuid, _>(row.tenant_id.into_inner())
+                .bind::<SqlUuid, _>(row.id)
+                .bind::<Integer, _>(row.attempts)
+                .get_result::<Current>(c)
+                .await
+                .optional()?
+                else {
+                    tracing::warn!(delivery = %row.id, "a delivery's lease ended before its outcome was recorded");
+                    return Ok("lost");
+                };
+                let now = Utc::now();
+                let first = current.first_attempt_at.unwrap_or(now);
+                let (status, code, error, next, exhausted) = match outcome {
+                    Outcome::Delivered(code) => (DeliveryStatus::Succeeded, *code, None, None, false),
+                    Outcome::Skipped => (DeliveryStatus::Skipped, None, None, None, false),
+                    Outcome::Given(why) => (DeliveryStatus::Failed, None, Some(why), None, false),
+                    Outcome::Retry(code, why) if now - first >= window => {
+                        (DeliveryStatus::Failed, *code, Some(why), None, true)
+                    }
+                    Outcome::Retry(code, why) => {
+                        (DeliveryStatus::Pending, *code, Some(why), Some(now + wait), false)
+                    }
+                    Outcome::Postpone(why) => {
+                        (DeliveryStatus::Pending, None, Some(why), Some(now + wait), false)
+                    }
+                };
+                diesel::sql_query(
                     "update notification_deliveries set status = $3, last_status_code = $4, \
                      last_error = $5, next_attempt_at = coalesce($6, next_attempt_at), \
                      finished_at = case when $3 = 'PENDING' then null else now() end \
-                     where tenant_id = $1 and id = $2 and status = 'PENDING' and attempts = $7",
+                     where tenant_id = $1 and id = $2",
                 )
                 .bind::<SqlUuid, _>(row.tenant_id.into_inner())
                 .bind::<SqlUuid, _>(row.id)
                 .bind::<Text, _>(status.as_str())
                 .bind::<Nullable<Integer>, _>(code.map(i32::from))
-                .bind::<Nullable<Text>, _>(error.as_deref())
+                .bind::<Nullable<Text>, _>(error.map(String::as_str))
                 .bind::<Nullable<Timestamptz>, _>(next)
-                .bind::<Integer, _>(row.attempts)
                 .execute(c)
                 .await?;
-                if n == 0 {
-                    tracing::warn!(delivery = %row.id, "a delivery's lease ended before its outcome was recorded");
-                    return Ok(());
+                if let (true, Some(endpoint)) = (exhausted, endpoint) {
+                    let last = error.map(String::as_str).unwrap_or("failed");
+                    disable(c, row.tenant_id, endpoint, last).await?;
                 }
-                if let Some(endpoint) = endpoint {
-                    disable(c, row.tenant_id, endpoint, error.as_deref().unwrap_or("failed")).await?;
-                }
-                Ok(())
+                Ok(match status {
+                    DeliveryStatus::Pending => "retried",
+                    DeliveryStatus::Succeeded => "delivered",
+                    DeliveryStatus::Skipped => "skipped",
+                    DeliveryStatus::Failed => "failed",
+                })
             }
             .scope_boxed()
         })

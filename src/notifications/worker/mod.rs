@@ -99,7 +99,15 @@ pub fn start(app: &Arc<App>) {
                         tracing::debug!(error = %e.public_message(), "outbox gauges");
                     }
                 }
-                let busy = tick(&app, &workers).await;
+                // In a task of its own: a panic in a send is logged, not the end of the worker.
+                let round = tokio::spawn({
+                    let (app, workers) = (app.clone(), workers.clone());
+                    async move { tick(&app, &workers).await }
+                });
+                let busy = round.await.unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "notification worker round panicked; going on");
+                    false
+                });
                 drop(app);
                 if !busy {
                     tokio::time::sleep(poll).await;

@@ -39,6 +39,10 @@ pub enum Outcome {
     Retry(Option<u16>, String),
     /// Failed for good at once (nothing to send, or refused for good).
     Given(String),
+    /// Not tried: the server cannot sign (its `CONFIG_ENCRYPTION_KEY` is missing or changed).
+    /// Retried later but never counted against the retry window: an operator's mistake must
+    /// not disable every tenant's endpoints.
+    Postpone(String),
 }
 
 /// The body of SPEC §12: `{ id type createdAt tenantId data }`.
@@ -75,8 +79,7 @@ async fn send_webhook(app: &App, sender: &Sender, lease: &Lease, e: &Event) -> O
     };
     let secrets = endpoint.signing_secrets(&key, Utc::now());
     if secrets.is_empty() {
-        return Outcome::Retry(
-            None,
+        return Outcome::Postpone(
             "the signing secret cannot be opened (CONFIG_ENCRYPTION_KEY changed?)".into(),
         );
     }
