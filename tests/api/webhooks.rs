@@ -313,16 +313,25 @@ async fn an_endpoint_failing_throughout_is_disabled_and_comes_back_when_enabled(
     assert_eq!(hits[before].json()["data"]["toPlan"], "starter");
     assert_eq!(hits[before].answered, 200);
 
-    // The operator sees it: deliveries by outcome, disables, the outbox's depth and age.
-    let metrics = app.get("/metrics").await.1;
-    for line in [
+    // The operator sees it: deliveries by outcome, disables, the outbox's depth and age (the
+    // delivered count follows the receiver's answer, once the outcome is recorded).
+    let lines = [
         "tenantry_notification_deliveries_total{channel=\"WEBHOOK\",outcome=\"retried\"}",
         "tenantry_notification_deliveries_total{channel=\"WEBHOOK\",outcome=\"failed\"}",
         "tenantry_notification_deliveries_total{channel=\"WEBHOOK\",outcome=\"delivered\"}",
         "tenantry_webhook_endpoints_disabled_total",
         "tenantry_notification_outbox_depth{stage=\"pending\"}",
         "tenantry_notification_outbox_age_seconds",
-    ] {
+    ];
+    let mut metrics = String::new();
+    for _ in 0..500 {
+        metrics = app.get("/metrics").await.1;
+        if lines.iter().all(|l| metrics.contains(l)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for line in lines {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
 }

@@ -60,6 +60,12 @@ async fn a_quota_crossing_under_64_racing_writers_on_two_instances_is_delivered_
         "select count(*) as n from notification_deliveries where tenant_id = '{}' and channel = 'WEBHOOK' and status = 'SUCCEEDED' and attempts = 1",
         t.id
     );
+    for _ in 0..330 {
+        if count(&mut c, &delivered).await == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
     assert_eq!(count(&mut c, &delivered).await, 2);
 
     // One mail per threshold, to the owner, carrying the same event ids.
