@@ -48,7 +48,8 @@ pub async fn endpoint(
     )
 }
 
-async fn change_plan(app: &TestApp, t: &TestTenant, plan: &str) {
+/// `changePlan` to `plan` as `t`'s admin (monthly).
+pub async fn change_plan(app: &TestApp, t: &TestTenant, plan: &str) {
     app.gql(
         Some(&t.admin),
         "mutation($p: String!) { changePlan(planSlug: $p, billingCycle: MONTHLY) { status } }",

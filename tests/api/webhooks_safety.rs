@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::common::receiver::Receiver;
 use crate::common::{count, text, TestApp};
-use crate::webhooks::{delivering, endpoint};
+use crate::webhooks::{change_plan, delivering, endpoint};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_loopback_and_link_local_targets_are_refused_by_default() {
@@ -42,6 +42,35 @@ async fn private_loopback_and_link_local_targets_are_refused_by_default() {
         )
         .await;
     r.err("BAD_USER_INPUT");
+    // Bad input: a NUL byte, a 3 KiB URL, an unknown event filter: BAD_USER_INPUT, never INTERNAL.
+    let long = format!("https://hooks.example.com/{}", "a".repeat(3000));
+    for (url, events) in [
+        ("https://hooks.example.com/\u{0}", json!(["*"])),
+        (long.as_str(), json!(["*"])),
+        ("https://hooks.example.com/x", json!(["plan.changed\u{0}"])),
+    ] {
+        let r = app
+            .gql(
+                Some(&t.admin),
+                "mutation($u: String!, $e: [String!]!) { createWebhookEndpoint(input: { url: $u, events: $e }) { secret } }",
+                json!({ "u": url, "e": events }),
+            )
+            .await;
+        r.err("BAD_USER_INPUT");
+    }
+    for event_type in ["plan.changed\u{0}", "no.such"] {
+        let r = app
+            .gql(
+                Some(&t.admin),
+                "query($t: ID!, $e: String!) { tenant(id: $t) { webhookDeliveries(filter: { eventType: $e }) { totalCount } } }",
+                json!({ "t": t.id, "e": event_type }),
+            )
+            .await;
+        let e = r.err("BAD_USER_INPUT");
+        if event_type == "no.such" {
+            assert_eq!(e["extensions"]["field"], "eventType");
+        }
+    }
     let mut c = app.db.superuser().await;
     assert_eq!(
         count(&mut c, "select count(*) as n from webhook_endpoints").await,
@@ -73,14 +102,7 @@ async fn an_endpoint_saved_while_allowed_is_refused_at_send_time_once_it_is_not(
     delivering(&mut env);
     env.insert("OUTBOUND_WEBHOOKS_ALLOW_PRIVATE".into(), "false".into());
     let strict = TestApp::start(allowing.db.clone(), env).await;
-    allowing
-        .gql(
-            Some(&t.admin),
-            "mutation { changePlan(planSlug: \"professional\", billingCycle: MONTHLY) { status } }",
-            json!({}),
-        )
-        .await
-        .ok();
+    change_plan(&allowing, &t, "professional").await;
     let mut c = strict.db.superuser().await;
     let mut error = None;
     for _ in 0..330 {
@@ -106,13 +128,7 @@ async fn another_tenants_endpoints_and_deliveries_are_out_of_reach() {
     let b = app.tenant().plan("starter").create().await;
     let rx = Receiver::start(vec![]).await;
     let (b_endpoint, b_secret) = endpoint(&app, &b, &rx.url, &["*"]).await;
-    app.gql(
-        Some(&b.admin),
-        "mutation { changePlan(planSlug: \"professional\", billingCycle: MONTHLY) { status } }",
-        json!({}),
-    )
-    .await
-    .ok();
+    change_plan(&app, &b, "professional").await;
     rx.wait_for(1, Duration::from_secs(10)).await;
     let mut c = app.db.superuser().await;
     let mut b_delivery = None;
@@ -239,14 +255,7 @@ async fn a_changed_encryption_key_postpones_deliveries_and_never_disables_endpoi
     );
     env.insert("WEBHOOK_RETRY_FOR".into(), "200ms".into());
     let other_key = TestApp::start(saving.db.clone(), env).await;
-    saving
-        .gql(
-            Some(&t.admin),
-            "mutation { changePlan(planSlug: \"professional\", billingCycle: MONTHLY) { status } }",
-            json!({}),
-        )
-        .await
-        .ok();
+    change_plan(&saving, &t, "professional").await;
     let mut c = other_key.db.superuser().await;
     let postponed = "select count(*) as n from notification_deliveries where channel = 'WEBHOOK'
         and status = 'PENDING' and attempts >= 2 and last_error like '%CONFIG_ENCRYPTION_KEY%'";

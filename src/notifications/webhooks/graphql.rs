@@ -7,7 +7,9 @@ use async_graphql::{Context, InputObject, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::model::{DeliveryFilter, DeliveryRow, DeliveryStatus, EndpointRow, SigningSecret};
+use super::model::{
+    known_event, DeliveryFilter, DeliveryRow, DeliveryStatus, EndpointRow, SigningSecret,
+};
 use super::service::{self, EndpointUpdate, NewEndpointInput};
 use crate::auth::Role;
 use crate::error::AppError;
@@ -115,7 +117,10 @@ impl WebhookDeliveryFilter {
     pub fn parse(self) -> Result<DeliveryFilter, AppError> {
         Ok(DeliveryFilter {
             status: self.status,
-            event_type: self.event_type,
+            event_type: match self.event_type {
+                Some(name) => Some(known_event("eventType", &name)?.as_str().to_owned()),
+                None => None,
+            },
             endpoint_id: self
                 .endpoint_id
                 .as_ref()

@@ -182,19 +182,28 @@ pub fn parse_events(events: &[String]) -> AppResult<Vec<String>> {
     }
     let mut out: Vec<String> = Vec::new();
     for e in events {
-        let known = e == ALL_EVENTS || EventType::PUBLIC.iter().any(|t| t.as_str() == e);
-        if !known {
-            let names: Vec<&str> = EventType::PUBLIC.iter().map(|t| t.as_str()).collect();
-            return Err(AppError::bad_input(
-                "events",
-                format!("unknown event {e:?}; known: {}, or \"*\"", names.join(", ")),
-            ));
+        if e != ALL_EVENTS {
+            known_event("events", e)?;
         }
         if !out.contains(e) {
             out.push(e.clone());
         }
     }
     Ok(out)
+}
+
+/// `name` if it is an event of SPEC §12; BAD_USER_INPUT on `field` naming the known ones.
+pub fn known_event(field: &'static str, name: &str) -> AppResult<EventType> {
+    EventType::PUBLIC
+        .into_iter()
+        .find(|t| t.as_str() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = EventType::PUBLIC.iter().map(|t| t.as_str()).collect();
+            AppError::bad_input(
+                field,
+                format!("unknown event {name:?}; known: {}", names.join(", ")),
+            )
+        })
 }
 
 /// `Tenantry-Signature`: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`, one
